@@ -1,0 +1,412 @@
+//! `NdArray<T>`: one flat row-major `Vec<T>` plus its shape, as in the article.
+//!
+//! Storage operations (reshape, permute, broadcast, gather, concatenate) work for any
+//! `T: Clone`, so `NdArray<Value>` exists; the math lives in the sibling modules and
+//! needs `T: Float`.
+
+mod elementwise;
+mod float;
+pub mod index;
+mod matmul;
+mod reduce;
+
+pub use float::Float;
+// pub use index::IndexItem;
+// pub use reduce::ReduceOp;
+
+use crate::shape::{broadcast_strides, checked_size, fmt_shape, size_of, strides_of};
+use crate::{Error, Result};
+
+/// An n-dimensional array: a contiguous row-major `data` vector and its `shape`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NdArray<T> {
+    shape: Vec<usize>,
+    data: Vec<T>,
+}
+
+/// Allocates a vector of `n` copies of `value`, reporting failure instead of aborting.
+pub fn try_filled<T: Clone>(n: usize, value: T) -> Result<Vec<T>> {
+    let mut v = try_with_capacity(n)?;
+    v.resize(n, value);
+    Ok(v)
+}
+
+/// Reserves room for `n` elements, reporting failure instead of aborting.
+pub fn try_with_capacity<T>(n: usize) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n).map_err(|_| {
+        Error::Memory(format!(
+            "cannot allocate {n} elements of {} bytes",
+            std::mem::size_of::<T>()
+        ))
+    })?;
+    Ok(v)
+}
+
+impl<T: Clone> NdArray<T> {
+    /// Wraps `data` with `shape`; the lengths must agree.
+    pub fn from_vec(data: Vec<T>, shape: &[usize]) -> Result<Self> {
+        let n = checked_size(shape)?;
+        if n != data.len() {
+            return Err(Error::Shape(format!(
+                "NdArray: {} values do not fill shape {} ({} elements)",
+                data.len(),
+                fmt_shape(shape),
+                n
+            )));
+        }
+        Ok(Self {
+            shape: shape.to_vec(),
+            data,
+        })
+    }
+
+    /// A 0-d array holding one value.
+    pub fn scalar(value: T) -> Self {
+        Self {
+            shape: vec![],
+            data: vec![value],
+        }
+    }
+
+    /// An array of `shape` filled with `value` (a `Memory` error if it cannot be allocated).
+    pub fn full(shape: &[usize], value: T) -> Result<Self> {
+        let n = checked_size(shape)?;
+        Ok(Self {
+            shape: shape.to_vec(),
+            data: try_filled(n, value)?,
+        })
+    }
+
+    /// The dimensions, outermost first.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The number of dimensions.
+    pub fn ndim(&self) -> usize {
+        self.shape.len()
+    }
+
+    /// The number of elements.
+    pub fn size(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The elements in row-major order.
+    pub fn data(&self) -> &[T] {
+        &self.data
+    }
+
+    /// The elements in row-major order, writable.
+    pub fn data_mut(&mut self) -> &mut [T] {
+        &mut self.data
+    }
+
+    /// Takes the flat data out.
+    pub fn into_vec(self) -> Vec<T> {
+        self.data
+    }
+
+    /// The one element of a one-element array.
+    pub fn item(&self) -> Result<T> {
+        match self.data.as_slice() {
+            [x] => Ok(x.clone()),
+            _ => Err(Error::Value(format!(
+                "item: only one-element arrays convert to a scalar, got shape {}",
+                fmt_shape(&self.shape)
+            ))),
+        }
+    }
+
+    /// Applies `f` to every element.
+    pub fn map<U, F: Fn(&T) -> U>(&self, f: F) -> NdArray<U> {
+        NdArray {
+            shape: self.shape.clone(),
+            data: self.data.iter().map(f).collect(),
+        }
+    }
+
+    /// Combines two arrays elementwise with NumPy broadcasting.
+    pub fn zip_with<U: Clone, V, F: Fn(&T, &U) -> V>(
+        &self,
+        op: &str,
+        other: &NdArray<U>,
+        f: F,
+    ) -> Result<NdArray<V>> {
+        let shape = crate::shape::broadcast_shapes(op, &self.shape, &other.shape)?;
+        let n = checked_size(&shape)?;
+        let mut out = try_with_capacity(n)?;
+        if self.shape == other.shape {
+            out.extend(self.data.iter().zip(&other.data).map(|(a, b)| f(a, b)));
+        } else {
+            let sa = broadcast_strides(&self.shape, &shape);
+            let sb = broadcast_strides(&other.shape, &shape);
+            for_each_offset2(&shape, &sa, &sb, |ia, ib| {
+                out.push(f(&self.data[ia], &other.data[ib]))
+            });
+        }
+        Ok(NdArray { shape, data: out })
+    }
+
+    /// The same data under a new shape; one dimension may be `-1` (inferred).
+    pub fn reshape(&self, shape: &[isize]) -> Result<Self> {
+        let new_shape = infer_shape(shape, self.size(), &self.shape)?;
+        Ok(Self {
+            shape: new_shape,
+            data: self.data.clone(),
+        })
+    }
+
+    /// Reshapes in place to a shape of the same size (no `-1`).
+    pub fn into_shape(self, shape: &[usize]) -> Result<Self> {
+        Self::from_vec(self.data, shape)
+    }
+
+    /// Reorders the axes: output axis `i` is input axis `perm[i]`.
+    pub fn permute(&self, perm: &[usize]) -> Result<Self> {
+        let nd = self.ndim();
+        let mut seen = vec![false; nd];
+        if perm.len() != nd
+            || perm
+                .iter()
+                .any(|&p| p >= nd || std::mem::replace(&mut seen[p], true))
+        {
+            return Err(Error::Axis(format!(
+                "permute: {perm:?} is not a permutation of the {nd} axes of shape {}",
+                fmt_shape(&self.shape)
+            )));
+        }
+        let shape: Vec<usize> = perm.iter().map(|&p| self.shape[p]).collect();
+        let own = strides_of(&self.shape);
+        let strides: Vec<usize> = perm.iter().map(|&p| own[p]).collect();
+        Ok(Self {
+            data: self.gather_strided(&shape, &strides, 0),
+            shape,
+        })
+    }
+
+    /// Swaps two (already normalised) axes.
+    pub fn swap_axes(&self, a: usize, b: usize) -> Result<Self> {
+        let mut perm: Vec<usize> = (0..self.ndim()).collect();
+        if a >= perm.len() || b >= perm.len() {
+            return Err(Error::Axis(format!(
+                "transpose: axes ({a}, {b}) out of range for shape {}",
+                fmt_shape(&self.shape)
+            )));
+        }
+        perm.swap(a, b);
+        self.permute(&perm)
+    }
+
+    /// Materialises the broadcast of this array to `shape`.
+    pub fn broadcast_to(&self, shape: &[usize]) -> Result<Self> {
+        let target = crate::shape::broadcast_shapes("broadcast_to", &self.shape, shape)?;
+        if target != shape {
+            return Err(Error::Shape(format!(
+                "broadcast_to: cannot broadcast shape {} to {}",
+                fmt_shape(&self.shape),
+                fmt_shape(shape)
+            )));
+        }
+        checked_size(shape)?;
+        let strides = broadcast_strides(&self.shape, shape);
+        Ok(Self {
+            data: self.gather_strided(shape, &strides, 0),
+            shape: shape.to_vec(),
+        })
+    }
+
+    /// Reads the elements at the given flat offsets into an array of `shape`.
+    pub fn gather(&self, offsets: &[usize], shape: &[usize]) -> Self {
+        Self {
+            shape: shape.to_vec(),
+            data: offsets.iter().map(|&i| self.data[i].clone()).collect(),
+        }
+    }
+
+    /// Reads a strided view (in elements, from `start`) into a new contiguous vector.
+    fn gather_strided(&self, shape: &[usize], strides: &[usize], start: usize) -> Vec<T> {
+        let mut out = Vec::with_capacity(size_of(shape));
+        for_each_offset(shape, strides, start, |i| out.push(self.data[i].clone()));
+        out
+    }
+
+    /// Joins arrays along an existing axis; all other dimensions must agree.
+    pub fn concatenate(arrays: &[&Self], axis: isize) -> Result<Self> {
+        let first = arrays
+            .first()
+            .ok_or_else(|| Error::Value("cat: expected a non-empty list of arrays".into()))?;
+        let ax = crate::shape::normalize_axis("cat", axis, first.ndim().max(1))?;
+        if first.ndim() == 0 {
+            return Err(Error::Shape(
+                "cat: zero-dimensional arrays cannot be concatenated".into(),
+            ));
+        }
+        let mut shape = first.shape.clone();
+        shape[ax] = 0;
+        for a in arrays {
+            let ok = a.ndim() == first.ndim()
+                && a.shape
+                    .iter()
+                    .zip(&first.shape)
+                    .enumerate()
+                    .all(|(i, (x, y))| i == ax || x == y);
+            if !ok {
+                return Err(Error::Shape(format!(
+                    "cat: shapes {} and {} differ outside axis {ax}",
+                    fmt_shape(&first.shape),
+                    fmt_shape(&a.shape)
+                )));
+            }
+            shape[ax] += a.shape[ax];
+        }
+        let outer: usize = shape[..ax].iter().product();
+        let inner: usize = shape[ax + 1..].iter().product();
+        let mut data = try_with_capacity(checked_size(&shape)?)?;
+        for o in 0..outer {
+            for a in arrays {
+                let chunk = a.shape[ax] * inner;
+                data.extend_from_slice(&a.data[o * chunk..(o + 1) * chunk]);
+            }
+        }
+        Ok(Self { shape, data })
+    }
+
+    /// Joins arrays of one shape along a new axis.
+    pub fn stack(arrays: &[&Self], axis: isize) -> Result<Self> {
+        let first = arrays
+            .first()
+            .ok_or_else(|| Error::Value("stack: expected a non-empty list of arrays".into()))?;
+        let ax = crate::shape::normalize_axis("stack", axis, first.ndim() + 1)?;
+        let mut expanded = Vec::with_capacity(arrays.len());
+        for a in arrays {
+            if a.shape != first.shape {
+                return Err(Error::Shape(format!(
+                    "stack: all arrays must have one shape, got {} and {}",
+                    fmt_shape(&first.shape),
+                    fmt_shape(&a.shape)
+                )));
+            }
+            let mut s = a.shape.clone();
+            s.insert(ax, 1);
+            expanded.push(Self {
+                shape: s,
+                data: a.data.clone(),
+            });
+        }
+        let refs: Vec<&Self> = expanded.iter().collect();
+        Self::concatenate(&refs, ax as isize)
+    }
+}
+
+/// Resolves a requested shape with at most one `-1` against `size` elements.
+pub fn infer_shape(shape: &[isize], size: usize, from: &[usize]) -> Result<Vec<usize>> {
+    let bad = || {
+        Error::Shape(format!(
+            "reshape: cannot reshape array of shape {} ({size} elements) into shape {:?}",
+            fmt_shape(from),
+            shape
+        ))
+    };
+    let mut unknown = None;
+    let mut known = 1usize;
+    for (i, &d) in shape.iter().enumerate() {
+        match d {
+            -1 if unknown.is_none() => unknown = Some(i),
+            -1 => return Err(Error::Value("reshape: only one dimension can be -1".into())),
+            d if d < 0 => {
+                return Err(Error::Value(format!(
+                    "reshape: negative dimension {d} in {shape:?}"
+                )))
+            }
+            d => known = known.checked_mul(d as usize).ok_or_else(bad)?,
+        }
+    }
+    let mut out: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
+    if let Some(i) = unknown {
+        if known == 0 || size % known != 0 {
+            return Err(bad());
+        }
+        out[i] = size / known;
+    } else if known != size {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// Calls `f` with the flat offset of every element of a strided view, in row-major order.
+pub fn for_each_offset(shape: &[usize], strides: &[usize], start: usize, mut f: impl FnMut(usize)) {
+    if shape.iter().any(|&d| d == 0) {
+        return;
+    }
+    let nd = shape.len();
+    if nd == 0 {
+        f(start);
+        return;
+    }
+    let (last_n, last_s) = (shape[nd - 1], strides[nd - 1]);
+    let mut idx = vec![0usize; nd];
+    let mut base = start;
+    loop {
+        for k in 0..last_n {
+            f(base + k * last_s);
+        }
+        // Advance the outer indices like an odometer.
+        let mut d = nd - 1;
+        loop {
+            if d == 0 {
+                return;
+            }
+            d -= 1;
+            idx[d] += 1;
+            base += strides[d];
+            if idx[d] < shape[d] {
+                break;
+            }
+            base -= strides[d] * shape[d];
+            idx[d] = 0;
+        }
+    }
+}
+
+/// Like [`for_each_offset`] for two strided views of one shape, walked together.
+pub fn for_each_offset2(
+    shape: &[usize],
+    sa: &[usize],
+    sb: &[usize],
+    mut f: impl FnMut(usize, usize),
+) {
+    if shape.iter().any(|&d| d == 0) {
+        return;
+    }
+    let nd = shape.len();
+    if nd == 0 {
+        f(0, 0);
+        return;
+    }
+    let (n, la, lb) = (shape[nd - 1], sa[nd - 1], sb[nd - 1]);
+    let mut idx = vec![0usize; nd];
+    let (mut a, mut b) = (0usize, 0usize);
+    loop {
+        for k in 0..n {
+            f(a + k * la, b + k * lb);
+        }
+        let mut d = nd - 1;
+        loop {
+            if d == 0 {
+                return;
+            }
+            d -= 1;
+            idx[d] += 1;
+            a += sa[d];
+            b += sb[d];
+            if idx[d] < shape[d] {
+                break;
+            }
+            a -= sa[d] * shape[d];
+            b -= sb[d] * shape[d];
+            idx[d] = 0;
+        }
+    }
+}
