@@ -1,1 +1,264 @@
+//! Matrix multiplication with NumPy `@` semantics, batched and broadcast, on the `gemm` crate.
 
+use std::any::TypeId;
+
+use rayon::prelude::*;
+
+use super::{try_filled, Float, NdArray};
+use crate::shape::{broadcast_strides, checked_size, fmt_shape};
+use crate::{Error, Result};
+
+/// From this many multiply-adds (`m * n * k`) on, one GEMM runs on several threads;
+/// below it the threads' start-up costs more than they save.
+const GEMM_PARALLEL_WORK: usize = 64 * 64 * 64;
+
+/// One operand as the kernel sees it: its data, batch shape and the strides
+/// (in elements) of its logical matrix.
+struct Operand<'a, T> {
+    data: &'a [T],
+    batch: &'a [usize],
+    rows: usize,
+    cols: usize,
+    row_stride: isize,
+    col_stride: isize,
+}
+
+impl<'a, T> Operand<'a, T> {
+    /// Views the last two axes of `shape` (at least 2-D) as a matrix, transposed
+    /// or not, without moving any data.
+    fn new(data: &'a [T], shape: &'a [usize], transpose: bool) -> Self {
+        let nd = shape.len();
+        let (r, c) = (shape[nd - 2], shape[nd - 1]);
+        let (rows, cols, row_stride, col_stride) = if transpose {
+            (c, r, 1, c as isize)
+        } else {
+            (r, c, c as isize, 1)
+        };
+        Self {
+            data,
+            batch: &shape[..nd - 2],
+            rows,
+            cols,
+            row_stride,
+            col_stride,
+        }
+    }
+}
+
+impl<T: Float> NdArray<T> {
+    /// Matrix product with NumPy `@` semantics: 1-D·1-D gives a 0-d array; a 1-D
+    /// left operand gets a leading 1 and a 1-D right one a trailing 1, removed
+    /// again from the result; leading (batch) axes broadcast.
+    pub fn matmul(&self, other: &Self) -> Result<Self> {
+        self.matmul_impl("matmul", other, false, false)
+    }
+
+    /// Like [`matmul`](Self::matmul), reading the last two axes of `self` and/or
+    /// `other` as transposed without materialising the transpose (the GEMM reads
+    /// them with swapped strides). A transposed operand must be at least 2-D.
+    pub fn matmul_t(&self, other: &Self, transpose_a: bool, transpose_b: bool) -> Result<Self> {
+        self.matmul_impl("matmul_t", other, transpose_a, transpose_b)
+    }
+
+    fn matmul_impl(&self, op: &str, other: &Self, ta: bool, tb: bool) -> Result<Self> {
+        let (sa, sb) = (&self.shape, &other.shape);
+        if sa.is_empty() || sb.is_empty() {
+            return Err(Error::Shape(format!(
+                "{op}: shapes {} and {}: a 0-d array has no matrix axes; use * to scale",
+                fmt_shape(sa),
+                fmt_shape(sb)
+            )));
+        }
+        for (t, s, name) in [(ta, sa, "first"), (tb, sb, "second")] {
+            if t && s.len() < 2 {
+                return Err(Error::Shape(format!(
+                    "{op}: cannot transpose the {name} operand of shape {}: it needs 2 or more axes",
+                    fmt_shape(s)
+                )));
+            }
+        }
+        // 1-D operands: a row vector on the left, a column vector on the right.
+        let pa = if sa.len() == 1 {
+            vec![1, sa[0]]
+        } else {
+            sa.clone()
+        };
+        let pb = if sb.len() == 1 {
+            vec![sb[0], 1]
+        } else {
+            sb.clone()
+        };
+        let a = Operand::new(&self.data, &pa, ta);
+        let b = Operand::new(&other.data, &pb, tb);
+        let (m, k, n) = (a.rows, a.cols, b.cols);
+        if b.rows != k {
+            let flag = match (ta, tb) {
+                (false, false) => "",
+                (true, false) => " (first transposed)",
+                (false, true) => " (second transposed)",
+                (true, true) => " (both transposed)",
+            };
+            return Err(Error::Shape(format!(
+                "{op}: shapes {} and {}{flag} do not line up: {k} != {}",
+                fmt_shape(sa),
+                fmt_shape(sb),
+                b.rows
+            )));
+        }
+        let batch = crate::shape::broadcast_shapes(op, a.batch, b.batch).map_err(|_| {
+            Error::Shape(format!(
+                "{op}: shapes {} and {}: batch axes {} and {} cannot be broadcast together",
+                fmt_shape(sa),
+                fmt_shape(sb),
+                fmt_shape(a.batch),
+                fmt_shape(b.batch)
+            ))
+        })?;
+        let mut shape = batch.clone();
+        shape.extend([m, n]);
+        let mut data = try_filled(checked_size(&shape)?, T::zero())?;
+        gemm_batched(&mut data, &batch, &a, &b, m, n, k);
+        // Drop the axes a 1-D operand was given.
+        if sb.len() == 1 {
+            shape.pop();
+        }
+        if sa.len() == 1 {
+            let at = shape.len() - 1 - usize::from(sb.len() != 1);
+            shape.remove(at);
+        }
+        Ok(Self { shape, data })
+    }
+}
+
+/// Fills `out` (zeroed, shape `batch + [m, n]`, row-major) with the batched
+/// product `a @ b`; batch axes of size 1 or missing in an operand broadcast.
+fn gemm_batched<T: Float>(
+    out: &mut [T],
+    batch: &[usize],
+    a: &Operand<T>,
+    b: &Operand<T>,
+    m: usize,
+    n: usize,
+    k: usize,
+) {
+    if m == 0 || n == 0 || k == 0 || out.is_empty() {
+        return; // already all zeros (an empty sum is 0)
+    }
+    // Element strides of each operand's batch axes, 0 where it broadcasts.
+    let mat = |o: &Operand<T>| o.rows * o.cols;
+    let sa: Vec<usize> = broadcast_strides(a.batch, batch)
+        .iter()
+        .map(|s| s * mat(a))
+        .collect();
+    let sb: Vec<usize> = broadcast_strides(b.batch, batch)
+        .iter()
+        .map(|s| s * mat(b))
+        .collect();
+    let offsets = |mut i: usize| {
+        let (mut oa, mut ob) = (0, 0);
+        for d in (0..batch.len()).rev() {
+            let j = i % batch[d];
+            i /= batch[d];
+            oa += j * sa[d];
+            ob += j * sb[d];
+        }
+        (oa, ob)
+    };
+    let work = m.saturating_mul(n).saturating_mul(k);
+    let threads = crate::parallel::num_threads();
+    let count = out.len() / (m * n);
+    let one = |(i, dst): (usize, &mut [T]), parallel: bool| {
+        let (oa, ob) = offsets(i);
+        matrix_product(dst, a, oa, b, ob, m, n, k, parallel);
+    };
+    if work >= GEMM_PARALLEL_WORK || threads <= 1 || count == 1 {
+        // Big matrices: each GEMM uses the threads itself.
+        let parallel = work >= GEMM_PARALLEL_WORK && threads > 1;
+        out.chunks_mut(m * n)
+            .enumerate()
+            .for_each(|c| one(c, parallel));
+    } else if work.saturating_mul(count) >= GEMM_PARALLEL_WORK {
+        // Many small matrices: spread the batch over the threads instead.
+        out.par_chunks_mut(m * n)
+            .enumerate()
+            .for_each(|c| one(c, false));
+    } else {
+        out.chunks_mut(m * n)
+            .enumerate()
+            .for_each(|c| one(c, false));
+    }
+}
+
+/// `dst (m×n, row-major) = A @ B` for one matrix of each operand, starting at
+/// element offsets `oa` and `ob`; `k >= 1`, `m, n >= 1`.
+#[allow(clippy::too_many_arguments)]
+fn matrix_product<T: Float>(
+    dst: &mut [T],
+    a: &Operand<T>,
+    oa: usize,
+    b: &Operand<T>,
+    ob: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+    parallel: bool,
+) {
+    let a_last = oa + (m - 1) * a.row_stride as usize + (k - 1) * a.col_stride as usize;
+    let b_last = ob + (k - 1) * b.row_stride as usize + (n - 1) * b.col_stride as usize;
+    assert!(dst.len() == m * n && a_last < a.data.len() && b_last < b.data.len());
+    let is = |id: TypeId| TypeId::of::<T>() == id;
+    if !(is(TypeId::of::<f32>()) || is(TypeId::of::<f64>())) {
+        // `Float` is meant for f32/f64 only; any other implementor gets a plain loop.
+        for i in 0..m {
+            for j in 0..n {
+                dst[i * n + j] = (0..k)
+                    .map(|p| {
+                        let x = a.data[oa + i * a.row_stride as usize + p * a.col_stride as usize];
+                        let y = b.data[ob + p * b.row_stride as usize + j * b.col_stride as usize];
+                        x * y
+                    })
+                    .sum();
+            }
+        }
+        return;
+    }
+    let parallelism = if parallel {
+        gemm::Parallelism::Rayon(crate::parallel::num_threads())
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: `T` is f32 or f64 (checked above), the element types `gemm` dispatches
+    // to. The assert above shows every element the kernel touches is in bounds:
+    // lhs reads `oa + i*row_stride + p*col_stride` for i < m, p < k, whose maximum
+    // is `a_last < a.data.len()` (strides are non-negative); likewise rhs up to
+    // `b_last`, and dst writes `i*n + j < m*n = dst.len()`. `dst` is a unique
+    // borrow, so it aliases neither input, and `read_dst = false` means its old
+    // contents are never read (alpha is then ignored; beta = 1 scales lhs×rhs).
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            false,
+            a.data.as_ptr().add(oa),
+            a.col_stride,
+            a.row_stride,
+            b.data.as_ptr().add(ob),
+            b.col_stride,
+            b.row_stride,
+            T::zero(),
+            T::one(),
+            false,
+            false,
+            false,
+            parallelism,
+        );
+    }
+}
+
+#[cfg(test)]
+#[path = "matmul_tests.rs"]
+mod tests;

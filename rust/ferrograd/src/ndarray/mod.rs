@@ -4,15 +4,15 @@
 //! `T: Clone`, so `NdArray<Value>` exists; the math lives in the sibling modules and
 //! needs `T: Float`.
 
-mod elementwise;
+pub mod elementwise;
 mod float;
 pub mod index;
 mod matmul;
 mod reduce;
 
 pub use float::Float;
-// pub use index::IndexItem;
-// pub use reduce::ReduceOp;
+pub use index::IndexItem;
+pub use reduce::ReduceOp;
 
 use crate::shape::{broadcast_strides, checked_size, fmt_shape, size_of, strides_of};
 use crate::{Error, Result};

@@ -1,0 +1,284 @@
+//! Tests of `matmul` and `matmul_t` against hand-computed products and a naive loop.
+
+use super::super::{Float, NdArray};
+use crate::shape::{broadcast_shapes, broadcast_strides, size_of, strides_of};
+use crate::Error;
+
+/// Deterministic pseudo-random values in [-1, 1) (an LCG; no global state).
+fn filled<T: Float>(shape: &[usize], seed: u64) -> NdArray<T> {
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let data = (0..size_of(shape))
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            T::from_f64_lossy((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
+        })
+        .collect();
+    NdArray::from_vec(data, shape).unwrap()
+}
+
+/// Batched matmul of two ≥2-D arrays by triple loop over broadcast batches, in f64.
+fn naive<T: Float>(a: &NdArray<T>, b: &NdArray<T>) -> NdArray<f64> {
+    let (sa, sb) = (a.shape(), b.shape());
+    let (m, k, n) = (sa[sa.len() - 2], sa[sa.len() - 1], sb[sb.len() - 1]);
+    assert_eq!(k, sb[sb.len() - 2]);
+    let batch = broadcast_shapes("naive", &sa[..sa.len() - 2], &sb[..sb.len() - 2]).unwrap();
+    let (ba, bb) = (
+        broadcast_strides(&sa[..sa.len() - 2], &batch),
+        broadcast_strides(&sb[..sb.len() - 2], &batch),
+    );
+    let bs = strides_of(&batch);
+    let mut out = Vec::new();
+    for i in 0..size_of(&batch) {
+        let idx: Vec<usize> = (0..batch.len()).map(|d| i / bs[d] % batch[d]).collect();
+        let oa: usize = idx.iter().zip(&ba).map(|(j, s)| j * s * m * k).sum();
+        let ob: usize = idx.iter().zip(&bb).map(|(j, s)| j * s * k * n).sum();
+        for r in 0..m {
+            for c in 0..n {
+                out.push(
+                    (0..k)
+                        .map(|p| {
+                            a.data()[oa + r * k + p].to_f64_lossless()
+                                * b.data()[ob + p * n + c].to_f64_lossless()
+                        })
+                        .sum(),
+                );
+            }
+        }
+    }
+    let mut shape = batch;
+    shape.extend([m, n]);
+    NdArray::from_vec(out, &shape).unwrap()
+}
+
+fn assert_close<T: Float>(got: &NdArray<T>, want: &NdArray<f64>, tol: f64) {
+    assert_eq!(got.shape(), want.shape());
+    for (i, (g, w)) in got.data().iter().zip(want.data()).enumerate() {
+        let g = g.to_f64_lossless();
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "element {i}: {g} vs {w}"
+        );
+    }
+}
+
+fn arr(data: &[f64], shape: &[usize]) -> NdArray<f64> {
+    NdArray::from_vec(data.to_vec(), shape).unwrap()
+}
+
+/// Swaps the last two axes, materialised.
+fn transposed<T: Float>(x: &NdArray<T>) -> NdArray<T> {
+    let nd = x.ndim();
+    x.swap_axes(nd - 2, nd - 1).unwrap()
+}
+
+#[test]
+fn a_2x3_times_3x2_matches_the_hand_computed_product() {
+    let a = arr(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
+    let b = arr(&[7., 8., 9., 10., 11., 12.], &[3, 2]);
+    let c = a.matmul(&b).unwrap();
+    assert_eq!(c.shape(), &[2, 2]);
+    assert_eq!(c.data(), &[58., 64., 139., 154.]);
+}
+
+#[test]
+fn f32_products_are_exact_on_small_integers() {
+    let a = NdArray::from_vec(vec![1f32, 2., 3., 4.], &[2, 2]).unwrap();
+    let b = NdArray::from_vec(vec![5f32, 6., 7., 8.], &[2, 2]).unwrap();
+    assert_eq!(a.matmul(&b).unwrap().data(), &[19f32, 22., 43., 50.]);
+}
+
+#[test]
+fn two_vectors_give_a_zero_dimensional_dot_product() {
+    let a = arr(&[1., 2., 3.], &[3]);
+    let b = arr(&[4., 5., 6.], &[3]);
+    let c = a.matmul(&b).unwrap();
+    assert_eq!(c.shape(), &[] as &[usize]);
+    assert_eq!(c.data(), &[32.]);
+}
+
+#[test]
+fn a_vector_on_the_left_loses_its_prepended_axis() {
+    let v = arr(&[1., 2.], &[2]);
+    let m = arr(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
+    let c = v.matmul(&m).unwrap();
+    assert_eq!(c.shape(), &[3]);
+    assert_eq!(c.data(), &[9., 12., 15.]);
+    // Batched: (2,) @ (4, 2, 3) -> (4, 3).
+    let bm = filled::<f64>(&[4, 2, 3], 1);
+    let c = v.matmul(&bm).unwrap();
+    assert_close(
+        &c,
+        &naive(&v.reshape(&[1, 2]).unwrap(), &bm)
+            .reshape(&[4, 3])
+            .unwrap(),
+        1e-12,
+    );
+}
+
+#[test]
+fn a_vector_on_the_right_loses_its_appended_axis() {
+    let m = arr(&[1., 2., 3., 4., 5., 6.], &[2, 3]);
+    let v = arr(&[1., 0., -1.], &[3]);
+    let c = m.matmul(&v).unwrap();
+    assert_eq!(c.shape(), &[2]);
+    assert_eq!(c.data(), &[-2., -2.]);
+    // Batched: (5, 2, 3) @ (3,) -> (5, 2).
+    let bm = filled::<f64>(&[5, 2, 3], 2);
+    let want = naive(&bm, &v.reshape(&[3, 1]).unwrap())
+        .reshape(&[5, 2])
+        .unwrap();
+    assert_close(&bm.matmul(&v).unwrap(), &want, 1e-12);
+}
+
+#[test]
+fn batch_axes_broadcast_like_numpy() {
+    for (sa, sb, want) in [
+        (vec![2, 1, 3, 4], vec![5, 4, 6], vec![2, 5, 3, 6]),
+        (vec![3, 4], vec![7, 4, 2], vec![7, 3, 2]),
+        (vec![6, 3, 4], vec![4, 2], vec![6, 3, 2]),
+        (vec![1, 2, 3], vec![3, 1, 3, 5], vec![3, 1, 2, 5]),
+    ] {
+        let a = filled::<f64>(&sa, 3);
+        let b = filled::<f64>(&sb, 4);
+        let c = a.matmul(&b).unwrap();
+        assert_eq!(c.shape(), &want[..]);
+        assert_close(&c, &naive(&a, &b), 1e-12);
+    }
+}
+
+#[test]
+fn many_small_batched_matrices_match_the_naive_loop_in_f32() {
+    // Enough total work to take the batch-parallel path.
+    let a = filled::<f32>(&[64, 1, 16, 8], 5);
+    let b = filled::<f32>(&[8, 8, 16], 6);
+    assert_close(&a.matmul(&b).unwrap(), &naive(&a, &b), 1e-5);
+}
+
+#[test]
+fn transpose_flags_match_materialised_transposes() {
+    let a = filled::<f64>(&[2, 3, 4], 7); // used as (2, 4, 3) when transposed
+    let b = filled::<f64>(&[5, 1, 6, 3], 8); // used as (5, 1, 3, 6) when transposed
+    let at = transposed(&a);
+    let bt = transposed(&b);
+    // aᵀ @ x, x @ bᵀ and aᵀ @ bᵀ, each against matmul on the permuted copies.
+    let x = filled::<f64>(&[3, 7], 9);
+    assert_close(
+        &a.matmul_t(&x, true, false).unwrap(),
+        &naive(&at, &x),
+        1e-12,
+    );
+    let y = filled::<f64>(&[2, 8, 3], 10);
+    assert_close(
+        &y.matmul_t(&b, false, true).unwrap(),
+        &naive(&y, &bt),
+        1e-12,
+    );
+    let c = filled::<f64>(&[2, 6, 4], 11); // cᵀ is (2, 4, 6)
+    let d = filled::<f64>(&[5, 2, 3, 6], 12); // dᵀ is (5, 2, 6, 3)
+    let got = c.matmul_t(&d, true, true).unwrap();
+    assert_close(&got, &naive(&transposed(&c), &transposed(&d)), 1e-12);
+    assert_eq!(got.shape(), &[5, 2, 4, 3]);
+}
+
+#[test]
+fn transposed_f32_products_match_in_the_backward_pattern() {
+    // C = A @ B; dA = dC @ Bᵀ, dB = Aᵀ @ dC.
+    let a = filled::<f32>(&[3, 5, 4], 13);
+    let b = filled::<f32>(&[4, 6], 14);
+    let dc = filled::<f32>(&[3, 5, 6], 15);
+    let da = dc.matmul_t(&b, false, true).unwrap();
+    assert_close(&da, &naive(&dc, &transposed(&b)), 1e-5);
+    let db = a.matmul_t(&dc, true, false).unwrap();
+    assert_close(&db, &naive(&transposed(&a), &dc), 1e-5);
+}
+
+#[test]
+fn without_flags_matmul_t_is_matmul_including_vectors() {
+    let a = filled::<f64>(&[4], 16);
+    let b = filled::<f64>(&[2, 4, 3], 17);
+    assert_eq!(a.matmul_t(&b, false, false).unwrap(), a.matmul(&b).unwrap());
+}
+
+#[test]
+fn transposing_a_vector_is_a_shape_error() {
+    let v = filled::<f64>(&[3], 18);
+    let m = filled::<f64>(&[3, 3], 19);
+    let err = v.matmul_t(&m, true, false).unwrap_err();
+    assert!(
+        matches!(&err, Error::Shape(msg) if msg.contains("(3,)")),
+        "{err}"
+    );
+}
+
+#[test]
+fn mismatched_inner_dimensions_name_both_shapes() {
+    let a = filled::<f64>(&[3, 4], 20);
+    let b = filled::<f64>(&[5, 2], 21);
+    let err = a.matmul(&b).unwrap_err();
+    assert_eq!(
+        err,
+        Error::Shape("matmul: shapes (3, 4) and (5, 2) do not line up: 4 != 5".into())
+    );
+    let v = filled::<f64>(&[5], 22);
+    let err = a.matmul(&v).unwrap_err().to_string();
+    assert!(err.contains("(3, 4)") && err.contains("(5,)"), "{err}");
+}
+
+#[test]
+fn incompatible_batch_axes_are_a_shape_error() {
+    let a = filled::<f64>(&[2, 3, 4], 23);
+    let b = filled::<f64>(&[3, 4, 5], 24);
+    let err = a.matmul(&b).unwrap_err();
+    assert!(
+        matches!(&err, Error::Shape(msg) if msg.contains("(2, 3, 4)") && msg.contains("(3, 4, 5)")),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_zero_dimensional_operand_is_a_shape_error() {
+    let s = NdArray::scalar(2.0f64);
+    let m = filled::<f64>(&[2, 2], 25);
+    assert!(matches!(s.matmul(&m), Err(Error::Shape(_))));
+    assert!(matches!(m.matmul(&s), Err(Error::Shape(_))));
+}
+
+#[test]
+fn an_empty_inner_dimension_gives_zeros() {
+    let a = NdArray::<f64>::from_vec(vec![], &[3, 0]).unwrap();
+    let b = NdArray::<f64>::from_vec(vec![], &[0, 2]).unwrap();
+    let c = a.matmul(&b).unwrap();
+    assert_eq!(c.shape(), &[3, 2]);
+    assert_eq!(c.data(), &[0.; 6]);
+    let e = NdArray::<f32>::from_vec(vec![], &[0]).unwrap();
+    assert_eq!(e.matmul(&e).unwrap().data(), &[0f32]);
+}
+
+#[test]
+fn empty_outer_and_batch_dimensions_give_empty_results() {
+    let a = NdArray::<f64>::from_vec(vec![], &[0, 3]).unwrap();
+    let b = filled::<f64>(&[3, 4], 26);
+    assert_eq!(a.matmul(&b).unwrap().shape(), &[0, 4]);
+    let a = NdArray::<f64>::from_vec(vec![], &[2, 0, 3, 3]).unwrap();
+    assert_eq!(a.matmul(&b).unwrap().shape(), &[2, 0, 3, 4]);
+}
+
+#[test]
+fn a_large_product_matches_the_naive_loop_in_f32_and_f64() {
+    let a = filled::<f64>(&[257, 129], 27);
+    let b = filled::<f64>(&[129, 65], 28);
+    let want = naive(&a, &b);
+    assert_close(&a.matmul(&b).unwrap(), &want, 1e-12);
+    let a32 = a.map(|&x| x as f32);
+    let b32 = b.map(|&x| x as f32);
+    assert_close(&a32.matmul(&b32).unwrap(), &want, 1e-4);
+    // Transposed operands take the strided path through the threaded kernel too.
+    let got = transposed(&a32)
+        .matmul_t(&transposed(&b32), true, true)
+        .unwrap();
+    assert_close(&got, &want, 1e-4);
+}

@@ -1,0 +1,233 @@
+//! Elementwise ops and matmul on `Tensor`, each with its backward rule beside its forward.
+//! Gradients may come back broadcast; the engine sums them to each parent's shape.
+
+use super::Tensor;
+use crate::dynarray::fns::*;
+use crate::dynarray::{DynArray, UnaryFn};
+use crate::Result;
+
+/// Declares a unary op whose backward multiplies the upstream gradient by a factor
+/// computed from the input `x` and the output `y`.
+macro_rules! unary_op {
+    ($(#[$doc:meta])* $name:ident, $op:literal, $fwd:expr, |$g:ident, $x:ident, $y:ident| $grad:expr) => {
+        $(#[$doc])*
+        pub fn $name(&self) -> Result<Tensor> {
+            let out = self.array().map($fwd)?;
+            Ok(Tensor::from_op(out, $op, &[self], |$g, parents, $y| {
+                let $x = &*parents[0].array();
+                Ok(vec![Some($grad)])
+            }))
+        }
+    };
+}
+
+impl Tensor {
+    /// `self + other`, broadcasting.
+    pub fn add(&self, other: &Tensor) -> Result<Tensor> {
+        let out = self.array().zip("add", &other.array(), Add)?;
+        Ok(Tensor::from_op(out, "+", &[self, other], |g, _, _| {
+            Ok(vec![Some(g.clone()), Some(g.clone())])
+        }))
+    }
+
+    /// `self - other`, broadcasting.
+    pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
+        let out = self.array().zip("sub", &other.array(), Sub)?;
+        Ok(Tensor::from_op(out, "-", &[self, other], |g, _, _| {
+            Ok(vec![Some(g.clone()), Some(g.map(Neg)?)])
+        }))
+    }
+
+    /// `self * other`, broadcasting.
+    pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
+        let out = self.array().zip("mul", &other.array(), Mul)?;
+        Ok(Tensor::from_op(out, "*", &[self, other], |g, p, _| {
+            let (a, b) = (p[0].array(), p[1].array());
+            Ok(vec![
+                Some(g.zip("mul", &b, Mul)?),
+                Some(g.zip("mul", &a, Mul)?),
+            ])
+        }))
+    }
+
+    /// `self / other`, broadcasting; division by zero follows IEEE.
+    pub fn div(&self, other: &Tensor) -> Result<Tensor> {
+        let out = self.array().zip("div", &other.array(), Div)?;
+        Ok(Tensor::from_op(out, "/", &[self, other], |g, p, y| {
+            let b = p[1].array();
+            let ga = g.zip("div", &b, Div)?;
+            // d(a/b)/db = -(a/b)/b = -y/b
+            let gb = g.zip("mul", y, Mul)?.zip("div", &b, Div)?.map(Neg)?;
+            Ok(vec![Some(ga), Some(gb)])
+        }))
+    }
+
+    /// `self ** other`, broadcasting, differentiable in both; a negative base to a
+    /// fractional power is NaN.
+    pub fn pow(&self, other: &Tensor) -> Result<Tensor> {
+        let out = self.array().zip("pow", &other.array(), Pow)?;
+        Ok(Tensor::from_op(out, "**", &[self, other], |g, p, y| {
+            let (a, b) = (p[0].array(), p[1].array());
+            // d/da = b * a^(b-1); d/db = y * ln(a) (0 where y is 0, as PyTorch)
+            let ga = g.zip(
+                "pow",
+                &b.zip("pow", &a.zip("pow", &b.zip_scalar(1.0, Sub)?, Pow)?, Mul)?,
+                Mul,
+            )?;
+            let gb = g.zip("pow", &y.zip("pow", &a, MulLog)?, Mul)?;
+            Ok(vec![Some(ga), Some(gb)])
+        }))
+    }
+
+    /// `self + s` for a scalar `s` (the dtype stays).
+    pub fn add_scalar(&self, s: f64) -> Result<Tensor> {
+        let out = self.array().zip_scalar(s, Add)?;
+        Ok(Tensor::from_op(out, "+", &[self], |g, _, _| {
+            Ok(vec![Some(g.clone())])
+        }))
+    }
+
+    /// `self * s` for a scalar `s`.
+    pub fn mul_scalar(&self, s: f64) -> Result<Tensor> {
+        let out = self.array().zip_scalar(s, Mul)?;
+        Ok(Tensor::from_op(out, "*", &[self], move |g, _, _| {
+            Ok(vec![Some(g.zip_scalar(s, Mul)?)])
+        }))
+    }
+
+    /// `self - s`.
+    pub fn sub_scalar(&self, s: f64) -> Result<Tensor> {
+        let out = self.array().zip_scalar(s, Sub)?;
+        Ok(Tensor::from_op(out, "-", &[self], |g, _, _| {
+            Ok(vec![Some(g.clone())])
+        }))
+    }
+
+    /// `s - self`.
+    pub fn rsub_scalar(&self, s: f64) -> Result<Tensor> {
+        let out = self.array().zip_scalar(s, RSub)?;
+        Ok(Tensor::from_op(out, "-", &[self], |g, _, _| {
+            Ok(vec![Some(g.map(Neg)?)])
+        }))
+    }
+
+    /// `self / s`.
+    pub fn div_scalar(&self, s: f64) -> Result<Tensor> {
+        let out = self.array().zip_scalar(s, Div)?;
+        Ok(Tensor::from_op(out, "/", &[self], move |g, _, _| {
+            Ok(vec![Some(g.zip_scalar(s, Div)?)])
+        }))
+    }
+
+    /// `s / self`.
+    pub fn rdiv_scalar(&self, s: f64) -> Result<Tensor> {
+        let out = self.array().zip_scalar(s, RDiv)?;
+        Ok(Tensor::from_op(out, "/", &[self], |g, p, y| {
+            // d(s/a)/da = -y/a
+            let a = p[0].array();
+            Ok(vec![Some(
+                g.zip("div", y, Mul)?.zip("div", &a, Div)?.map(Neg)?,
+            )])
+        }))
+    }
+
+    /// `self ** s`.
+    pub fn pow_scalar(&self, s: f64) -> Result<Tensor> {
+        let out = self.array().zip_scalar(s, Pow)?;
+        Ok(Tensor::from_op(out, "**", &[self], move |g, p, _| {
+            let a = p[0].array();
+            Ok(vec![Some(g.zip(
+                "pow",
+                &a.zip_scalar(s - 1.0, Pow)?.zip_scalar(s, Mul)?,
+                Mul,
+            )?)])
+        }))
+    }
+
+    /// `s ** self`.
+    pub fn rpow_scalar(&self, s: f64) -> Result<Tensor> {
+        let out = self.array().zip_scalar(s, RPow)?;
+        Ok(Tensor::from_op(out, "**", &[self], move |g, _, y| {
+            // d(s^a)/da = s^a ln(s)
+            let factor = if s == 0.0 {
+                y.zip_scalar(0.0, Mul)?
+            } else {
+                y.zip_scalar(s.ln(), Mul)?
+            };
+            Ok(vec![Some(g.zip("pow", &factor, Mul)?)])
+        }))
+    }
+
+    unary_op!(/// `-self`.
+        neg, "neg", Neg, |g, _x, _y| g.map(Neg)?);
+    unary_op!(/// `e ** self`.
+        exp, "exp", Exp, |g, _x, y| g.zip("exp", y, Mul)?);
+    unary_op!(/// Natural log (NaN below 0, -inf at 0).
+        log, "log", Log, |g, x, _y| g.zip("log", x, Div)?);
+    unary_op!(/// Square root.
+        sqrt, "sqrt", Sqrt, |g, _x, y| g.zip("sqrt", &y.zip_scalar(2.0, Mul)?, Div)?);
+    unary_op!(/// Absolute value (gradient 0 at 0).
+        abs, "abs", Abs, |g, x, _y| g.zip("abs", &x.map(Sign)?, Mul)?);
+    unary_op!(/// `max(self, 0)`.
+        relu, "relu", Relu, |g, x, _y| g.zip("relu", &x.map(Positive)?, Mul)?);
+    unary_op!(/// The logistic function, stable for large inputs.
+        sigmoid, "sigmoid", Sigmoid, |g, _x, y| g.zip("sigmoid", &y.map(SigmoidGrad)?, Mul)?);
+    unary_op!(/// Hyperbolic tangent.
+        tanh, "tanh", Tanh, |g, _x, y| g.zip("tanh", &y.map(TanhGrad)?, Mul)?);
+
+    /// Matrix product with NumPy `@` semantics (1-D, 2-D, batched with broadcast batch dims).
+    pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
+        let out = self.array().matmul(&other.array())?;
+        Ok(Tensor::from_op(out, "@", &[self, other], |g, p, _| {
+            let (a, b) = (p[0].array(), p[1].array());
+            matmul_backward(g, &a, &b)
+        }))
+    }
+}
+
+/// `y * (1 - y)`: sigmoid's derivative from its output.
+#[derive(Clone, Copy)]
+struct SigmoidGrad;
+impl UnaryFn for SigmoidGrad {
+    fn apply<T: crate::ndarray::Float>(&self, y: T) -> T {
+        y * (T::one() - y)
+    }
+}
+
+/// `1 - y²`: tanh's derivative from its output.
+#[derive(Clone, Copy)]
+struct TanhGrad;
+impl UnaryFn for TanhGrad {
+    fn apply<T: crate::ndarray::Float>(&self, y: T) -> T {
+        T::one() - y * y
+    }
+}
+
+/// dA = G @ Bᵀ and dB = Aᵀ @ G, with 1-D operands lifted to matrices and back.
+fn matmul_backward(g: &DynArray, a: &DynArray, b: &DynArray) -> Result<Vec<Option<DynArray>>> {
+    let lift = |x: &DynArray, row: bool| -> Result<DynArray> {
+        match (x.ndim(), row) {
+            (1, true) => x.reshape(&[1, -1]),
+            (1, false) => x.reshape(&[-1, 1]),
+            _ => Ok(x.clone()),
+        }
+    };
+    let (a2, b2) = (lift(a, true)?, lift(b, false)?);
+    // Put back the axes the forward removed for 1-D operands.
+    let mut gshape: Vec<usize> = g.shape().to_vec();
+    if a.ndim() == 1 {
+        gshape.insert(gshape.len() - usize::from(b.ndim() != 1), 1);
+    }
+    if b.ndim() == 1 {
+        gshape.push(1);
+    }
+    let g2 = g.clone().into_shape(&gshape)?;
+    let ga = g2.matmul_t(&b2, false, true)?;
+    let mut gb = a2.matmul_t(&g2, true, false)?;
+    if b.ndim() == 1 {
+        // (..., k, 1) -> (..., k): drop the lifted column before the engine sums batches.
+        let s = gb.shape()[..gb.ndim() - 1].to_vec();
+        gb = gb.into_shape(&s)?;
+    }
+    Ok(vec![Some(ga), Some(gb)])
+}
