@@ -1,5 +1,63 @@
-"""ferrograd: a neural-network library whose numbers live in Rust."""
+"""ferrograd: a neural-network library whose numbers live in Rust.
 
-from ferrograd._core import __version__
+Three types carry it, as in the article "Building a neural network library in Rust":
+``NdArray`` (an n-d array), ``Value`` (a scalar with autodiff) and ``Tensor`` (an array with
+autodiff baked in).
+"""
 
-__all__ = ["__version__"]
+from ferrograd._core import (
+    AxisError,
+    NdArray,
+    Tensor,
+    Value,
+    __version__,
+    arange,
+    cat,
+    eye,
+    from_numpy,
+    full,
+    get_num_threads,
+    is_grad_enabled,
+    manual_seed,
+    ones,
+    rand,
+    randn,
+    set_grad_enabled,
+    set_num_threads,
+    stack,
+    zeros,
+)
+from ferrograd.autograd import GradcheckError, gradcheck, no_grad
+from ferrograd.graph import to_dot
+
+float32 = "float32"
+float64 = "float64"
+
+__all__ = [
+    "AxisError",
+    "GradcheckError",
+    "NdArray",
+    "Tensor",
+    "Value",
+    "__version__",
+    "arange",
+    "cat",
+    "eye",
+    "float32",
+    "float64",
+    "from_numpy",
+    "full",
+    "get_num_threads",
+    "gradcheck",
+    "is_grad_enabled",
+    "manual_seed",
+    "no_grad",
+    "ones",
+    "rand",
+    "randn",
+    "set_grad_enabled",
+    "set_num_threads",
+    "stack",
+    "to_dot",
+    "zeros",
+]

@@ -2,9 +2,21 @@
 
 use pyo3::prelude::*;
 
+mod array_methods;
+mod convert;
+mod errors;
+mod functions;
+mod tensor;
+mod value;
+
 /// The compiled module behind `import ferrograd`.
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<tensor::PyTensor>()?;
+    m.add_class::<tensor::PyNdArray>()?;
+    m.add("AxisError", errors::axis_error_type(m.py())?)?;
+    functions::register(m)?;
+    value::register(m)?;
     Ok(())
 }

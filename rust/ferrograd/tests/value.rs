@@ -255,7 +255,7 @@ fn a_million_op_chain_builds_backpropagates_and_drops_without_overflowing_the_st
     // The leaf outlives its chain.
     assert_eq!(x.data(), 1.0);
 
-    // An additive chain of unary ops, dropped while the leaf still shares it.
+    // A chain of unary ops, dropped while the leaf is still alive.
     let mut w = x.clone();
     for _ in 0..N {
         w = -(w.tanh());

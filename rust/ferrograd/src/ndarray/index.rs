@@ -59,7 +59,9 @@ impl IndexItem {
 /// element in row-major order, the flat offset of its source element.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IndexPlan {
+    /// Flat (row-major) source offset of each output element; repeats are allowed.
     pub offsets: Vec<usize>,
+    /// The output shape; `offsets.len()` is its size.
     pub shape: Vec<usize>,
 }
 

@@ -9,7 +9,7 @@ mod ops_shape;
 
 pub use autograd::{is_grad_enabled, set_grad_enabled, NoGradGuard};
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::dynarray::{DType, DynArray};
@@ -34,7 +34,7 @@ struct Node {
     id: usize,
     data: Storage,
     grad: Mutex<Option<Storage>>,
-    requires_grad: bool,
+    requires_grad: AtomicBool,
     op: Option<&'static str>,
     /// `Some` on an op's output until backward without `retain_graph` frees it.
     grad_fn: Mutex<Option<GradFn>>,
@@ -71,7 +71,7 @@ impl Tensor {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             data,
             grad: Mutex::new(None),
-            requires_grad,
+            requires_grad: AtomicBool::new(requires_grad),
             op,
             grad_fn: Mutex::new(grad_fn),
         }))
@@ -135,7 +135,19 @@ impl Tensor {
 
     /// Whether gradients flow to this tensor.
     pub fn requires_grad(&self) -> bool {
-        self.0.requires_grad
+        self.0.requires_grad.load(Ordering::Relaxed)
+    }
+
+    /// Turns gradient tracking of a leaf on or off (an op's output keeps its setting).
+    pub fn set_requires_grad(&self, requires_grad: bool) -> Result<()> {
+        if !self.is_leaf() {
+            return Err(Error::Graph(
+                "requires_grad can only be changed on leaf tensors; use detach() for a non-leaf"
+                    .into(),
+            ));
+        }
+        self.0.requires_grad.store(requires_grad, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The op that produced this tensor, `None` for leaves.
@@ -174,6 +186,11 @@ impl Tensor {
         let dtype = self.dtype();
         *lock(&self.0.grad) = grad.map(|g| Arc::new(RwLock::new(g.into_dtype(dtype))));
         Ok(())
+    }
+
+    /// A leaf over an existing storage (e.g. a gradient shown to Python without a copy).
+    pub fn from_storage(storage: Storage, requires_grad: bool) -> Self {
+        Self::from_parts(storage, requires_grad, None, None)
     }
 
     /// A new leaf sharing this tensor's storage, outside the graph.

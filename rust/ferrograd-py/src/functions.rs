@@ -1,0 +1,255 @@
+//! Module-level functions: creation (`zeros`, `randn`, …), `cat`/`stack`, the seed, grad
+//! mode and the thread knob.
+
+use ferrograd::{DType, Tensor};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+
+use crate::convert::{array_from_py, parse_dtype, parse_shape};
+use crate::errors::IntoPyResult;
+use crate::tensor::{tensors_from_seq, PyNdArray, PyTensor};
+
+fn dtype_or_default(dtype: Option<&Bound<'_, PyAny>>) -> PyResult<DType> {
+    Ok(parse_dtype(dtype)?.unwrap_or(DType::F32))
+}
+
+/// `zeros(2, 3)` or `zeros((2, 3))`.
+#[pyfunction]
+#[pyo3(signature = (*shape, dtype=None, requires_grad=false))]
+fn zeros(
+    shape: &Bound<'_, PyTuple>,
+    dtype: Option<&Bound<'_, PyAny>>,
+    requires_grad: bool,
+) -> PyResult<PyTensor> {
+    let t = Tensor::zeros(
+        &parse_shape(shape)?,
+        dtype_or_default(dtype)?,
+        requires_grad,
+    )
+    .py()?;
+    Ok(PyTensor { inner: t })
+}
+
+/// `ones(2, 3)` or `ones((2, 3))`.
+#[pyfunction]
+#[pyo3(signature = (*shape, dtype=None, requires_grad=false))]
+fn ones(
+    shape: &Bound<'_, PyTuple>,
+    dtype: Option<&Bound<'_, PyAny>>,
+    requires_grad: bool,
+) -> PyResult<PyTensor> {
+    let t = Tensor::ones(
+        &parse_shape(shape)?,
+        dtype_or_default(dtype)?,
+        requires_grad,
+    )
+    .py()?;
+    Ok(PyTensor { inner: t })
+}
+
+/// `full(shape, value)`.
+#[pyfunction]
+#[pyo3(signature = (shape, value, dtype=None, requires_grad=false))]
+fn full(
+    shape: &Bound<'_, PyAny>,
+    value: f64,
+    dtype: Option<&Bound<'_, PyAny>>,
+    requires_grad: bool,
+) -> PyResult<PyTensor> {
+    let shape = parse_shape(&PyTuple::new(shape.py(), [shape])?)?;
+    let t = Tensor::full(&shape, value, dtype_or_default(dtype)?, requires_grad).py()?;
+    Ok(PyTensor { inner: t })
+}
+
+/// Standard normal samples from the generator seeded by `manual_seed`.
+#[pyfunction]
+#[pyo3(signature = (*shape, dtype=None, requires_grad=false))]
+fn randn(
+    shape: &Bound<'_, PyTuple>,
+    dtype: Option<&Bound<'_, PyAny>>,
+    requires_grad: bool,
+) -> PyResult<PyTensor> {
+    let t = Tensor::randn(
+        &parse_shape(shape)?,
+        dtype_or_default(dtype)?,
+        requires_grad,
+    )
+    .py()?;
+    Ok(PyTensor { inner: t })
+}
+
+/// Uniform samples in [0, 1) from the generator seeded by `manual_seed`.
+#[pyfunction]
+#[pyo3(signature = (*shape, dtype=None, requires_grad=false))]
+fn rand(
+    shape: &Bound<'_, PyTuple>,
+    dtype: Option<&Bound<'_, PyAny>>,
+    requires_grad: bool,
+) -> PyResult<PyTensor> {
+    let t = Tensor::rand(
+        &parse_shape(shape)?,
+        dtype_or_default(dtype)?,
+        requires_grad,
+    )
+    .py()?;
+    Ok(PyTensor { inner: t })
+}
+
+/// `arange(stop)` or `arange(start, stop, step=1)`.
+#[pyfunction]
+#[pyo3(signature = (start, stop=None, step=1.0, dtype=None, requires_grad=false))]
+fn arange(
+    start: f64,
+    stop: Option<f64>,
+    step: f64,
+    dtype: Option<&Bound<'_, PyAny>>,
+    requires_grad: bool,
+) -> PyResult<PyTensor> {
+    let (start, stop) = match stop {
+        Some(stop) => (start, stop),
+        None => (0.0, start),
+    };
+    let t = Tensor::arange(start, stop, step, dtype_or_default(dtype)?, requires_grad).py()?;
+    Ok(PyTensor { inner: t })
+}
+
+/// The `n × m` identity (m defaults to n).
+#[pyfunction]
+#[pyo3(signature = (n, m=None, dtype=None, requires_grad=false))]
+fn eye(
+    n: &Bound<'_, PyAny>,
+    m: Option<&Bound<'_, PyAny>>,
+    dtype: Option<&Bound<'_, PyAny>>,
+    requires_grad: bool,
+) -> PyResult<PyTensor> {
+    let dims = match m.filter(|m| !m.is_none()) {
+        Some(m) => PyTuple::new(n.py(), [n, m])?,
+        None => PyTuple::new(n.py(), [n, n])?,
+    };
+    let shape = parse_shape(&dims)?;
+    let t = Tensor::eye(shape[0], shape[1], dtype_or_default(dtype)?, requires_grad).py()?;
+    Ok(PyTensor { inner: t })
+}
+
+/// A Tensor copied from a NumPy array, keeping its float precision.
+#[pyfunction]
+#[pyo3(signature = (array, requires_grad=false))]
+fn from_numpy(array: &Bound<'_, PyAny>, requires_grad: bool) -> PyResult<PyTensor> {
+    if !array.is_instance_of::<numpy::PyUntypedArray>() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+            "from_numpy expects a numpy.ndarray, got {}",
+            array.get_type().name()?
+        )));
+    }
+    Ok(PyTensor {
+        inner: Tensor::new(array_from_py(array, None)?, requires_grad),
+    })
+}
+
+fn join(
+    py: Python<'_>,
+    tensors: &Bound<'_, PyAny>,
+    axis: isize,
+    stack: bool,
+) -> PyResult<Py<PyAny>> {
+    let op = if stack { "stack" } else { "cat" };
+    let (ts, any_tensor) = tensors_from_seq(tensors, op)?;
+    let refs: Vec<&Tensor> = ts.iter().collect();
+    let out = if stack {
+        Tensor::stack(&refs, axis)
+    } else {
+        Tensor::cat(&refs, axis)
+    }
+    .py()?;
+    if any_tensor {
+        Ok(Bound::new(py, PyTensor { inner: out })?.into_any().unbind())
+    } else {
+        Ok(Bound::new(py, PyNdArray { inner: out })?
+            .into_any()
+            .unbind())
+    }
+}
+
+/// Joins tensors along an existing axis.
+#[pyfunction]
+#[pyo3(signature = (tensors, axis=0))]
+fn cat(py: Python<'_>, tensors: &Bound<'_, PyAny>, axis: isize) -> PyResult<Py<PyAny>> {
+    join(py, tensors, axis, false)
+}
+
+/// Joins tensors of one shape along a new axis.
+#[pyfunction]
+#[pyo3(signature = (tensors, axis=0))]
+fn stack(py: Python<'_>, tensors: &Bound<'_, PyAny>, axis: isize) -> PyResult<Py<PyAny>> {
+    join(py, tensors, axis, true)
+}
+
+/// Seeds the one generator behind every random function.
+#[pyfunction]
+fn manual_seed(seed: i128) -> PyResult<()> {
+    // Accept any Python int (negative ones too) by folding it into 64 bits.
+    ferrograd::random::manual_seed(seed as u64 ^ ((seed >> 64) as u64));
+    Ok(())
+}
+
+/// A random permutation of `range(n)` from the global generator (NumPy int64 array).
+#[pyfunction]
+fn _randperm<'py>(py: Python<'py>, n: usize) -> Bound<'py, numpy::PyArray1<i64>> {
+    let p: Vec<i64> = ferrograd::random::permutation(n)
+        .into_iter()
+        .map(|i| i as i64)
+        .collect();
+    numpy::PyArray1::from_vec(py, p)
+}
+
+/// A 64-bit seed drawn from the global generator.
+#[pyfunction]
+fn _next_seed() -> u64 {
+    ferrograd::random::next_seed()
+}
+
+/// Turns graph recording on or off for this thread; returns the previous setting.
+#[pyfunction]
+fn set_grad_enabled(enabled: bool) -> bool {
+    ferrograd::tensor::set_grad_enabled(enabled)
+}
+
+/// Whether ops record the graph on this thread.
+#[pyfunction]
+fn is_grad_enabled() -> bool {
+    ferrograd::tensor::is_grad_enabled()
+}
+
+/// Sets how many threads kernels use (0 = all cores).
+#[pyfunction]
+fn set_num_threads(n: usize) {
+    ferrograd::parallel::set_num_threads(n);
+}
+
+/// How many threads kernels use.
+#[pyfunction]
+fn get_num_threads() -> usize {
+    ferrograd::parallel::num_threads()
+}
+
+/// Adds the functions to the module.
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(zeros, m)?)?;
+    m.add_function(wrap_pyfunction!(ones, m)?)?;
+    m.add_function(wrap_pyfunction!(full, m)?)?;
+    m.add_function(wrap_pyfunction!(randn, m)?)?;
+    m.add_function(wrap_pyfunction!(rand, m)?)?;
+    m.add_function(wrap_pyfunction!(arange, m)?)?;
+    m.add_function(wrap_pyfunction!(eye, m)?)?;
+    m.add_function(wrap_pyfunction!(from_numpy, m)?)?;
+    m.add_function(wrap_pyfunction!(cat, m)?)?;
+    m.add_function(wrap_pyfunction!(stack, m)?)?;
+    m.add_function(wrap_pyfunction!(manual_seed, m)?)?;
+    m.add_function(wrap_pyfunction!(_randperm, m)?)?;
+    m.add_function(wrap_pyfunction!(_next_seed, m)?)?;
+    m.add_function(wrap_pyfunction!(set_grad_enabled, m)?)?;
+    m.add_function(wrap_pyfunction!(is_grad_enabled, m)?)?;
+    m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
+    Ok(())
+}
