@@ -120,7 +120,9 @@ fn short(obj: &Bound<'_, PyAny>) -> String {
 }
 
 fn is_numpy_scalar(obj: &Bound<'_, PyAny>) -> bool {
-    obj.get_type()
+    !obj.is_instance_of::<PyUntypedArray>()
+        && obj
+            .get_type()
         .getattr("__module__")
         .and_then(|m| m.extract::<String>())
         .is_ok_and(|m| m == "numpy")
@@ -319,7 +321,8 @@ fn parse_index_item(k: &Bound<'_, PyAny>) -> PyResult<IndexItem> {
 fn integer_array(k: &Bound<'_, PyAny>) -> PyResult<IndexItem> {
     let py = k.py();
     let np = numpy(py)?;
-    let arr = if k.is_instance_of::<PyTensor>() || k.is_instance_of::<PyNdArray>() {
+    let ours = k.is_instance_of::<PyTensor>() || k.is_instance_of::<PyNdArray>();
+    let arr = if ours {
         k.call_method0("numpy")?
     } else {
         np.call_method1("asarray", (k,))?
@@ -334,8 +337,9 @@ fn integer_array(k: &Bound<'_, PyAny>) -> PyResult<IndexItem> {
                 "boolean mask indices are not supported; use integer indices",
             ))
         }
-        b'f' if arr.len() == 0 => arr,
-        b'f' => {
+        _ if arr.len() == 0 => arr,
+        // Our arrays hold indices as whole-number floats (e.g. from argmax); fractions are not.
+        b'f' if ours => {
             // Whole-number floats (e.g. from argmax) are accepted; fractions are not.
             let whole: bool = np
                 .call_method1(

@@ -11,7 +11,11 @@ pub const PARALLEL_THRESHOLD: usize = 1 << 15;
 /// The number of threads kernels use (defaults to the number of cores).
 pub fn num_threads() -> usize {
     match NUM_THREADS.load(Ordering::Relaxed) {
-        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        // `available_parallelism` reads cgroup files (~10 µs): ask once.
+        0 => {
+            static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+            *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        }
         n => n,
     }
 }
