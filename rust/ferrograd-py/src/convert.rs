@@ -123,9 +123,9 @@ fn is_numpy_scalar(obj: &Bound<'_, PyAny>) -> bool {
     !obj.is_instance_of::<PyUntypedArray>()
         && obj
             .get_type()
-        .getattr("__module__")
-        .and_then(|m| m.extract::<String>())
-        .is_ok_and(|m| m == "numpy")
+            .getattr("__module__")
+            .and_then(|m| m.extract::<String>())
+            .is_ok_and(|m| m == "numpy")
         && obj.hasattr("dtype").unwrap_or(false)
 }
 

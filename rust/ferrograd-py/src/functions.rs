@@ -134,7 +134,11 @@ fn eye(
 /// A Tensor copied from a NumPy array, keeping its float precision.
 #[pyfunction]
 #[pyo3(signature = (array, dtype=None, requires_grad=false))]
-fn from_numpy(array: &Bound<'_, PyAny>, dtype: Option<&Bound<'_, PyAny>>, requires_grad: bool) -> PyResult<PyTensor> {
+fn from_numpy(
+    array: &Bound<'_, PyAny>,
+    dtype: Option<&Bound<'_, PyAny>>,
+    requires_grad: bool,
+) -> PyResult<PyTensor> {
     if !array.is_instance_of::<numpy::PyUntypedArray>() {
         return Err(pyo3::exceptions::PyTypeError::new_err(format!(
             "from_numpy expects a numpy.ndarray, got {}",

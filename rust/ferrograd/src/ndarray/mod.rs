@@ -337,7 +337,7 @@ pub fn infer_shape(shape: &[isize], size: usize, from: &[usize]) -> Result<Vec<u
 
 /// Calls `f` with the flat offset of every element of a strided view, in row-major order.
 pub fn for_each_offset(shape: &[usize], strides: &[usize], start: usize, mut f: impl FnMut(usize)) {
-    if shape.iter().any(|&d| d == 0) {
+    if shape.contains(&0) {
         return;
     }
     let nd = shape.len();
@@ -377,7 +377,7 @@ pub fn for_each_offset2(
     sb: &[usize],
     mut f: impl FnMut(usize, usize),
 ) {
-    if shape.iter().any(|&d| d == 0) {
+    if shape.contains(&0) {
         return;
     }
     let nd = shape.len();

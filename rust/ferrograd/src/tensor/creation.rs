@@ -50,7 +50,8 @@ impl Tensor {
             )));
         }
         let n = n as usize;
-        let values = (0..n).map(|i| start + i as f64 * step).collect();
+        let mut values = crate::ndarray::try_with_capacity::<f64>(n)?;
+        values.extend((0..n).map(|i| start + i as f64 * step));
         Ok(Tensor::new(
             DynArray::from_f64(values, &[n], dtype)?,
             requires_grad,
