@@ -79,10 +79,8 @@ pub fn array_from_py(obj: &Bound<'_, PyAny>, dtype: Option<DType>) -> PyResult<D
             repr(obj)
         )));
     }
-    if !from_numpy
-        && !(obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>())
-        && !obj.hasattr("__array__")?
-    {
+    let sequence = obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>();
+    if !(from_numpy || sequence || obj.hasattr("__array__")?) {
         return Err(PyTypeError::new_err(format!(
             "cannot make an array from an object of type {}",
             obj.get_type().name()?
