@@ -10,9 +10,8 @@ Run: python examples/autodiff_tour.py
 
 import time
 
-import numpy as np
-
 import ferrograd as fg
+import numpy as np
 
 
 def partial_derivatives() -> None:

@@ -45,8 +45,9 @@ def assert_close(actual, expected, rtol=None, atol=None, dtype=None):
         atol = ATOL[key]
     if dtype is not None:
         assert actual.dtype == dtype, f"dtype {actual.dtype!r} != expected {dtype!r}"
-    np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64),
-                               rtol=rtol, atol=atol, equal_nan=True)
+    np.testing.assert_allclose(
+        got.astype(np.float64), want.astype(np.float64), rtol=rtol, atol=atol, equal_nan=True
+    )
 
 
 def reduce_to_shape(arr, shape):

@@ -104,14 +104,18 @@ def test_successive_draws_differ():
 # ---------------------------------------------------------------- arange / eye
 
 
-@pytest.mark.parametrize("args, expected", [
-    ((5,), np.arange(5.0)),
-    ((2, 5), np.arange(2.0, 5.0)),
-    ((0, 1, 0.25), np.arange(0.0, 1.0, 0.25)),
-    ((5, 0, -2), np.arange(5.0, 0.0, -2.0)),
-    ((-1.5, 1.5, 0.5), np.arange(-1.5, 1.5, 0.5)),
-    ((3, 3), np.arange(3.0, 3.0)),
-], ids=["n", "start-stop", "fractional-step", "negative-step", "negative-start", "empty"])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ((5,), np.arange(5.0)),
+        ((2, 5), np.arange(2.0, 5.0)),
+        ((0, 1, 0.25), np.arange(0.0, 1.0, 0.25)),
+        ((5, 0, -2), np.arange(5.0, 0.0, -2.0)),
+        ((-1.5, 1.5, 0.5), np.arange(-1.5, 1.5, 0.5)),
+        ((3, 3), np.arange(3.0, 3.0)),
+    ],
+    ids=["n", "start-stop", "fractional-step", "negative-step", "negative-start", "empty"],
+)
 def test_arange_matches_numpy(args, expected):
     t = fg.arange(*args)
     assert t.dtype == "float32"
@@ -126,12 +130,16 @@ def test_arange_takes_dtype_and_requires_grad():
     assert_close(t, [0.0, 1.0, 2.0])
 
 
-@pytest.mark.parametrize("args, expected", [
-    ((3,), np.eye(3)),
-    ((2, 3), np.eye(2, 3)),
-    ((3, 2), np.eye(3, 2)),
-    ((1,), np.eye(1)),
-], ids=["square", "wide", "tall", "one"])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ((3,), np.eye(3)),
+        ((2, 3), np.eye(2, 3)),
+        ((3, 2), np.eye(3, 2)),
+        ((1,), np.eye(1)),
+    ],
+    ids=["square", "wide", "tall", "one"],
+)
 def test_eye_matches_numpy(args, expected):
     t = fg.eye(*args)
     assert t.dtype == "float32"
@@ -149,13 +157,17 @@ def test_eye_takes_m_keyword_dtype_and_requires_grad():
 # ---------------------------------------------------------------- from_numpy / Tensor(...)
 
 
-@pytest.mark.parametrize("src, dtype", [
-    (np.array([[1.0, 2.0]]), "float64"),
-    (np.array([[1.0, 2.0]], dtype=np.float32), "float32"),
-    (np.array([[1, 2]], dtype=np.int64), "float32"),
-    (np.array([[True, False]]), "float32"),
-    (np.array([[1.0, 2.0]], dtype=np.float16), "float32"),
-], ids=["float64", "float32", "int64", "bool", "float16"])
+@pytest.mark.parametrize(
+    "src, dtype",
+    [
+        (np.array([[1.0, 2.0]]), "float64"),
+        (np.array([[1.0, 2.0]], dtype=np.float32), "float32"),
+        (np.array([[1, 2]], dtype=np.int64), "float32"),
+        (np.array([[True, False]]), "float32"),
+        (np.array([[1.0, 2.0]], dtype=np.float16), "float32"),
+    ],
+    ids=["float64", "float32", "int64", "bool", "float16"],
+)
 def test_from_numpy_follows_dtype_rules(src, dtype):
     t = fg.from_numpy(src)
     assert isinstance(t, fg.Tensor)
@@ -217,7 +229,7 @@ MIXED_OPS = {
     "sub": lambda x, y: x - y,
     "mul": lambda x, y: x * y,
     "div": lambda x, y: x / y,
-    "pow": lambda x, y: x ** y,
+    "pow": lambda x, y: x**y,
 }
 
 
@@ -242,10 +254,19 @@ def test_float32_cat_float64_gives_float64():
     assert fg.cat([fg.Tensor([1.0]), fg.Tensor([2.0], dtype="float64")]).dtype == "float64"
 
 
-@pytest.mark.parametrize("expr", [
-    lambda t: t * 2.5, lambda t: 2.5 * t, lambda t: t + 0.1, lambda t: 1.0 / t,
-    lambda t: t ** 2.5, lambda t: 2.5 ** t, lambda t: t - 3,
-], ids=["t*s", "s*t", "t+s", "s/t", "t**s", "s**t", "t-int"])
+@pytest.mark.parametrize(
+    "expr",
+    [
+        lambda t: t * 2.5,
+        lambda t: 2.5 * t,
+        lambda t: t + 0.1,
+        lambda t: 1.0 / t,
+        lambda t: t**2.5,
+        lambda t: 2.5**t,
+        lambda t: t - 3,
+    ],
+    ids=["t*s", "s*t", "t+s", "s/t", "t**s", "s**t", "t-int"],
+)
 def test_python_scalar_never_promotes_float32(expr):
     t = fg.Tensor([1.0, 2.0])
     out = expr(t)
@@ -310,8 +331,10 @@ def test_tolist_and_item():
 
 
 def test_repr_of_a_grad_requiring_row_follows_pytorch():
-    assert repr(fg.Tensor([[1.0, 2.0]], requires_grad=True)) == \
-        "Tensor([[1., 2.]], requires_grad=True)"
+    assert (
+        repr(fg.Tensor([[1.0, 2.0]], requires_grad=True))
+        == "Tensor([[1., 2.]], requires_grad=True)"
+    )
 
 
 def test_repr_without_grad_starts_with_tensor_and_shows_values():

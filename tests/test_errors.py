@@ -29,8 +29,13 @@ def test_mismatched_broadcast_shapes_raise_value_error_naming_both_shapes(op, cl
     make = getattr(fg, cls)
     a = make(np.ones((2, 3)))
     b = make(np.ones((4, 3)))
-    fn = {"add": lambda x, y: x + y, "sub": lambda x, y: x - y, "mul": lambda x, y: x * y,
-          "div": lambda x, y: x / y, "pow": lambda x, y: x ** y}[op]
+    fn = {
+        "add": lambda x, y: x + y,
+        "sub": lambda x, y: x - y,
+        "mul": lambda x, y: x * y,
+        "div": lambda x, y: x / y,
+        "pow": lambda x, y: x**y,
+    }[op]
     with pytest.raises(ValueError, match=r"\(2, 3\)") as info:
         fn(a, b)
     assert "(4, 3)" in str(info.value)
@@ -56,13 +61,17 @@ def test_matmul_rejects_mismatched_inner_dims_naming_both_shapes():
     assert_still_works(a, b)
 
 
-@pytest.mark.parametrize("sa, sb", [
-    ((3,), (4,)),
-    ((2, 3), (4,)),
-    ((2, 3, 4), (3, 4, 5)),
-    ((), (3,)),
-    ((3,), ()),
-], ids=["1d-1d", "2d-1d", "batch-dims", "0d-left", "0d-right"])
+@pytest.mark.parametrize(
+    "sa, sb",
+    [
+        ((3,), (4,)),
+        ((2, 3), (4,)),
+        ((2, 3, 4), (3, 4, 5)),
+        ((), (3,)),
+        ((3,), ()),
+    ],
+    ids=["1d-1d", "2d-1d", "batch-dims", "0d-left", "0d-right"],
+)
 def test_matmul_rejects_incompatible_shapes(sa, sb):
     a = fg.NdArray(np.ones(sa))
     b = fg.NdArray(np.ones(sb))
@@ -151,10 +160,11 @@ def test_indexing_a_0d_tensor_raises_index_error():
 
 
 @pytest.mark.parametrize("cls", ["Tensor", "NdArray"])
-@pytest.mark.parametrize("index", [1.5, "a", (0, 1.0), [0.5, 1.0], (slice(None), "b"),
-                                   slice(0.5, 2)],
-                         ids=["float", "str", "float-in-tuple", "float-list", "str-in-tuple",
-                              "float-slice-bound"])
+@pytest.mark.parametrize(
+    "index",
+    [1.5, "a", (0, 1.0), [0.5, 1.0], (slice(None), "b"), slice(0.5, 2)],
+    ids=["float", "str", "float-in-tuple", "float-list", "str-in-tuple", "float-slice-bound"],
+)
 def test_float_or_str_index_raises_type_error(index, cls):
     x = getattr(fg, cls)(np.ones((2, 3)))
     with pytest.raises(TypeError, match="(?i)ind"):
@@ -315,10 +325,18 @@ def test_huge_allocation_raises_memory_error():
     assert_still_works(fg.zeros(3))
 
 
-@pytest.mark.parametrize("make", [
-    lambda: fg.zeros(-1), lambda: fg.ones((2, -3)), lambda: fg.randn(-1),
-    lambda: fg.rand(2, -1), lambda: fg.full((-1,), 1.0), lambda: fg.eye(-2),
-], ids=["zeros", "ones", "randn", "rand", "full", "eye"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: fg.zeros(-1),
+        lambda: fg.ones((2, -3)),
+        lambda: fg.randn(-1),
+        lambda: fg.rand(2, -1),
+        lambda: fg.full((-1,), 1.0),
+        lambda: fg.eye(-2),
+    ],
+    ids=["zeros", "ones", "randn", "rand", "full", "eye"],
+)
 def test_negative_dimension_raises_value_error(make):
     with pytest.raises(ValueError, match="(?i)negative|-1|-2|-3|dimension"):
         make()

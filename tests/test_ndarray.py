@@ -173,7 +173,7 @@ BINARY = {
     "sub": lambda x, y: x - y,
     "mul": lambda x, y: x * y,
     "div": lambda x, y: x / y,
-    "pow": lambda x, y: x ** y,
+    "pow": lambda x, y: x**y,
 }
 
 BROADCAST_PAIRS = [
@@ -195,8 +195,9 @@ def _operands(op, sa, sb):
     return nonzero(*sa), nonzero(*sb)
 
 
-@pytest.mark.parametrize("sa, sb", BROADCAST_PAIRS,
-                         ids=[f"{shape_id(a)}-with-{shape_id(b)}" for a, b in BROADCAST_PAIRS])
+@pytest.mark.parametrize(
+    "sa, sb", BROADCAST_PAIRS, ids=[f"{shape_id(a)}-with-{shape_id(b)}" for a, b in BROADCAST_PAIRS]
+)
 @pytest.mark.parametrize("op", BINARY.keys())
 def test_binary_op_broadcasts_like_numpy(op, sa, sb):
     x, y = _operands(op, sa, sb)
@@ -240,7 +241,7 @@ def test_ndarray_exponent_on_ndarray():
     base = rand(3, low=0.5, high=3.0)
     exp = rand(2, 1, low=-1.0, high=2.0)
     got = fg.NdArray(base, dtype="float64") ** fg.NdArray(exp, dtype="float64")
-    assert_close(got, base ** exp)
+    assert_close(got, base**exp)
 
 
 def test_negative_base_to_fractional_power_is_nan():
@@ -261,7 +262,7 @@ def test_python_scalar_does_not_promote_float32():
     a = fg.NdArray([1.0, 2.0])
     assert (a * 2.5).dtype == "float32"
     assert (2.5 - a).dtype == "float32"
-    assert (a ** 2).dtype == "float32"
+    assert (a**2).dtype == "float32"
 
 
 def test_numpy_array_on_the_left_gives_ndarray():
@@ -289,8 +290,9 @@ MATMUL_SHAPES = [
 ]
 
 
-@pytest.mark.parametrize("sa, sb", MATMUL_SHAPES,
-                         ids=[f"{shape_id(a)}@{shape_id(b)}" for a, b in MATMUL_SHAPES])
+@pytest.mark.parametrize(
+    "sa, sb", MATMUL_SHAPES, ids=[f"{shape_id(a)}@{shape_id(b)}" for a, b in MATMUL_SHAPES]
+)
 def test_matmul_matches_numpy(sa, sb):
     x, y = rand(*sa), rand(*sb)
     got = fg.NdArray(x, dtype="float64") @ fg.NdArray(y, dtype="float64")
@@ -425,8 +427,9 @@ def test_reshape_with_varargs_and_tuple():
     assert_close(a.reshape((2, 12)), x.reshape(2, 12))
 
 
-@pytest.mark.parametrize("shape", [(-1,), (3, -1), (-1, 4), (2, -1, 3), (1, -1, 1)],
-                         ids=lambda s: "x".join(map(str, s)))
+@pytest.mark.parametrize(
+    "shape", [(-1,), (3, -1), (-1, 4), (2, -1, 3), (1, -1, 1)], ids=lambda s: "x".join(map(str, s))
+)
 def test_reshape_infers_one_minus_one(shape):
     x = np.arange(24.0)
     got = fg.NdArray(x).reshape(*shape)
@@ -440,13 +443,17 @@ def test_reshape_between_0d_and_one_element():
     assert fg.NdArray([5.0]).reshape(()).shape == ()
 
 
-@pytest.mark.parametrize("shape, a, b", [
-    ((2, 3), 0, 1),
-    ((2, 3), 1, 0),
-    ((2, 3, 4), 0, 2),
-    ((2, 3, 4), -1, 0),
-    ((2, 3, 4), 1, 1),
-], ids=["2d", "2d-reversed-args", "3d-outer", "3d-negative", "same-axis"])
+@pytest.mark.parametrize(
+    "shape, a, b",
+    [
+        ((2, 3), 0, 1),
+        ((2, 3), 1, 0),
+        ((2, 3, 4), 0, 2),
+        ((2, 3, 4), -1, 0),
+        ((2, 3, 4), 1, 1),
+    ],
+    ids=["2d", "2d-reversed-args", "3d-outer", "3d-negative", "same-axis"],
+)
 def test_transpose_swaps_two_axes(shape, a, b):
     x = rand(*shape)
     got = fg.NdArray(x, dtype="float64").transpose(a, b)
@@ -536,13 +543,17 @@ def test_indexing_does_not_alias_the_source():
 # ---------------------------------------------------------------- cat / stack
 
 
-@pytest.mark.parametrize("shapes, axis", [
-    (((2, 3), (1, 3)), 0),
-    (((2, 1), (2, 3)), 1),
-    (((2, 1), (2, 3), (2, 2)), -1),
-    (((3,), (2,)), 0),
-    (((2, 2, 1), (2, 2, 3)), 2),
-], ids=["rows", "columns", "three-negative-axis", "1d", "3d-last"])
+@pytest.mark.parametrize(
+    "shapes, axis",
+    [
+        (((2, 3), (1, 3)), 0),
+        (((2, 1), (2, 3)), 1),
+        (((2, 1), (2, 3), (2, 2)), -1),
+        (((3,), (2,)), 0),
+        (((2, 2, 1), (2, 2, 3)), 2),
+    ],
+    ids=["rows", "columns", "three-negative-axis", "1d", "3d-last"],
+)
 def test_cat_matches_numpy(shapes, axis):
     xs = [rand(*s) for s in shapes]
     got = fg.cat([fg.NdArray(x, dtype="float64") for x in xs], axis=axis)
@@ -555,9 +566,17 @@ def test_cat_default_axis_is_zero():
     assert got.shape == (2, 2)
 
 
-@pytest.mark.parametrize("shape, axis", [
-    ((3,), 0), ((3,), 1), ((3,), -1), ((2, 3), 1), ((), 0),
-], ids=["1d-axis0", "1d-axis1", "1d-axis-1", "2d-axis1", "0d"])
+@pytest.mark.parametrize(
+    "shape, axis",
+    [
+        ((3,), 0),
+        ((3,), 1),
+        ((3,), -1),
+        ((2, 3), 1),
+        ((), 0),
+    ],
+    ids=["1d-axis0", "1d-axis1", "1d-axis-1", "2d-axis1", "0d"],
+)
 def test_stack_matches_numpy(shape, axis):
     xs = [rand(*shape) for _ in range(3)]
     got = fg.stack([fg.NdArray(x, dtype="float64") for x in xs], axis=axis)

@@ -21,8 +21,11 @@ OPS = {
 
 @st.composite
 def broadcast_pair(draw, op_names=tuple(OPS)):
-    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=4,
-                                                    min_side=1, max_side=4))
+    shapes = draw(
+        hnp.mutually_broadcastable_shapes(
+            num_shapes=2, min_dims=0, max_dims=4, min_side=1, max_side=4
+        )
+    )
     op = draw(st.sampled_from(op_names))
     sa, sb = shapes.input_shapes
     x = draw(hnp.arrays(np.float64, sa, elements=finite))
@@ -61,9 +64,13 @@ def test_python_scalar_operands_match_numpy(case, scalar, scalar_on_left):
 
 @st.composite
 def array_and_axis(draw, min_side=1):
-    x = draw(hnp.arrays(np.float64,
-                        hnp.array_shapes(min_dims=0, max_dims=4, min_side=min_side, max_side=4),
-                        elements=finite))
+    x = draw(
+        hnp.arrays(
+            np.float64,
+            hnp.array_shapes(min_dims=0, max_dims=4, min_side=min_side, max_side=4),
+            elements=finite,
+        )
+    )
     ndim = x.ndim
     kind = draw(st.sampled_from(["none", "int", "tuple"]) if ndim else st.just("none"))
     if kind == "none":
@@ -124,8 +131,10 @@ def test_gradient_of_sum_of_broadcast_product_is_numpy_reduction(case):
     assert_close(b.grad, expected_b, rtol=1e-10, atol=1e-10)
 
 
-@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=0, max_dims=4, max_side=4),
-                  elements=finite), st.data())
+@given(
+    hnp.arrays(np.float64, hnp.array_shapes(min_dims=0, max_dims=4, max_side=4), elements=finite),
+    st.data(),
+)
 def test_reshape_round_trips(x, data):
     t = fg.Tensor(x, dtype="float64")
     flat = t.reshape(-1)
@@ -140,8 +149,10 @@ def test_reshape_round_trips(x, data):
     assert_close(t.flatten(), x.flatten(), rtol=0, atol=0)
 
 
-@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=4, max_side=4),
-                  elements=finite), st.data())
+@given(
+    hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=4, max_side=4), elements=finite),
+    st.data(),
+)
 def test_transpose_round_trips_and_matches_numpy(x, data):
     t = fg.Tensor(x, dtype="float64")
     a = data.draw(st.integers(-x.ndim, x.ndim - 1))
@@ -153,8 +164,10 @@ def test_transpose_round_trips_and_matches_numpy(x, data):
     assert_close(t.T.T, x, rtol=0, atol=0)
 
 
-@given(hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=5),
-                  elements=finite), st.data())
+@given(
+    hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=3, max_side=5), elements=finite),
+    st.data(),
+)
 def test_slicing_matches_numpy(x, data):
     index = []
     for size in x.shape:

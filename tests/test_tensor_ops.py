@@ -63,7 +63,7 @@ BINARY = {
     "sub": lambda x, y: x - y,
     "mul": lambda x, y: x * y,
     "div": lambda x, y: x / y,
-    "pow": lambda x, y: x ** y,
+    "pow": lambda x, y: x**y,
 }
 
 BROADCAST_PAIRS = [
@@ -94,8 +94,11 @@ def test_binary_op_forward_and_gradient_with_broadcasting(op, sa, sb):
     check(BINARY[op], BINARY[op], [x, y])
 
 
-@pytest.mark.parametrize("sa, sb", [((2, 3), (3,)), ((4, 1, 3), (2, 1)), ((), (2, 2))],
-                         ids=["2x3-with-3", "4x1x3-with-2x1", "0d-with-2x2"])
+@pytest.mark.parametrize(
+    "sa, sb",
+    [((2, 3), (3,)), ((4, 1, 3), (2, 1)), ((), (2, 2))],
+    ids=["2x3-with-3", "4x1x3-with-2x1", "0d-with-2x2"],
+)
 def test_broadcast_gradients_have_each_inputs_shape(sa, sb):
     a, b = leaf(nonzero(*sa)), leaf(nonzero(*sb))
     (a * b).sum().backward()
@@ -115,14 +118,14 @@ SCALAR_OPS = {
     "s*t": (lambda t: -1.5 * t, "any"),
     "t/s": (lambda t: t / 4.0, "any"),
     "s/t": (lambda t: 3.0 / t, "any"),
-    "t**2": (lambda t: t ** 2, "any"),
-    "t**3": (lambda t: t ** 3, "any"),
-    "t**-1": (lambda t: t ** -1, "any"),
-    "t**0.5": (lambda t: t ** 0.5, "positive"),
-    "t**-1.5": (lambda t: t ** -1.5, "positive"),
-    "2**t": (lambda t: 2 ** t, "any"),
-    "0.5**t": (lambda t: 0.5 ** t, "any"),
-    "t**0": (lambda t: t ** 0, "any"),
+    "t**2": (lambda t: t**2, "any"),
+    "t**3": (lambda t: t**3, "any"),
+    "t**-1": (lambda t: t**-1, "any"),
+    "t**0.5": (lambda t: t**0.5, "positive"),
+    "t**-1.5": (lambda t: t**-1.5, "positive"),
+    "2**t": (lambda t: 2**t, "any"),
+    "0.5**t": (lambda t: 0.5**t, "any"),
+    "t**0": (lambda t: t**0, "any"),
     "neg": (lambda t: -t, "any"),
     "int-on-left": (lambda t: 3 - t * 2, "any"),
 }
@@ -139,14 +142,14 @@ def test_python_scalar_operand_forward_and_gradient(name, shape):
 def test_pow_with_tensor_exponent_differentiates_both_sides():
     base = leaf([2.0, 3.0])
     exp = leaf([3.0, 0.5])
-    (base ** exp).sum().backward()
-    assert_close(base.grad, [3.0 * 2.0 ** 2, 0.5 * 3.0 ** -0.5])
+    (base**exp).sum().backward()
+    assert_close(base.grad, [3.0 * 2.0**2, 0.5 * 3.0**-0.5])
     assert_close(exp.grad, [np.log(2.0) * 8.0, np.log(3.0) * np.sqrt(3.0)])
 
 
 def test_scalar_base_to_tensor_power_has_log_base_gradient():
     t = leaf([1.0, 2.0])
-    (2 ** t).sum().backward()
+    (2**t).sum().backward()
     assert_close(t.grad, np.log(2.0) * np.array([2.0, 4.0]))
 
 
@@ -162,7 +165,7 @@ def test_negative_base_to_integer_power_is_finite():
     assert_close(fg.Tensor([-2.0, -3.0], dtype="float64") ** 3, [-8.0, -27.0])
     assert_close(fg.Tensor([-2.0], dtype="float64") ** fg.Tensor([2.0], dtype="float64"), [4.0])
     t = leaf([-2.0, -0.5])
-    (t ** 2).sum().backward()
+    (t**2).sum().backward()
     assert_close(t.grad, [-4.0, -1.0])
 
 
@@ -184,8 +187,9 @@ MATMUL_SHAPES = [
 ]
 
 
-@pytest.mark.parametrize("sa, sb", MATMUL_SHAPES,
-                         ids=[f"{shape_id(a)}@{shape_id(b)}" for a, b in MATMUL_SHAPES])
+@pytest.mark.parametrize(
+    "sa, sb", MATMUL_SHAPES, ids=[f"{shape_id(a)}@{shape_id(b)}" for a, b in MATMUL_SHAPES]
+)
 def test_matmul_forward_and_gradient(sa, sb):
     check(lambda a, b: a @ b, lambda a, b: a @ b, [rand(*sa), rand(*sb)], rtol=1e-10)
 
@@ -253,9 +257,11 @@ def axis_id(axis):
 @pytest.mark.parametrize("name", REDUCTIONS)
 def test_reduction_forward_and_gradient(name, axis, keepdims):
     x = distinct(2, 3, 4)
-    check(lambda t: getattr(t, name)(axis=axis, keepdims=keepdims),
-          lambda a: getattr(np, name)(a, axis=axis, keepdims=keepdims),
-          [x])
+    check(
+        lambda t: getattr(t, name)(axis=axis, keepdims=keepdims),
+        lambda a: getattr(np, name)(a, axis=axis, keepdims=keepdims),
+        [x],
+    )
 
 
 @pytest.mark.parametrize("shape", [(), (1,), (1, 1), (5,)], ids=shape_id)
@@ -377,9 +383,11 @@ CAT_CASES = [
 def test_cat_and_stack_forward_and_gradient(shapes, axis, kind):
     fg_join = fg.cat if kind == "cat" else fg.stack
     np_join = np.concatenate if kind == "cat" else np.stack
-    check(lambda *ts: fg_join(list(ts), axis=axis),
-          lambda *xs: np_join(list(xs), axis=axis),
-          [rand(*s) for s in shapes])
+    check(
+        lambda *ts: fg_join(list(ts), axis=axis),
+        lambda *xs: np_join(list(xs), axis=axis),
+        [rand(*s) for s in shapes],
+    )
 
 
 # ---------------------------------------------------------------- softmax
@@ -401,14 +409,12 @@ SOFTMAX_CASES = [
 
 @pytest.mark.parametrize("shape, axis", SOFTMAX_CASES)
 def test_softmax_forward_and_gradient(shape, axis):
-    check(lambda t: t.softmax(axis=axis),
-          lambda a: np.exp(np_log_softmax(a, axis)), [rand(*shape)])
+    check(lambda t: t.softmax(axis=axis), lambda a: np.exp(np_log_softmax(a, axis)), [rand(*shape)])
 
 
 @pytest.mark.parametrize("shape, axis", SOFTMAX_CASES)
 def test_log_softmax_forward_and_gradient(shape, axis):
-    check(lambda t: t.log_softmax(axis=axis),
-          lambda a: np_log_softmax(a, axis), [rand(*shape)])
+    check(lambda t: t.log_softmax(axis=axis), lambda a: np_log_softmax(a, axis), [rand(*shape)])
 
 
 def test_softmax_default_axis_is_last():

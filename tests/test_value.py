@@ -7,7 +7,6 @@ import threading
 
 import numpy as np
 import pytest
-
 from ferrograd import Value
 
 H = 1e-6
@@ -15,6 +14,7 @@ H = 1e-6
 
 def finite_difference(f, xs, i):
     """Central difference of ``f`` (a function of floats via Values) in argument ``i``."""
+
     def at(delta):
         args = [Value(x + delta if j == i else x) for j, x in enumerate(xs)]
         return f(*args).data
@@ -85,7 +85,7 @@ def test_exact_small_cases_give_exact_results():
     "expr, value, grad",
     [
         (lambda v: 2.0 - v, -1.0, -1.0),
-        (lambda v: 2 ** v, 8.0, 8.0 * math.log(2)),
+        (lambda v: 2**v, 8.0, 8.0 * math.log(2)),
         (lambda v: 1 / v, 1 / 3, -1 / 9),
         (lambda v: 3 * v, 9.0, 3.0),
         (lambda v: 1 + v, 4.0, 1.0),
@@ -173,8 +173,15 @@ def test_prev_is_a_tuple_of_the_inputs_and_op_a_short_name():
     k = c + 1.0
     assert k._op == "+" and k._prev[0] == c and k._prev[1].data == 1.0
     names = {
-        "-": a - b, "/": a / b, "**": a**b, "neg": -a, "relu": a.relu(),
-        "tanh": a.tanh(), "exp": a.exp(), "log": a.log(), "sigmoid": a.sigmoid(),
+        "-": a - b,
+        "/": a / b,
+        "**": a**b,
+        "neg": -a,
+        "relu": a.relu(),
+        "tanh": a.tanh(),
+        "exp": a.exp(),
+        "log": a.log(),
+        "sigmoid": a.sigmoid(),
     }
     for name, v in names.items():
         assert v._op == name
@@ -212,8 +219,11 @@ def test_the_constructor_accepts_ints_floats_and_numpy_scalars():
     assert Value(np.int64(-3)).data == -3.0
 
 
-@pytest.mark.parametrize("bad", ["x", None, [1.0], 1j, np.array([1.0, 2.0])],
-                         ids=["str", "None", "list", "complex", "ndarray"])
+@pytest.mark.parametrize(
+    "bad",
+    ["x", None, [1.0], 1j, np.array([1.0, 2.0])],
+    ids=["str", "None", "list", "complex", "ndarray"],
+)
 def test_the_constructor_rejects_non_numbers_with_type_error(bad):
     with pytest.raises(TypeError):
         Value(bad)
@@ -221,8 +231,15 @@ def test_the_constructor_rejects_non_numbers_with_type_error(bad):
 
 @pytest.mark.parametrize(
     "expr",
-    [lambda v: v + "x", lambda v: "x" + v, lambda v: v * None, lambda v: v ** "x",
-     lambda v: "x" ** v, lambda v: v / [1.0], lambda v: pow(v, 2, 3)],
+    [
+        lambda v: v + "x",
+        lambda v: "x" + v,
+        lambda v: v * None,
+        lambda v: v ** "x",
+        lambda v: "x" ** v,
+        lambda v: v / [1.0],
+        lambda v: pow(v, 2, 3),
+    ],
     ids=["add", "radd", "mul", "pow", "rpow", "truediv", "pow with modulo"],
 )
 def test_unsupported_operands_raise_type_error(expr):
@@ -255,11 +272,30 @@ def run_in_thread(fn):
 
 @pytest.mark.parametrize(
     "touch",
-    [lambda v: v.data, lambda v: v.grad, lambda v: v + 1.0, lambda v: 1.0 + v,
-     lambda v: Value(1.0) * v, lambda v: v.backward(), lambda v: v._prev, lambda v: repr(v),
-     lambda v: v.tanh(), lambda v: setattr(v, "data", 1.0)],
-    ids=["data", "grad", "add", "radd", "other operand", "backward", "prev", "repr",
-         "tanh", "set data"],
+    [
+        lambda v: v.data,
+        lambda v: v.grad,
+        lambda v: v + 1.0,
+        lambda v: 1.0 + v,
+        lambda v: Value(1.0) * v,
+        lambda v: v.backward(),
+        lambda v: v._prev,
+        lambda v: repr(v),
+        lambda v: v.tanh(),
+        lambda v: setattr(v, "data", 1.0),
+    ],
+    ids=[
+        "data",
+        "grad",
+        "add",
+        "radd",
+        "other operand",
+        "backward",
+        "prev",
+        "repr",
+        "tanh",
+        "set data",
+    ],
 )
 def test_a_value_touched_from_another_thread_raises_runtime_error(touch):
     v = Value(2.0) * 3.0

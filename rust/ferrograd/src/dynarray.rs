@@ -175,8 +175,9 @@ pub mod fns {
         RDiv |x, y| y / x;
         /// `y ** x`: the reversed form used for `scalar ** array`.
         RPow |x, y| scalar::pow(y, x);
-        /// 1 where x == y, else 0: which elements attained a max or min.
-        EqMask |x, y| if x == y { T::one() } else { T::zero() };
+        /// 1 where x == y (NaN matching NaN), else 0: which elements attained a max or min
+        /// (a NaN result gets its gradient from the NaN inputs, as in PyTorch).
+        EqMask |x, y| if x == y || (x.is_nan() && y.is_nan()) { T::one() } else { T::zero() };
         /// `x * ln(y)`, 0 where x is 0: the gradient factor of a power with respect to its exponent
         /// (the limit PyTorch takes, so `0 ** y` does not give NaN gradients).
         MulLog |x, y| if x == T::zero() { T::zero() } else { x * y.ln() };

@@ -6,6 +6,9 @@ use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 use rand_xoshiro::Xoshiro256PlusPlus;
 
+use crate::ndarray::try_with_capacity;
+use crate::Result;
+
 fn generator() -> MutexGuard<'static, Xoshiro256PlusPlus> {
     static RNG: OnceLock<Mutex<Xoshiro256PlusPlus>> = OnceLock::new();
     RNG.get_or_init(|| {
@@ -25,15 +28,19 @@ pub fn manual_seed(seed: u64) {
 }
 
 /// `n` samples of the standard normal distribution.
-pub fn normal(n: usize) -> Vec<f64> {
+pub fn normal(n: usize) -> Result<Vec<f64>> {
+    let mut out = try_with_capacity(n)?;
     let mut rng = generator();
-    (0..n).map(|_| StandardNormal.sample(&mut *rng)).collect()
+    out.extend((0..n).map(|_| -> f64 { StandardNormal.sample(&mut *rng) }));
+    Ok(out)
 }
 
 /// `n` samples uniform in `[0, 1)`.
-pub fn uniform(n: usize) -> Vec<f64> {
+pub fn uniform(n: usize) -> Result<Vec<f64>> {
+    let mut out = try_with_capacity(n)?;
     let mut rng = generator();
-    (0..n).map(|_| rng.random::<f64>()).collect()
+    out.extend((0..n).map(|_| rng.random::<f64>()));
+    Ok(out)
 }
 
 /// A uniformly random permutation of `0..n` (Fisher–Yates).
@@ -59,9 +66,9 @@ mod tests {
     #[test]
     fn manual_seed_makes_draws_repeat() {
         manual_seed(7);
-        let a = (normal(5), uniform(5), permutation(10));
+        let a = (normal(5).unwrap(), uniform(5).unwrap(), permutation(10));
         manual_seed(7);
-        let b = (normal(5), uniform(5), permutation(10));
+        let b = (normal(5).unwrap(), uniform(5).unwrap(), permutation(10));
         assert_eq!(a, b);
         assert!(a.1.iter().all(|&u| (0.0..1.0).contains(&u)));
     }

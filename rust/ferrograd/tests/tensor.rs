@@ -406,5 +406,18 @@ fn an_impossible_allocation_is_a_memory_error_not_an_abort() {
             Tensor::randn(&[1 << 40, 1 << 30], dt, false),
             Err(Error::Memory(_))
         ));
+        // Sizes that fit `usize` but no address space: refused, not aborted.
+        assert!(matches!(
+            Tensor::ones(&[1 << 50], dt, false),
+            Err(Error::Memory(_))
+        ));
+        assert!(matches!(
+            Tensor::arange(0.0, (1u64 << 50) as f64, 1.0, dt, false),
+            Err(Error::Memory(_))
+        ));
+        assert!(matches!(
+            Tensor::eye(1 << 25, 1 << 25, dt, false),
+            Err(Error::Memory(_))
+        ));
     }
 }

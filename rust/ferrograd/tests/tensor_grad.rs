@@ -320,3 +320,110 @@ fn the_gradient_check_catches_a_wrong_backward_rule() {
         &[sample(&[3], 42)],
     );
 }
+
+#[test]
+fn zero_to_the_power_zero_has_the_zero_gradients_pytorch_gives() {
+    // x ** 0 is constant: no NaN from 0 * 0^-1 at x = 0.
+    let x = leaf(&[0.0, 2.0], &[2]);
+    let y = x.pow_scalar(0.0).unwrap();
+    assert_eq!(common::vals(&y), vec![1.0, 1.0]);
+    y.sum(None, false).unwrap().backward(None, false).unwrap();
+    assert_eq!(grad(&x), vec![0.0, 0.0]);
+    // Tensor exponents: 0 ** 0 and 0 ** 2 give zero gradients in base and exponent.
+    let a = leaf(&[0.0, 0.0, 2.0], &[3]);
+    let b = leaf(&[0.0, 2.0, 0.0], &[3]);
+    let y = a.pow(&b).unwrap();
+    assert_eq!(common::vals(&y), vec![1.0, 0.0, 1.0]);
+    y.sum(None, false).unwrap().backward(None, false).unwrap();
+    assert_eq!(grad(&a), vec![0.0, 0.0, 0.0]);
+    assert_eq!(grad(&b), vec![0.0, 0.0, 2f64.ln()]);
+}
+
+#[test]
+fn softmax_of_a_zero_dimensional_tensor_is_constant_and_backpropagates_zero() {
+    let x = leaf(&[2.0], &[]);
+    let y = x.softmax(0).unwrap();
+    assert_eq!(common::vals(&y), vec![1.0]);
+    y.backward(None, false).unwrap();
+    assert_eq!(grad(&x), vec![0.0]);
+    let x = leaf(&[2.0], &[]);
+    let y = x.log_softmax(-1).unwrap();
+    assert_eq!(common::vals(&y), vec![0.0]);
+    y.backward(None, false).unwrap();
+    assert_eq!(grad(&x), vec![0.0]);
+}
+
+#[test]
+fn a_nan_maximum_sends_its_gradient_to_the_nan_input_only() {
+    let x = leaf(&[1.0, f64::NAN, 3.0], &[3]);
+    let y = x.max(None, false).unwrap();
+    assert!(common::vals(&y)[0].is_nan());
+    y.backward(None, false).unwrap();
+    assert_eq!(grad(&x), vec![0.0, 1.0, 0.0]);
+    let x = leaf(&[1.0, f64::NAN, 3.0, 4.0], &[2, 2]);
+    x.min(Some(&[1]), false)
+        .unwrap()
+        .sum(None, false)
+        .unwrap()
+        .backward(None, false)
+        .unwrap();
+    assert_eq!(grad(&x), vec![0.0, 1.0, 1.0, 0.0]);
+}
+
+#[test]
+fn empty_axis_tuples_and_empty_tensors_backpropagate() {
+    // Reducing over no axes is the identity.
+    check_grad(|t| t[0].sum(Some(&[]), false), &[sample(&[2, 3], 43)]);
+    check_grad(|t| t[0].mean(Some(&[]), true), &[sample(&[2, 3], 44)]);
+    check_grad(|t| t[0].max(Some(&[]), false), &[sample(&[2, 3], 45)]);
+    // Zero-size inputs get zero-size gradients of their own shape.
+    let x = leaf(&[], &[0, 3]);
+    let s = x.sum(Some(&[0]), false).unwrap();
+    assert_eq!(common::vals(&s), vec![0.0; 3]);
+    s.sum(None, false).unwrap().backward(None, false).unwrap();
+    assert_eq!(x.grad().unwrap().read().unwrap().shape(), &[0, 3]);
+    let (a, b) = (leaf(&[], &[2, 0]), leaf(&[], &[0, 3]));
+    let y = a.matmul(&b).unwrap();
+    assert_eq!(common::vals(&y), vec![0.0; 6]);
+    y.sum(None, false).unwrap().backward(None, false).unwrap();
+    assert_eq!(a.grad().unwrap().read().unwrap().shape(), &[2, 0]);
+    assert_eq!(b.grad().unwrap().read().unwrap().shape(), &[0, 3]);
+    let z = leaf(&[1.0, 2.0], &[2]);
+    let picked = z.index(&[IndexItem::list(vec![])]).unwrap();
+    picked
+        .sum(None, false)
+        .unwrap()
+        .backward(None, false)
+        .unwrap();
+    assert_eq!(grad(&z), vec![0.0, 0.0]);
+}
+
+#[test]
+fn large_tensors_take_the_parallel_kernels_and_give_the_same_gradients() {
+    let n = 100_000;
+    let d: Vec<f64> = (0..n).map(|i| (i % 7) as f64 - 3.0).collect();
+    for dt in common::DTYPES {
+        let x = common::tensor(&d, &[n], dt, true);
+        let y = x
+            .mul(&x)
+            .unwrap()
+            .add_scalar(1.0)
+            .unwrap()
+            .sum(None, false)
+            .unwrap();
+        // Two passes: the second accumulates into a grad of 100,000 elements.
+        y.backward(None, true).unwrap();
+        y.backward(None, false).unwrap();
+        assert!(grad(&x).iter().zip(&d).all(|(g, x)| *g == 4.0 * x));
+        let expected: f64 = d.iter().map(|x| x * x + 1.0).sum();
+        assert_eq!(common::vals(&y)[0], expected);
+        let rows = x
+            .reshape(&[400, 250])
+            .unwrap()
+            .softmax(-1)
+            .unwrap()
+            .sum(Some(&[1]), false)
+            .unwrap();
+        assert!(common::vals(&rows).iter().all(|v| (v - 1.0).abs() < 1e-5));
+    }
+}

@@ -14,7 +14,7 @@ pub use float::Float;
 pub use index::IndexItem;
 pub use reduce::ReduceOp;
 
-use crate::shape::{broadcast_strides, checked_size, fmt_shape, size_of, strides_of};
+use crate::shape::{broadcast_strides, checked_size, fmt_shape, strides_of};
 use crate::{Error, Result};
 
 /// An n-dimensional array: a contiguous row-major `data` vector and its `shape`.
@@ -181,7 +181,7 @@ impl<T: Clone> NdArray<T> {
         let own = strides_of(&self.shape);
         let strides: Vec<usize> = perm.iter().map(|&p| own[p]).collect();
         Ok(Self {
-            data: self.gather_strided(&shape, &strides, 0),
+            data: self.gather_strided(&shape, &strides, 0)?,
             shape,
         })
     }
@@ -212,7 +212,7 @@ impl<T: Clone> NdArray<T> {
         checked_size(shape)?;
         let strides = broadcast_strides(&self.shape, shape);
         Ok(Self {
-            data: self.gather_strided(shape, &strides, 0),
+            data: self.gather_strided(shape, &strides, 0)?,
             shape: shape.to_vec(),
         })
     }
@@ -226,10 +226,10 @@ impl<T: Clone> NdArray<T> {
     }
 
     /// Reads a strided view (in elements, from `start`) into a new contiguous vector.
-    fn gather_strided(&self, shape: &[usize], strides: &[usize], start: usize) -> Vec<T> {
-        let mut out = Vec::with_capacity(size_of(shape));
+    fn gather_strided(&self, shape: &[usize], strides: &[usize], start: usize) -> Result<Vec<T>> {
+        let mut out = try_with_capacity(checked_size(shape)?)?;
         for_each_offset(shape, strides, start, |i| out.push(self.data[i].clone()));
-        out
+        Ok(out)
     }
 
     /// Joins arrays along an existing axis; all other dimensions must agree.

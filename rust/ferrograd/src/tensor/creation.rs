@@ -71,9 +71,8 @@ impl Tensor {
     /// Standard normal samples from the global generator.
     pub fn randn(shape: &[usize], dtype: DType, requires_grad: bool) -> Result<Tensor> {
         let n = checked_size(shape)?;
-        crate::ndarray::try_with_capacity::<f64>(n)?;
         Ok(Tensor::new(
-            DynArray::from_f64(random::normal(n), shape, dtype)?,
+            DynArray::from_f64(random::normal(n)?, shape, dtype)?,
             requires_grad,
         ))
     }
@@ -81,9 +80,8 @@ impl Tensor {
     /// Uniform samples in `[0, 1)` from the global generator.
     pub fn rand(shape: &[usize], dtype: DType, requires_grad: bool) -> Result<Tensor> {
         let n = checked_size(shape)?;
-        crate::ndarray::try_with_capacity::<f64>(n)?;
         Ok(Tensor::new(
-            DynArray::from_f64(random::uniform(n), shape, dtype)?,
+            DynArray::from_f64(random::uniform(n)?, shape, dtype)?,
             requires_grad,
         ))
     }

@@ -3,7 +3,7 @@
 
 use super::Tensor;
 use crate::dynarray::fns::*;
-use crate::dynarray::{DynArray, UnaryFn};
+use crate::dynarray::{BinaryFn, DynArray, UnaryFn};
 use crate::Result;
 
 /// Declares a unary op whose backward multiplies the upstream gradient by a factor
@@ -66,15 +66,12 @@ impl Tensor {
     /// fractional power is NaN.
     pub fn pow(&self, other: &Tensor) -> Result<Tensor> {
         let out = self.array().zip("pow", &other.array(), Pow)?;
-        Ok(Tensor::from_op(out, "**", &[self, other], |g, p, y| {
+        Ok(Tensor::from_op(out, "**", &[self, other], |g, p, _| {
             let (a, b) = (p[0].array(), p[1].array());
-            // d/da = b * a^(b-1); d/db = y * ln(a) (0 where y is 0, as PyTorch)
-            let ga = g.zip(
-                "pow",
-                &b.zip("pow", &a.zip("pow", &b.zip_scalar(1.0, Sub)?, Pow)?, Mul)?,
-                Mul,
-            )?;
-            let gb = g.zip("pow", &y.zip("pow", &a, MulLog)?, Mul)?;
+            // d/da = b * a^(b-1) (0 where b is 0); d/db = y * ln(a) (0 where a is 0 and
+            // b >= 0), the limits PyTorch takes so that `0 ** 0` has no NaN or inf gradient.
+            let ga = g.zip("pow", &a.zip("pow", &b, PowBaseGrad)?, Mul)?;
+            let gb = g.zip("pow", &a.zip("pow", &b, PowExponentGrad)?, Mul)?;
             Ok(vec![Some(ga), Some(gb)])
         }))
     }
@@ -138,7 +135,7 @@ impl Tensor {
             let a = p[0].array();
             Ok(vec![Some(g.zip(
                 "pow",
-                &a.zip_scalar(s - 1.0, Pow)?.zip_scalar(s, Mul)?,
+                &a.zip_scalar(s, PowBaseGrad)?,
                 Mul,
             )?)])
         }))
@@ -182,6 +179,34 @@ impl Tensor {
             let (a, b) = (p[0].array(), p[1].array());
             matmul_backward(g, &a, &b)
         }))
+    }
+}
+
+/// `b * a^(b-1)`, 0 where `b` is 0: the derivative of `a ** b` in `a` (`x ** 0` is constant,
+/// so its gradient at `x = 0` is 0, not `0 * inf = NaN`).
+#[derive(Clone, Copy)]
+struct PowBaseGrad;
+impl BinaryFn for PowBaseGrad {
+    fn apply<T: crate::ndarray::Float>(&self, a: T, b: T) -> T {
+        if b == T::zero() {
+            T::zero()
+        } else {
+            b * a.powf(b - T::one())
+        }
+    }
+}
+
+/// `a^b * ln(a)`, 0 where `a` is 0 and `b >= 0`: the derivative of `a ** b` in `b`
+/// (PyTorch's limit, so `0 ** b` has no NaN or inf gradient, `0 ** 0` included).
+#[derive(Clone, Copy)]
+struct PowExponentGrad;
+impl BinaryFn for PowExponentGrad {
+    fn apply<T: crate::ndarray::Float>(&self, a: T, b: T) -> T {
+        if a == T::zero() && b >= T::zero() {
+            T::zero()
+        } else {
+            a.powf(b) * a.ln()
+        }
     }
 }
 

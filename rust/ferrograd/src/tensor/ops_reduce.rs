@@ -92,7 +92,12 @@ impl Tensor {
         Ok(Tensor::from_op(out, "softmax", &[self], move |g, _, y| {
             // dx = y * (g - sum(g * y))
             let gy = g.zip("softmax", y, Mul)?;
-            let s = gy.reduce(ReduceOp::Sum, Some(&[ax]), true)?;
+            // A 0-d input is its own (one-element) axis: the sum is the element itself.
+            let s = if y.ndim() == 0 {
+                gy
+            } else {
+                gy.reduce(ReduceOp::Sum, Some(&[ax]), true)?
+            };
             Ok(vec![Some(y.zip(
                 "softmax",
                 &g.zip("softmax", &s, Sub)?,
@@ -113,7 +118,11 @@ impl Tensor {
             &[self],
             move |g, _, y| {
                 // dx = g - softmax * sum(g)
-                let s = g.reduce(ReduceOp::Sum, Some(&[ax]), true)?;
+                let s = if g.ndim() == 0 {
+                    g.clone()
+                } else {
+                    g.reduce(ReduceOp::Sum, Some(&[ax]), true)?
+                };
                 Ok(vec![Some(g.zip(
                     "log_softmax",
                     &y.map(Exp)?.zip("log_softmax", &s, Mul)?,
