@@ -5,6 +5,9 @@ Three types carry it, as in the article "Building a neural network library in Ru
 autodiff baked in).
 """
 
+import importlib
+from typing import Any
+
 from ferrograd._core import (
     AxisError,
     NdArray,
@@ -32,6 +35,18 @@ from ferrograd.graph import to_dot
 
 float32 = "float32"
 float64 = "float64"
+
+# Submodules load on first use (`fg.layers`, `fg.optim`, …), keeping `import ferrograd` fast.
+_SUBMODULES = {"data", "datasets", "functional", "layers", "loss", "optim"}
+_LAZY_NAMES = {"save": "serialization", "load": "serialization"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f"ferrograd.{name}")
+    if name in _LAZY_NAMES:
+        return getattr(importlib.import_module(f"ferrograd.{_LAZY_NAMES[name]}"), name)
+    raise AttributeError(f"module 'ferrograd' has no attribute {name!r}")
 
 __all__ = [
     "AxisError",

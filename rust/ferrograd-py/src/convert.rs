@@ -372,3 +372,18 @@ fn integer_array(k: &Bound<'_, PyAny>) -> PyResult<IndexItem> {
         .collect();
     Ok(IndexItem::Array { indices, shape })
 }
+
+/// The core tensor behind a `Tensor` or `NdArray` argument (shared, not copied); `what`
+/// names the argument in the TypeError.
+pub fn tensor_of(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<ferrograd::Tensor> {
+    if let Ok(t) = obj.cast::<PyTensor>() {
+        return Ok(t.get().inner.clone());
+    }
+    if let Ok(t) = obj.cast::<PyNdArray>() {
+        return Ok(t.get().inner.clone());
+    }
+    Err(PyTypeError::new_err(format!(
+        "{what} must be a Tensor or NdArray, got {}",
+        obj.get_type().name()?
+    )))
+}

@@ -178,9 +178,6 @@ pub mod fns {
         /// 1 where x == y (NaN matching NaN), else 0: which elements attained a max or min
         /// (a NaN result gets its gradient from the NaN inputs, as in PyTorch).
         EqMask |x, y| if x == y || (x.is_nan() && y.is_nan()) { T::one() } else { T::zero() };
-        /// `x * ln(y)`, 0 where x is 0: the gradient factor of a power with respect to its exponent
-        /// (the limit PyTorch takes, so `0 ** y` does not give NaN gradients).
-        MulLog |x, y| if x == T::zero() { T::zero() } else { x * y.ln() };
     }
 }
 

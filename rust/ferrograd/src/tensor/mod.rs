@@ -123,6 +123,11 @@ impl Tensor {
         &self.0.data
     }
 
+    /// Whether two tensors alias one array (e.g. a tensor and its `detach()`).
+    pub fn shares_storage(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.0.data, &other.0.data)
+    }
+
     /// The dimensions.
     pub fn shape(&self) -> Vec<usize> {
         self.array().shape().to_vec()
@@ -206,6 +211,19 @@ impl Tensor {
     /// A copy of the array in a new leaf.
     pub fn deep_copy(&self, requires_grad: bool) -> Tensor {
         Self::new(self.array().clone(), requires_grad)
+    }
+}
+
+/// Runs `f` on the arrays of two tensors under read locks, taking the lock once when both
+/// share one storage (`x * x`): a second read of the same lock can deadlock behind a
+/// waiting writer.
+pub(crate) fn read_pair<R>(a: &Tensor, b: &Tensor, f: impl FnOnce(&DynArray, &DynArray) -> R) -> R {
+    let ga = a.array();
+    if a.shares_storage(b) {
+        f(&ga, &ga)
+    } else {
+        let gb = b.array();
+        f(&ga, &gb)
     }
 }
 

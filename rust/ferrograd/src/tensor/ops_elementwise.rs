@@ -1,7 +1,7 @@
 //! Elementwise ops and matmul on `Tensor`, each with its backward rule beside its forward.
 //! Gradients may come back broadcast; the engine sums them to each parent's shape.
 
-use super::Tensor;
+use super::{read_pair, Tensor};
 use crate::dynarray::fns::*;
 use crate::dynarray::{BinaryFn, DynArray, UnaryFn};
 use crate::Result;
@@ -24,7 +24,7 @@ macro_rules! unary_op {
 impl Tensor {
     /// `self + other`, broadcasting.
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {
-        let out = self.array().zip("add", &other.array(), Add)?;
+        let out = read_pair(self, other, |a, b| a.zip("add", b, Add))?;
         Ok(Tensor::from_op(out, "+", &[self, other], |g, _, _| {
             Ok(vec![Some(g.clone()), Some(g.clone())])
         }))
@@ -32,7 +32,7 @@ impl Tensor {
 
     /// `self - other`, broadcasting.
     pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
-        let out = self.array().zip("sub", &other.array(), Sub)?;
+        let out = read_pair(self, other, |a, b| a.zip("sub", b, Sub))?;
         Ok(Tensor::from_op(out, "-", &[self, other], |g, _, _| {
             Ok(vec![Some(g.clone()), Some(g.map(Neg)?)])
         }))
@@ -40,19 +40,20 @@ impl Tensor {
 
     /// `self * other`, broadcasting.
     pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
-        let out = self.array().zip("mul", &other.array(), Mul)?;
+        let out = read_pair(self, other, |a, b| a.zip("mul", b, Mul))?;
         Ok(Tensor::from_op(out, "*", &[self, other], |g, p, _| {
-            let (a, b) = (p[0].array(), p[1].array());
-            Ok(vec![
-                Some(g.zip("mul", &b, Mul)?),
-                Some(g.zip("mul", &a, Mul)?),
-            ])
+            read_pair(&p[0], &p[1], |a, b| {
+                Ok(vec![
+                    Some(g.zip("mul", b, Mul)?),
+                    Some(g.zip("mul", a, Mul)?),
+                ])
+            })
         }))
     }
 
     /// `self / other`, broadcasting; division by zero follows IEEE.
     pub fn div(&self, other: &Tensor) -> Result<Tensor> {
-        let out = self.array().zip("div", &other.array(), Div)?;
+        let out = read_pair(self, other, |a, b| a.zip("div", b, Div))?;
         Ok(Tensor::from_op(out, "/", &[self, other], |g, p, y| {
             let b = p[1].array();
             let ga = g.zip("div", &b, Div)?;
@@ -65,14 +66,15 @@ impl Tensor {
     /// `self ** other`, broadcasting, differentiable in both; a negative base to a
     /// fractional power is NaN.
     pub fn pow(&self, other: &Tensor) -> Result<Tensor> {
-        let out = self.array().zip("pow", &other.array(), Pow)?;
+        let out = read_pair(self, other, |a, b| a.zip("pow", b, Pow))?;
         Ok(Tensor::from_op(out, "**", &[self, other], |g, p, _| {
-            let (a, b) = (p[0].array(), p[1].array());
-            // d/da = b * a^(b-1) (0 where b is 0); d/db = y * ln(a) (0 where a is 0 and
-            // b >= 0), the limits PyTorch takes so that `0 ** 0` has no NaN or inf gradient.
-            let ga = g.zip("pow", &a.zip("pow", &b, PowBaseGrad)?, Mul)?;
-            let gb = g.zip("pow", &a.zip("pow", &b, PowExponentGrad)?, Mul)?;
-            Ok(vec![Some(ga), Some(gb)])
+            read_pair(&p[0], &p[1], |a, b| {
+                // d/da = b * a^(b-1) (0 where b is 0); d/db = y * ln(a) (0 where a is 0 and
+                // b >= 0), the limits PyTorch takes so that `0 ** 0` has no NaN or inf gradient.
+                let ga = g.zip("pow", &a.zip("pow", b, PowBaseGrad)?, Mul)?;
+                let gb = g.zip("pow", &a.zip("pow", b, PowExponentGrad)?, Mul)?;
+                Ok(vec![Some(ga), Some(gb)])
+            })
         }))
     }
 
@@ -174,10 +176,9 @@ impl Tensor {
 
     /// Matrix product with NumPy `@` semantics (1-D, 2-D, batched with broadcast batch dims).
     pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
-        let out = self.array().matmul(&other.array())?;
+        let out = read_pair(self, other, |a, b| a.matmul(b))?;
         Ok(Tensor::from_op(out, "@", &[self, other], |g, p, _| {
-            let (a, b) = (p[0].array(), p[1].array());
-            matmul_backward(g, &a, &b)
+            read_pair(&p[0], &p[1], |a, b| matmul_backward(g, a, b))
         }))
     }
 }

@@ -99,8 +99,20 @@ impl Tensor {
     }
 
     fn join(tensors: &[&Tensor], axis: isize, new_axis: bool) -> Result<Tensor> {
-        let guards: Vec<_> = tensors.iter().map(|t| t.array()).collect();
-        let arrays: Vec<&DynArray> = guards.iter().map(|g| &**g).collect();
+        // One read lock per distinct storage: `cat([x, x])` must not lock `x` twice.
+        let mut owners: Vec<&Tensor> = Vec::new();
+        let slots: Vec<usize> = tensors
+            .iter()
+            .map(|t| match owners.iter().position(|o| o.shares_storage(t)) {
+                Some(i) => i,
+                None => {
+                    owners.push(t);
+                    owners.len() - 1
+                }
+            })
+            .collect();
+        let guards: Vec<_> = owners.iter().map(|t| t.array()).collect();
+        let arrays: Vec<&DynArray> = slots.iter().map(|&i| &*guards[i]).collect();
         let out = if new_axis {
             DynArray::stack(&arrays, axis)?
         } else {
