@@ -4,6 +4,7 @@ import ferrograd as fg
 import numpy as np
 import pytest
 from conftest import assert_close
+from op_tables import BINARY_OPS
 
 # ---------------------------------------------------------------- zeros / ones / full
 
@@ -224,13 +225,7 @@ def test_dtype_constants_give_their_dtype():
     assert fg.Tensor([1.0], dtype=np.float64).dtype == "float64"
 
 
-MIXED_OPS = {
-    "add": lambda x, y: x + y,
-    "sub": lambda x, y: x - y,
-    "mul": lambda x, y: x * y,
-    "div": lambda x, y: x / y,
-    "pow": lambda x, y: x**y,
-}
+MIXED_OPS = BINARY_OPS
 
 
 @pytest.mark.parametrize("op", MIXED_OPS.keys())

@@ -6,6 +6,7 @@ import ferrograd as fg
 import numpy as np
 import pytest
 from conftest import assert_close
+from op_tables import BINARY_OPS
 
 
 def assert_still_works(*objs):
@@ -29,13 +30,7 @@ def test_mismatched_broadcast_shapes_raise_value_error_naming_both_shapes(op, cl
     make = getattr(fg, cls)
     a = make(np.ones((2, 3)))
     b = make(np.ones((4, 3)))
-    fn = {
-        "add": lambda x, y: x + y,
-        "sub": lambda x, y: x - y,
-        "mul": lambda x, y: x * y,
-        "div": lambda x, y: x / y,
-        "pow": lambda x, y: x**y,
-    }[op]
+    fn = BINARY_OPS[op]
     with pytest.raises(ValueError, match=r"\(2, 3\)") as info:
         fn(a, b)
     assert "(4, 3)" in str(info.value)

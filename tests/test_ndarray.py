@@ -4,6 +4,7 @@ import ferrograd as fg
 import numpy as np
 import pytest
 from conftest import assert_close, shape_id
+from op_tables import BINARY_OPS, BROADCAST_PAIRS
 
 RNG = np.random.default_rng(1234)
 
@@ -168,25 +169,7 @@ def test_shape_is_a_tuple_of_ints():
 
 # ---------------------------------------------------------------- arithmetic
 
-BINARY = {
-    "add": lambda x, y: x + y,
-    "sub": lambda x, y: x - y,
-    "mul": lambda x, y: x * y,
-    "div": lambda x, y: x / y,
-    "pow": lambda x, y: x**y,
-}
-
-BROADCAST_PAIRS = [
-    ((), ()),
-    ((), (3,)),
-    ((1,), (3,)),
-    ((3,), (3,)),
-    ((2, 3), (3,)),
-    ((3,), (2, 3)),
-    ((2, 1), (1, 3)),
-    ((4, 1, 3), (2, 1)),
-    ((2, 3), ()),
-]
+BINARY = BINARY_OPS
 
 
 def _operands(op, sa, sb):

@@ -13,6 +13,22 @@ fn dtype_or_default(dtype: Option<&Bound<'_, PyAny>>) -> PyResult<DType> {
     Ok(parse_dtype(dtype)?.unwrap_or(DType::F32))
 }
 
+/// Parses `(*shape, dtype, requires_grad)` and calls a core creation function.
+fn create(
+    shape: &Bound<'_, PyTuple>,
+    dtype: Option<&Bound<'_, PyAny>>,
+    requires_grad: bool,
+    make: fn(&[usize], DType, bool) -> ferrograd::Result<Tensor>,
+) -> PyResult<PyTensor> {
+    let t = make(
+        &parse_shape(shape)?,
+        dtype_or_default(dtype)?,
+        requires_grad,
+    )
+    .py()?;
+    Ok(PyTensor { inner: t })
+}
+
 /// `zeros(2, 3)` or `zeros((2, 3))`.
 #[pyfunction]
 #[pyo3(signature = (*shape, dtype=None, requires_grad=false))]
@@ -21,13 +37,7 @@ fn zeros(
     dtype: Option<&Bound<'_, PyAny>>,
     requires_grad: bool,
 ) -> PyResult<PyTensor> {
-    let t = Tensor::zeros(
-        &parse_shape(shape)?,
-        dtype_or_default(dtype)?,
-        requires_grad,
-    )
-    .py()?;
-    Ok(PyTensor { inner: t })
+    create(shape, dtype, requires_grad, Tensor::zeros)
 }
 
 /// `ones(2, 3)` or `ones((2, 3))`.
@@ -38,13 +48,7 @@ fn ones(
     dtype: Option<&Bound<'_, PyAny>>,
     requires_grad: bool,
 ) -> PyResult<PyTensor> {
-    let t = Tensor::ones(
-        &parse_shape(shape)?,
-        dtype_or_default(dtype)?,
-        requires_grad,
-    )
-    .py()?;
-    Ok(PyTensor { inner: t })
+    create(shape, dtype, requires_grad, Tensor::ones)
 }
 
 /// `full(shape, value)`.
@@ -69,13 +73,7 @@ fn randn(
     dtype: Option<&Bound<'_, PyAny>>,
     requires_grad: bool,
 ) -> PyResult<PyTensor> {
-    let t = Tensor::randn(
-        &parse_shape(shape)?,
-        dtype_or_default(dtype)?,
-        requires_grad,
-    )
-    .py()?;
-    Ok(PyTensor { inner: t })
+    create(shape, dtype, requires_grad, Tensor::randn)
 }
 
 /// Uniform samples in [0, 1) from the generator seeded by `manual_seed`.
@@ -86,13 +84,7 @@ fn rand(
     dtype: Option<&Bound<'_, PyAny>>,
     requires_grad: bool,
 ) -> PyResult<PyTensor> {
-    let t = Tensor::rand(
-        &parse_shape(shape)?,
-        dtype_or_default(dtype)?,
-        requires_grad,
-    )
-    .py()?;
-    Ok(PyTensor { inner: t })
+    create(shape, dtype, requires_grad, Tensor::rand)
 }
 
 /// `arange(stop)` or `arange(start, stop, step=1)`.
