@@ -1,5 +1,6 @@
 """Type stubs for the compiled module ``ferrograd._core`` (checked against it by tests/test_stubs.py)."""
 
+import os
 from collections.abc import Iterable, Sequence
 from typing import Any, final
 
@@ -45,6 +46,7 @@ class NdArray(_ArrayMethods):
     """An n-d float array (float32 or float64) without autodiff."""
 
     def __init__(self, data: ArrayLike, dtype: DTypeLike = None) -> None: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
     @property
     def T(self) -> NdArray: ...
     def __add__(self, other: Operand) -> NdArray: ...
@@ -95,6 +97,7 @@ class Tensor(_ArrayMethods):
     def __init__(
         self, data: ArrayLike, requires_grad: bool = False, dtype: DTypeLike = None
     ) -> None: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
     @property
     def T(self) -> Tensor: ...
     @property
@@ -238,3 +241,77 @@ def set_grad_enabled(enabled: bool) -> bool: ...
 def is_grad_enabled() -> bool: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
+
+# Optimizer steps (ferrograd.optim): each updates `param` and its buffers in place.
+def sgd_step(
+    param: Tensor | NdArray,
+    momentum_buffer: Tensor | NdArray | None,
+    lr: float,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+    first_step: bool = False,
+) -> None: ...
+def adam_step(
+    param: Tensor | NdArray,
+    exp_avg: Tensor | NdArray,
+    exp_avg_sq: Tensor | NdArray,
+    step: int,
+    lr: float,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    decoupled: bool = False,
+) -> None: ...
+def rmsprop_step(
+    param: Tensor | NdArray,
+    square_avg: Tensor | NdArray,
+    momentum_buffer: Tensor | NdArray | None,
+    grad_avg: Tensor | NdArray | None,
+    lr: float,
+    alpha: float = 0.99,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    momentum: float = 0.0,
+    centered: bool = False,
+) -> None: ...
+
+# safetensors files (fg.save / fg.load).
+def save_safetensors(
+    path: str | bytes | os.PathLike[str],
+    tensors: dict[str, Tensor | NdArray],
+    metadata: dict[str, str] | None = None,
+) -> None: ...
+def load_safetensors(
+    path: str | bytes | os.PathLike[str],
+) -> tuple[dict[str, Tensor], dict[str, str]]: ...
+
+# Neural-network functions (ferrograd.functional).
+def linear(x: ArrayLike, weight: ArrayLike, bias: ArrayLike | None = None) -> Tensor: ...
+def conv2d(
+    x: ArrayLike,
+    weight: ArrayLike,
+    bias: ArrayLike | None = None,
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] | None = None,
+) -> Tensor: ...
+def max_pool2d(
+    x: ArrayLike,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] | None = None,
+) -> Tensor: ...
+def gelu(x: ArrayLike) -> Tensor: ...
+def dropout(x: ArrayLike, p: float = 0.5, training: bool = True) -> Tensor: ...
+def cross_entropy(
+    logits: ArrayLike,
+    target: Sequence[int] | npt.NDArray[Any] | Tensor | NdArray | int,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+) -> Tensor: ...
+def nll_loss(log_probs: ArrayLike, target: Sequence[int] | npt.NDArray[Any] | Tensor | NdArray | int, reduction: str = "mean") -> Tensor: ...
+def clamp(x: ArrayLike, min: float | None = None, max: float | None = None) -> Tensor: ...
+def maximum(a: ArrayLike, b: ArrayLike) -> Tensor: ...
+def minimum(a: ArrayLike, b: ArrayLike) -> Tensor: ...

@@ -5,7 +5,10 @@ use pyo3::prelude::*;
 mod array_methods;
 mod convert;
 mod errors;
+mod functional;
 mod functions;
+mod io;
+mod optim;
 mod tensor;
 mod value;
 
@@ -17,6 +20,9 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<tensor::PyNdArray>()?;
     m.add("AxisError", errors::axis_error_type(m.py())?)?;
     functions::register(m)?;
+    functional::register(m)?;
     value::register(m)?;
+    optim::register(m)?;
+    io::register(m)?;
     Ok(())
 }

@@ -163,6 +163,14 @@ impl PyTensor {
         PyTuple::new(py, parents)
     }
 
+    /// Pickling (and so `copy.deepcopy`): rebuilt as a leaf from its values.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let t = &slf.get().inner;
+        let values = crate::convert::to_numpy(slf.py(), &t.array())?;
+        let args = (values, t.requires_grad(), t.dtype().name()).into_pyobject(slf.py())?;
+        PyTuple::new(slf.py(), [slf.get_type().into_any(), args.into_any()])
+    }
+
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let body = repr_body(py, &self.inner.array(), "Tensor(")?;
         let mut extra = String::new();
@@ -186,6 +194,14 @@ impl PyNdArray {
         Ok(PyNdArray {
             inner: Tensor::new(array_from_py(data, dtype)?, false),
         })
+    }
+
+    /// Pickling (and so `copy.deepcopy`): rebuilt from its values.
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let t = &slf.get().inner;
+        let values = crate::convert::to_numpy(slf.py(), &t.array())?;
+        let args = (values, t.dtype().name()).into_pyobject(slf.py())?;
+        PyTuple::new(slf.py(), [slf.get_type().into_any(), args.into_any()])
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {

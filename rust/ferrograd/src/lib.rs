@@ -14,7 +14,9 @@
 
 pub mod dynarray;
 pub mod error;
+pub mod io;
 pub mod ndarray;
+pub mod optim;
 pub mod parallel;
 pub mod random;
 pub mod shape;

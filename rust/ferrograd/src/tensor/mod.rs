@@ -3,7 +3,9 @@
 
 mod autograd;
 mod creation;
+mod ops_conv;
 mod ops_elementwise;
+mod ops_nn;
 mod ops_reduce;
 mod ops_shape;
 

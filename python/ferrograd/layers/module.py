@@ -1,0 +1,371 @@
+"""``Module`` — the base class of every layer — and the containers ``Sequential``/``ModuleList``.
+
+A ``Module`` registers what is assigned to it: a :class:`~ferrograd.Tensor` becomes a
+parameter, a ``Module`` a sub-module, and :meth:`Module.register_buffer` adds state that is
+saved but not trained (BatchNorm's running statistics). Names follow PyTorch (``0.weight``,
+``fc1.bias``, ``bn.running_mean``).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from ferrograd._core import NdArray, Tensor
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+
+class IncompatibleKeys(NamedTuple):
+    """What :meth:`Module.load_state_dict` ignored (only non-empty when ``strict=False``)."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
+
+
+def _to_numpy(name: str, value: Any) -> np.ndarray:
+    if isinstance(value, (Tensor, NdArray)):
+        return value.numpy()
+    if isinstance(value, (np.ndarray, np.generic, int, float, list, tuple)):
+        arr = np.asarray(value)
+        if arr.dtype == object or not (
+            np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_
+        ):
+            raise TypeError(f"load_state_dict: {name!r} is not numeric (dtype {arr.dtype})")
+        return arr
+    raise TypeError(
+        f"load_state_dict: {name!r} must be a Tensor, NdArray or numpy array, "
+        f"got {type(value).__name__}"
+    )
+
+
+def _add_indent(text: str, spaces: int) -> str:
+    lines = text.split("\n")
+    if len(lines) == 1:
+        return text
+    return lines[0] + "\n" + "\n".join(" " * spaces + line for line in lines[1:])
+
+
+class Module:
+    """Base class of layers and models: subclass it, assign layers and Tensors in
+    ``__init__``, and write ``forward``. Calling the module calls ``forward``.
+
+    Calling ``super().__init__()`` is recommended but not required: the registries are
+    created before ``__init__`` runs.
+    """
+
+    training: bool
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Self:
+        obj = super().__new__(cls)
+        d = obj.__dict__
+        d["_parameters"] = OrderedDict()
+        d["_buffers"] = OrderedDict()
+        d["_modules"] = OrderedDict()
+        d["training"] = True
+        return obj
+
+    def __init__(self) -> None:
+        pass
+
+    # ----- registration -------------------------------------------------------------------
+    def __setattr__(self, name: str, value: Any) -> None:
+        d = self.__dict__
+        params, buffers, modules = d["_parameters"], d["_buffers"], d["_modules"]
+        if isinstance(value, Module):
+            self._forget(name)
+            modules[name] = value
+        elif isinstance(value, Tensor):
+            if name in buffers:
+                buffers[name] = value
+            else:
+                self._forget(name)
+                params[name] = value
+        elif value is None and (name in params or name in buffers or name in modules):
+            for registry in (params, buffers, modules):
+                if name in registry:
+                    registry[name] = None
+        else:
+            self._forget(name)
+            object.__setattr__(self, name, value)
+
+    def _forget(self, name: str) -> None:
+        d = self.__dict__
+        for key in ("_parameters", "_buffers", "_modules"):
+            d[key].pop(name, None)
+        d.pop(name, None)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails.
+        d = self.__dict__
+        for key in ("_parameters", "_buffers", "_modules"):
+            registry = d.get(key)
+            if registry is not None and name in registry:
+                return registry[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        d = self.__dict__
+        for key in ("_parameters", "_buffers", "_modules"):
+            if name in d[key]:
+                del d[key][name]
+                return
+        object.__delattr__(self, name)
+
+    def __dir__(self) -> list[str]:
+        d = self.__dict__
+        extra = [*d["_parameters"], *d["_buffers"], *d["_modules"]]
+        return sorted(set(super().__dir__()) | set(extra))
+
+    def register_parameter(self, name: str, param: Tensor | None) -> None:
+        """Registers ``param`` (a Tensor, or None for an absent optional parameter)."""
+        if param is not None and not isinstance(param, Tensor):
+            raise TypeError(f"register_parameter: {name!r} must be a Tensor or None")
+        self._forget(name)
+        self.__dict__["_parameters"][name] = param
+
+    def register_buffer(self, name: str, tensor: Tensor | None) -> None:
+        """Registers state that is saved in ``state_dict`` but is not a parameter."""
+        if tensor is not None and not isinstance(tensor, Tensor):
+            raise TypeError(f"register_buffer: {name!r} must be a Tensor or None")
+        self._forget(name)
+        self.__dict__["_buffers"][name] = tensor
+
+    def add_module(self, name: str, module: Module | None) -> None:
+        if module is not None and not isinstance(module, Module):
+            raise TypeError(f"add_module: {name!r} must be a Module or None")
+        self._forget(name)
+        self.__dict__["_modules"][name] = module
+
+    # ----- traversal ----------------------------------------------------------------------
+    def named_modules(self, prefix: str = "", _memo: set[int] | None = None
+                      ) -> Iterator[tuple[str, Module]]:
+        """This module and every sub-module (each once), with dotted names; ``""`` is self."""
+        memo = set() if _memo is None else _memo
+        if id(self) in memo:
+            return
+        memo.add(id(self))
+        yield prefix, self
+        for name, child in self._modules.items():
+            if child is not None:
+                yield from child.named_modules(f"{prefix}.{name}" if prefix else name, memo)
+
+    def modules(self) -> Iterator[Module]:
+        for _, module in self.named_modules():
+            yield module
+
+    def named_children(self) -> Iterator[tuple[str, Module]]:
+        seen: set[int] = set()
+        for name, child in self._modules.items():
+            if child is not None and id(child) not in seen:
+                seen.add(id(child))
+                yield name, child
+
+    def children(self) -> Iterator[Module]:
+        for _, child in self.named_children():
+            yield child
+
+    def _named_tensors(self, registry: str, recurse: bool) -> Iterator[tuple[str, Tensor]]:
+        seen: set[int] = set()
+        modules = self.named_modules() if recurse else iter([("", self)])
+        for prefix, module in modules:
+            for name, t in module.__dict__[registry].items():
+                if t is None or t._id in seen:
+                    continue
+                seen.add(t._id)
+                yield (f"{prefix}.{name}" if prefix else name), t
+
+    def named_parameters(self, recurse: bool = True) -> Iterator[tuple[str, Tensor]]:
+        """``(name, parameter)`` pairs, each parameter once even when shared."""
+        return self._named_tensors("_parameters", recurse)
+
+    def parameters(self, recurse: bool = True) -> list[Tensor]:
+        """The parameters as a list (no duplicates), ready for an optimizer."""
+        return [p for _, p in self.named_parameters(recurse)]
+
+    def named_buffers(self, recurse: bool = True) -> Iterator[tuple[str, Tensor]]:
+        return self._named_tensors("_buffers", recurse)
+
+    def buffers(self, recurse: bool = True) -> list[Tensor]:
+        return [b for _, b in self.named_buffers(recurse)]
+
+    # ----- state --------------------------------------------------------------------------
+    def _state_targets(self) -> OrderedDict[str, Tensor]:
+        """Every saved tensor by its state-dict name (a shared tensor appears under each name,
+        as in PyTorch)."""
+        out: OrderedDict[str, Tensor] = OrderedDict()
+        for prefix, module in self.named_modules():
+            for registry in ("_parameters", "_buffers"):
+                for name, t in module.__dict__[registry].items():
+                    if t is not None:
+                        out[f"{prefix}.{name}" if prefix else name] = t
+        return out
+
+    def state_dict(self) -> OrderedDict[str, Tensor]:
+        """Name → detached copy of every parameter and buffer."""
+        return OrderedDict((name, Tensor(t)) for name, t in self._state_targets().items())
+
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True
+                        ) -> IncompatibleKeys:
+        """Copies values into the parameters and buffers, in place (optimizers keep working).
+
+        Everything is checked before anything changes: with ``strict`` missing or unexpected
+        keys raise KeyError; a shape mismatch raises ValueError; a non-numeric value
+        TypeError. A failed load leaves the module unchanged.
+        """
+        if not isinstance(state_dict, Mapping):
+            raise TypeError(
+                f"load_state_dict: expected a mapping of name -> tensor, "
+                f"got {type(state_dict).__name__}"
+            )
+        targets = self._state_targets()
+        missing = [k for k in targets if k not in state_dict]
+        unexpected = [k for k in state_dict if k not in targets]
+        if strict and (missing or unexpected):
+            parts = []
+            if missing:
+                parts.append(f"missing keys: {', '.join(missing)}")
+            if unexpected:
+                parts.append(f"unexpected keys: {', '.join(map(str, unexpected))}")
+            raise KeyError(
+                f"load_state_dict into {type(self).__name__}: " + "; ".join(parts)
+            )
+        staged: list[tuple[Tensor, np.ndarray]] = []
+        for name, target in targets.items():
+            if name not in state_dict:
+                continue
+            value = _to_numpy(name, state_dict[name])
+            if tuple(value.shape) != tuple(target.shape):
+                raise ValueError(
+                    f"load_state_dict: shape mismatch for {name!r}: the model has "
+                    f"{tuple(target.shape)}, the state dict has {tuple(value.shape)}"
+                )
+            staged.append((target, value))
+        for target, value in staged:
+            target.data = np.ascontiguousarray(value, dtype=target.dtype)
+        return IncompatibleKeys(missing, unexpected)
+
+    # ----- modes and grads ----------------------------------------------------------------
+    def train(self, mode: bool = True) -> Module:
+        """Sets training mode on this module and every sub-module; returns self."""
+        for module in self.modules():
+            module.__dict__["training"] = bool(mode)
+        return self
+
+    def eval(self) -> Module:
+        """Evaluation mode (Dropout off, BatchNorm uses its running statistics)."""
+        return self.train(False)
+
+    def zero_grad(self) -> None:
+        """Sets every parameter's grad to None."""
+        for p in self.parameters():
+            p.grad = None
+
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
+
+    def apply(self, fn: Any) -> Module:
+        for module in list(self.modules())[::-1]:
+            fn(module)
+        return self
+
+    # ----- calling and printing -----------------------------------------------------------
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not define forward()")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.forward(*args, **kwargs)
+
+    def extra_repr(self) -> str:
+        """The text inside the parentheses of this module's repr (override in layers)."""
+        return ""
+
+    def __repr__(self) -> str:
+        extra = self.extra_repr()
+        lines = extra.split("\n") if extra else []
+        for name, child in self._modules.items():
+            lines.append(f"({name}): " + _add_indent(repr(child), 2))
+        if not self._modules:
+            return f"{type(self).__name__}({extra})"
+        body = "\n  ".join(lines)
+        return f"{type(self).__name__}(\n  {body}\n)"
+
+
+class Sequential(Module):
+    """Runs its modules in order. ``Sequential(a, b)`` names them ``"0"``, ``"1"``;
+    ``Sequential(OrderedDict(name=module))`` keeps the given names. Indexable (an int gives
+    a module, a slice a new ``Sequential``), iterable, with ``len``."""
+
+    def __init__(self, *modules: Any) -> None:
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], Mapping):
+            for name, module in modules[0].items():
+                self.add_module(str(name), module)
+        else:
+            for i, module in enumerate(modules):
+                if not isinstance(module, Module):
+                    raise TypeError(
+                        f"Sequential: argument {i} is a {type(module).__name__}, not a Module"
+                    )
+                self.add_module(str(i), module)
+
+    def _index(self, idx: int) -> str:
+        n = len(self._modules)
+        if not -n <= idx < n:
+            raise IndexError(f"index {idx} is out of range for {type(self).__name__} of "
+                             f"length {n}")
+        return list(self._modules)[idx % n]
+
+    def __getitem__(self, idx: int | slice) -> Any:
+        if isinstance(idx, slice):
+            return type(self)(OrderedDict(list(self._modules.items())[idx]))
+        return self._modules[self._index(idx)]
+
+    def __setitem__(self, idx: int, module: Module) -> None:
+        setattr(self, self._index(idx), module)
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def append(self, module: Module) -> Sequential:
+        self.add_module(str(len(self)), module)
+        return self
+
+    def forward(self, x: Any) -> Any:
+        for module in self._modules.values():
+            x = module(x)
+        return x
+
+
+class ModuleList(Module):
+    """A list of modules whose parameters are registered (names ``"0"``, ``"1"``, …)."""
+
+    def __init__(self, modules: Any = ()) -> None:
+        super().__init__()
+        for module in modules:
+            self.append(module)
+
+    def append(self, module: Module) -> ModuleList:
+        self.add_module(str(len(self)), module)
+        return self
+
+    def __getitem__(self, idx: int | slice) -> Any:
+        items = list(self._modules.values())
+        if isinstance(idx, slice):
+            return ModuleList(items[idx])
+        return items[idx]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())

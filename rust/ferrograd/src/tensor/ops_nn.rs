@@ -1,0 +1,545 @@
+//! Neural-network ops on `Tensor` — fused linear, GELU, dropout, clamp, maximum/minimum and
+//! the fused cross-entropy and NLL losses — each with its backward rule beside its forward.
+
+use std::borrow::Cow;
+
+use rayon::prelude::*;
+
+use super::{read_pair, Tensor};
+use crate::dynarray::fns::{Add, Mul, Neg};
+use crate::dynarray::{BinaryFn, DynArray, Element, UnaryFn};
+use crate::ndarray::{Float, NdArray, ReduceOp};
+use crate::parallel::{num_threads, PARALLEL_THRESHOLD};
+use crate::shape::fmt_shape;
+use crate::{random, shape_err, value_err, Error, Result};
+
+/// Runs `f` on the arrays of several tensors under read locks, locking a storage that two
+/// of them share only once (a second read of one lock can deadlock behind a waiting writer).
+pub(super) fn with_arrays<R>(ts: &[&Tensor], f: impl FnOnce(&[&DynArray]) -> R) -> R {
+    let mut guards = Vec::with_capacity(ts.len());
+    let mut slot = Vec::with_capacity(ts.len());
+    for (i, t) in ts.iter().enumerate() {
+        match ts[..i].iter().position(|u| u.shares_storage(t)) {
+            Some(j) => slot.push(slot[j]),
+            None => {
+                slot.push(guards.len());
+                guards.push(t.array());
+            }
+        }
+    }
+    let arrays: Vec<&DynArray> = slot.iter().map(|&k| &*guards[k]).collect();
+    f(&arrays)
+}
+
+/// The typed array inside `a`, which the caller has already cast to `T`'s dtype.
+pub(super) fn typed<T: Element>(a: &DynArray) -> Result<&NdArray<T>> {
+    T::view(a).ok_or_else(mismatch)
+}
+
+/// `a` viewed as a `rows × cols` matrix, copied only when its shape differs.
+fn as_matrix(a: &DynArray, rows: usize, cols: usize) -> Result<Cow<'_, DynArray>> {
+    if a.shape() == [rows, cols] {
+        Ok(Cow::Borrowed(a))
+    } else {
+        Ok(Cow::Owned(a.clone().into_shape(&[rows, cols])?))
+    }
+}
+
+impl Tensor {
+    /// `self @ weightᵀ + bias`, fused: `self` is `(..., in)`, `weight` `(out, in)` (PyTorch's
+    /// layout, never transposed in memory), `bias` `(out,)`; the result is `(..., out)`.
+    pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let mut parents = vec![self, weight];
+        parents.extend(bias);
+        let out = with_arrays(&parents, |a| linear_forward(a[0], a[1], a.get(2).copied()))?;
+        Ok(Tensor::from_op(out, "linear", &parents, |g, p, _| {
+            let need = [p[0].requires_grad(), p[1].requires_grad()];
+            let refs: Vec<&Tensor> = p.iter().collect();
+            with_arrays(&refs, |a| linear_backward(g, a[0], a[1], a.len() > 2, need))
+        }))
+    }
+
+    /// The exact GELU, `0.5·x·(1 + erf(x/√2))` (PyTorch's default, not the tanh form).
+    pub fn gelu(&self) -> Result<Tensor> {
+        let out = match &*self.array() {
+            DynArray::F32(a) => DynArray::F32(a.unary(gelu_f32)?),
+            DynArray::F64(a) => DynArray::F64(a.unary(gelu_f64)?),
+        };
+        Ok(Tensor::from_op(out, "gelu", &[self], |g, p, _| {
+            // d/dx = Φ(x) + x·φ(x)
+            let d = match &*p[0].array() {
+                DynArray::F32(a) => DynArray::F32(a.unary(gelu_grad_f32)?),
+                DynArray::F64(a) => DynArray::F64(a.unary(gelu_grad_f64)?),
+            };
+            Ok(vec![Some(g.zip("gelu", &d, Mul)?)])
+        }))
+    }
+
+    /// Zeroes each element with probability `p` (drawn from the generator `manual_seed`
+    /// sets) and scales the kept ones by `1/(1-p)`; the identity when `!training` or `p == 0`.
+    pub fn dropout(&self, p: f64, training: bool) -> Result<Tensor> {
+        if !(0.0..=1.0).contains(&p) {
+            return Err(value_err!(
+                "dropout: probability p must be between 0 and 1, got {p}"
+            ));
+        }
+        if !training || p == 0.0 {
+            return Ok(self.clone());
+        }
+        let x = self.array();
+        let n = x.size();
+        let mask = if p == 1.0 {
+            vec![0.0; n]
+        } else {
+            let (keep, scale) = (1.0 - p, 1.0 / (1.0 - p));
+            random::uniform(n)?
+                .into_iter()
+                .map(|u| if u < keep { scale } else { 0.0 })
+                .collect()
+        };
+        let mask = DynArray::from_f64(mask, x.shape(), x.dtype())?;
+        let out = if p == 1.0 {
+            mask.clone()
+        } else {
+            x.zip("dropout", &mask, Mul)?
+        };
+        drop(x);
+        Ok(Tensor::from_op(out, "dropout", &[self], move |g, _, _| {
+            Ok(vec![Some(g.zip("dropout", &mask, Mul)?)])
+        }))
+    }
+
+    /// Limits every element to `[min, max]` (either bound optional; when `min > max` every
+    /// element becomes `max`, as in PyTorch). NaN stays NaN. The gradient is 1 where
+    /// `min <= x <= max` (the bounds themselves included) and 0 where clamped.
+    pub fn clamp(&self, min: Option<f64>, max: Option<f64>) -> Result<Tensor> {
+        if min.is_none() && max.is_none() {
+            return Err(value_err!(
+                "clamp: at least one of min and max must be given"
+            ));
+        }
+        let bounds = Clamp {
+            lo: min.unwrap_or(f64::NEG_INFINITY),
+            hi: max.unwrap_or(f64::INFINITY),
+        };
+        let out = self.array().map(bounds)?;
+        Ok(Tensor::from_op(out, "clamp", &[self], move |g, p, _| {
+            let inside = p[0].array().map(ClampInside(bounds))?;
+            Ok(vec![Some(g.zip("clamp", &inside, Mul)?)])
+        }))
+    }
+
+    /// The elementwise larger of two tensors, broadcasting; NaN propagates; a tie sends half
+    /// the gradient to each side (PyTorch).
+    pub fn maximum(&self, other: &Tensor) -> Result<Tensor> {
+        self.pick(other, true)
+    }
+
+    /// The elementwise smaller of two tensors, like [`Tensor::maximum`].
+    pub fn minimum(&self, other: &Tensor) -> Result<Tensor> {
+        self.pick(other, false)
+    }
+
+    fn pick(&self, other: &Tensor, largest: bool) -> Result<Tensor> {
+        let name = if largest { "maximum" } else { "minimum" };
+        let out = read_pair(self, other, |a, b| a.zip(name, b, Pick { largest }))?;
+        Ok(Tensor::from_op(
+            out,
+            name,
+            &[self, other],
+            move |g, p, _| {
+                read_pair(&p[0], &p[1], |a, b| {
+                    let share = |first| a.zip(name, b, PickGrad { largest, first });
+                    Ok(vec![
+                        Some(g.zip(name, &share(true)?, Mul)?),
+                        Some(g.zip(name, &share(false)?, Mul)?),
+                    ])
+                })
+            },
+        ))
+    }
+
+    /// Per-sample cross-entropy of `logits` `(N, C)` against class indices (`N` of them), or
+    /// of `(C,)` logits against one class (a 0-d result). Fused and stable: one max-shifted
+    /// log-sum-exp per row. `label_smoothing` ε in `[0, 1]` mixes the one-hot target with the
+    /// uniform distribution: `(1-ε)·onehot + ε/C`, as PyTorch defines it.
+    pub fn cross_entropy(&self, targets: &[usize], label_smoothing: f64) -> Result<Tensor> {
+        if !(0.0..=1.0).contains(&label_smoothing) {
+            return Err(value_err!(
+                "cross_entropy: label_smoothing must be between 0 and 1, got {label_smoothing}"
+            ));
+        }
+        let x = self.array();
+        let (n, c, out_shape) = class_dims("cross_entropy", x.shape(), targets)?;
+        let (loss, lse) = match &*x {
+            DynArray::F32(a) => ce_forward(a.data(), n, c, targets, label_smoothing, &out_shape)?,
+            DynArray::F64(a) => ce_forward(a.data(), n, c, targets, label_smoothing, &out_shape)?,
+        };
+        drop(x);
+        let targets = targets.to_vec();
+        Ok(Tensor::from_op(
+            loss,
+            "cross_entropy",
+            &[self],
+            move |g, p, _| {
+                let x = p[0].array();
+                let g = g.as_dtype(x.dtype());
+                let grad = match (&*x, g.as_ref(), &lse) {
+                    (DynArray::F32(a), DynArray::F32(g), DynArray::F32(s)) => DynArray::F32(
+                        ce_backward(a, g.data(), s.data(), &targets, label_smoothing)?,
+                    ),
+                    (DynArray::F64(a), DynArray::F64(g), DynArray::F64(s)) => DynArray::F64(
+                        ce_backward(a, g.data(), s.data(), &targets, label_smoothing)?,
+                    ),
+                    _ => return Err(mismatch()),
+                };
+                Ok(vec![Some(grad)])
+            },
+        ))
+    }
+
+    /// Per-sample negative log-likelihood `-log_probs[i, t_i]` of `(N, C)` log-probabilities
+    /// (or `(C,)` with one target, giving a 0-d result).
+    pub fn nll_loss(&self, targets: &[usize]) -> Result<Tensor> {
+        let x = self.array();
+        let (_, c, out_shape) = class_dims("nll_loss", x.shape(), targets)?;
+        let offsets: Vec<usize> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| i * c + t)
+            .collect();
+        let out = x.gather(&offsets, &out_shape).map(Neg)?;
+        let input_shape = x.shape().to_vec();
+        drop(x);
+        Ok(Tensor::from_op(out, "nll_loss", &[self], move |g, _, _| {
+            Ok(vec![Some(g.map(Neg)?.scatter_add(&input_shape, &offsets)?)])
+        }))
+    }
+}
+
+/// The error of a backward whose saved inputs were reshaped in place after the forward.
+pub(super) fn changed(op: &str) -> Error {
+    Error::Graph(format!(
+        "{op} backward: an input was modified in place after the forward; \
+         its shape no longer matches the graph"
+    ))
+}
+
+pub(super) fn mismatch() -> Error {
+    Error::Graph("internal error: dtype mismatch after promotion".into())
+}
+
+// ---------------------------------------------------------------------------------------
+// linear
+
+fn linear_forward(x: &DynArray, w: &DynArray, b: Option<&DynArray>) -> Result<DynArray> {
+    let (xs, ws) = (x.shape(), w.shape());
+    if ws.len() != 2 {
+        return Err(shape_err!(
+            "linear: weight must be 2-D (out_features, in_features), got shape {}",
+            fmt_shape(ws)
+        ));
+    }
+    let (out_f, in_f) = (ws[0], ws[1]);
+    match xs.last() {
+        None => {
+            return Err(shape_err!(
+                "linear: input must have at least 1 dimension (..., {in_f}), got a 0-d tensor"
+            ))
+        }
+        Some(&k) if k != in_f => {
+            return Err(shape_err!(
+                "linear: input of shape {} does not fit weight of shape {}: \
+                 in_features {k} != {in_f}",
+                fmt_shape(xs),
+                fmt_shape(ws)
+            ))
+        }
+        Some(_) => {}
+    }
+    if let Some(b) = b {
+        if b.shape() != [out_f] {
+            return Err(shape_err!(
+                "linear: bias of shape {} does not match weight of shape {}: expected ({out_f},)",
+                fmt_shape(b.shape()),
+                fmt_shape(ws)
+            ));
+        }
+    }
+    let mut out = x.matmul_t(w, false, true)?;
+    let Some(b) = b else { return Ok(out) };
+    if out_f == 0 {
+        return Ok(out);
+    }
+    // Add the bias row by row in place when the dtypes agree; mixed dtypes promote.
+    match (&mut out, b) {
+        (DynArray::F32(o), DynArray::F32(b)) => add_rows(o.data_mut(), b.data()),
+        (DynArray::F64(o), DynArray::F64(b)) => add_rows(o.data_mut(), b.data()),
+        _ => out = out.zip("linear", b, Add)?,
+    }
+    Ok(out)
+}
+
+fn add_rows<T: Float>(out: &mut [T], bias: &[T]) {
+    let add = |row: &mut [T]| row.iter_mut().zip(bias).for_each(|(y, &b)| *y = *y + b);
+    if out.len() >= PARALLEL_THRESHOLD && num_threads() > 1 {
+        out.par_chunks_mut(bias.len()).for_each(add);
+    } else {
+        out.chunks_mut(bias.len()).for_each(add);
+    }
+}
+
+/// dX = G @ W, dW = Gᵀ @ X and db = the column sums of G, with the batch axes of X and G
+/// flattened into rows; `need` says which of dX and dW are wanted.
+fn linear_backward(
+    g: &DynArray,
+    x: &DynArray,
+    w: &DynArray,
+    has_bias: bool,
+    need: [bool; 2],
+) -> Result<Vec<Option<DynArray>>> {
+    let (&[out_f, in_f], Some(&k)) = (w.shape(), x.shape().last()) else {
+        return Err(changed("linear"));
+    };
+    if k != in_f || g.shape().last() != Some(&out_f) {
+        return Err(changed("linear"));
+    }
+    let rows: usize = x.shape()[..x.ndim() - 1].iter().product();
+    let g2 = as_matrix(g, rows, out_f)?;
+    let dx = if need[0] {
+        Some(g2.matmul(w)?.into_shape(x.shape())?)
+    } else {
+        None
+    };
+    let dw = if need[1] {
+        Some(g2.matmul_t(as_matrix(x, rows, in_f)?.as_ref(), true, false)?)
+    } else {
+        None
+    };
+    let mut grads = vec![dx, dw];
+    if has_bias {
+        grads.push(Some(g2.reduce(ReduceOp::Sum, Some(&[0]), false)?));
+    }
+    Ok(grads)
+}
+
+// ---------------------------------------------------------------------------------------
+// elementwise helpers
+
+fn gelu_f64(x: f64) -> f64 {
+    0.5 * x * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2))
+}
+
+fn gelu_f32(x: f32) -> f32 {
+    0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
+}
+
+/// 1/√(2π), the standard normal density at 0.
+const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
+
+fn gelu_grad_f64(x: f64) -> f64 {
+    let cdf = 0.5 * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2));
+    cdf + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
+}
+
+fn gelu_grad_f32(x: f32) -> f32 {
+    let cdf = 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2));
+    cdf + x * INV_SQRT_2PI as f32 * (-0.5 * x * x).exp()
+}
+
+/// `min(max(x, lo), hi)`, NaN kept (a NaN bound gives NaN, as in PyTorch).
+#[derive(Clone, Copy)]
+struct Clamp {
+    lo: f64,
+    hi: f64,
+}
+
+impl UnaryFn for Clamp {
+    fn apply<T: Float>(&self, x: T) -> T {
+        let (lo, hi) = (T::from_f64_lossy(self.lo), T::from_f64_lossy(self.hi));
+        if x.is_nan() {
+            return x;
+        }
+        let y = if x < lo || lo.is_nan() { lo } else { x };
+        if y > hi || hi.is_nan() {
+            hi
+        } else {
+            y
+        }
+    }
+}
+
+/// 1 where `lo <= x <= hi`, else 0: clamp's derivative.
+#[derive(Clone, Copy)]
+struct ClampInside(Clamp);
+
+impl UnaryFn for ClampInside {
+    fn apply<T: Float>(&self, x: T) -> T {
+        let (lo, hi) = (T::from_f64_lossy(self.0.lo), T::from_f64_lossy(self.0.hi));
+        if x >= lo && x <= hi {
+            T::one()
+        } else {
+            T::zero()
+        }
+    }
+}
+
+/// The larger (or smaller) of two values; NaN if either is NaN.
+#[derive(Clone, Copy)]
+struct Pick {
+    largest: bool,
+}
+
+impl BinaryFn for Pick {
+    fn apply<T: Float>(&self, x: T, y: T) -> T {
+        if x.is_nan() || y.is_nan() {
+            x + y
+        } else if (x >= y) == self.largest {
+            x
+        } else {
+            y
+        }
+    }
+}
+
+/// The share of the gradient of maximum/minimum that goes to the `first` (or second)
+/// operand: 1 if it wins, 0 if it loses, ½ on a tie (and 1 to both sides next to a NaN,
+/// as PyTorch's `where(a == b, g/2, g).masked_fill_(loses, 0)`).
+#[derive(Clone, Copy)]
+struct PickGrad {
+    largest: bool,
+    first: bool,
+}
+
+impl BinaryFn for PickGrad {
+    fn apply<T: Float>(&self, x: T, y: T) -> T {
+        let loses = if self.largest == self.first {
+            x < y
+        } else {
+            x > y
+        };
+        if x == y {
+            T::from_f64_lossy(0.5)
+        } else if loses {
+            T::zero()
+        } else {
+            T::one()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// cross-entropy and NLL
+
+/// `(N, C, output shape)` of class scores `(N, C)` or `(C,)` against `targets`, which must
+/// number N (or 1) and each lie in `0..C`.
+fn class_dims(op: &str, shape: &[usize], targets: &[usize]) -> Result<(usize, usize, Vec<usize>)> {
+    let (n, c, out_shape) = match *shape {
+        [n, c] => (n, c, vec![n]),
+        [c] => (1, c, vec![]),
+        _ => {
+            return Err(shape_err!(
+                "{op}: expected input of shape (N, C) or (C,), got {}",
+                fmt_shape(shape)
+            ))
+        }
+    };
+    if targets.len() != n {
+        return Err(shape_err!(
+            "{op}: input of shape {} needs {n} target{}, got {}",
+            fmt_shape(shape),
+            if n == 1 { "" } else { "s" },
+            targets.len()
+        ));
+    }
+    if let Some(&t) = targets.iter().find(|&&t| t >= c) {
+        return Err(value_err!(
+            "{op}: target class {t} is out of range for {c} classes (expected 0 <= class < {c})"
+        ));
+    }
+    Ok((n, c, out_shape))
+}
+
+/// Work (elements) from which a per-row loss kernel runs on several threads.
+fn rows_in_parallel(n: usize, c: usize) -> bool {
+    n > 1 && n.saturating_mul(c) >= PARALLEL_THRESHOLD && num_threads() > 1
+}
+
+/// The loss and the log-sum-exp of one row: `lse - Σ q_c x_c`, written as
+/// `ln Σ exp(x - m) + Σ q_c (m - x_c)` so that huge logits lose no precision.
+fn ce_row<T: Float>(row: &[T], t: usize, eps: T) -> (T, T) {
+    let m = row.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+    // An all -inf row would give -inf - -inf = NaN; shift by 0 there instead.
+    let m = if m.is_finite() { m } else { T::zero() };
+    let s: T = row.iter().map(|&v| (v - m).exp()).sum();
+    let ln_s = s.ln();
+    let mut loss = ln_s + (T::one() - eps) * (m - row[t]);
+    if eps > T::zero() {
+        let c = T::from_usize(row.len()).unwrap_or_else(T::one);
+        let spread: T = row.iter().map(|&v| m - v).sum();
+        loss = loss + eps / c * spread;
+    }
+    (loss, m + ln_s)
+}
+
+fn ce_forward<T: Element>(
+    x: &[T],
+    n: usize,
+    c: usize,
+    targets: &[usize],
+    eps: f64,
+    out_shape: &[usize],
+) -> Result<(DynArray, DynArray)> {
+    let eps = T::from_f64_lossy(eps);
+    let mut pairs = vec![(T::zero(), T::zero()); n];
+    if n > 0 {
+        let one = |((row, &t), out): ((&[T], &usize), &mut (T, T))| *out = ce_row(row, t, eps);
+        if rows_in_parallel(n, c) {
+            x.par_chunks(c)
+                .zip(targets.par_iter())
+                .zip(pairs.par_iter_mut())
+                .for_each(one);
+        } else {
+            x.chunks(c).zip(targets).zip(pairs.iter_mut()).for_each(one);
+        }
+    }
+    let (loss, lse): (Vec<T>, Vec<T>) = pairs.into_iter().unzip();
+    Ok((
+        T::wrap(NdArray::from_vec(loss, out_shape)?),
+        T::wrap(NdArray::from_vec(lse, &[n])?),
+    ))
+}
+
+/// `dx = (softmax(x) - q) · g[:, None]` with softmax recomputed from the saved log-sum-exp.
+fn ce_backward<T: Float>(
+    x: &NdArray<T>,
+    g: &[T],
+    lse: &[T],
+    targets: &[usize],
+    eps: f64,
+) -> Result<NdArray<T>> {
+    let c = *x.shape().last().unwrap_or(&1);
+    if x.size() != lse.len() * c || g.len() != lse.len() || targets.len() != lse.len() {
+        return Err(changed("cross_entropy"));
+    }
+    let mut dx = crate::ndarray::try_filled(x.size(), T::zero())?;
+    if c > 0 && !dx.is_empty() {
+        let eps_t = T::from_f64_lossy(eps);
+        let off = T::from_f64_lossy(eps / c as f64);
+        let one_hot = T::one() - eps_t;
+        let xs = x.data();
+        let row = |(i, d): (usize, &mut [T])| {
+            let (gi, s, t) = (g[i], lse[i], targets[i]);
+            for (j, (dj, &v)) in d.iter_mut().zip(&xs[i * c..(i + 1) * c]).enumerate() {
+                let q = if j == t { one_hot + off } else { off };
+                *dj = ((v - s).exp() - q) * gi;
+            }
+        };
+        if rows_in_parallel(dx.len() / c, c) {
+            dx.par_chunks_mut(c).enumerate().for_each(row);
+        } else {
+            dx.chunks_mut(c).enumerate().for_each(row);
+        }
+    }
+    NdArray::from_vec(dx, x.shape())
+}
