@@ -10,8 +10,9 @@ Run: python examples/autodiff_tour.py
 
 import time
 
-import ferrograd as fg
 import numpy as np
+
+import ferrograd as fg
 
 
 def partial_derivatives() -> None:
