@@ -3,10 +3,11 @@ gradcheck, to_dot, threads and deep graphs."""
 
 import threading
 
-import ferrograd as fg
 import numpy as np
 import pytest
 from conftest import assert_close
+
+import ferrograd as fg
 
 
 def leaf(x, dtype="float64"):

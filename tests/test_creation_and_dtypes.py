@@ -1,10 +1,11 @@
 """Creation functions, dtypes and promotion, conversion and repr of fg.Tensor."""
 
-import ferrograd as fg
 import numpy as np
 import pytest
 from conftest import assert_close
 from op_tables import BINARY_OPS
+
+import ferrograd as fg
 
 # ---------------------------------------------------------------- zeros / ones / full
 

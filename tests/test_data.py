@@ -1,8 +1,9 @@
 """DataLoader: coverage of every sample, batching, shuffling and seeds."""
 
-import ferrograd as fg
 import numpy as np
 import pytest
+
+import ferrograd as fg
 from ferrograd.data import DataLoader
 
 

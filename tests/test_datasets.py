@@ -3,9 +3,10 @@
 import gzip
 import struct
 
-import ferrograd as fg
 import numpy as np
 import pytest
+
+import ferrograd as fg
 from ferrograd import datasets
 
 

@@ -2,11 +2,12 @@
 the objects involved still usable afterwards. IEEE cases that must *not*
 raise live here too."""
 
-import ferrograd as fg
 import numpy as np
 import pytest
 from conftest import assert_close
 from op_tables import BINARY_OPS
+
+import ferrograd as fg
 
 
 def assert_still_works(*objs):

@@ -4,10 +4,11 @@ get."""
 
 import math
 
-import ferrograd as fg
 import numpy as np
 import pytest
 from conftest import assert_close
+
+import ferrograd as fg
 
 F = fg.functional
 RNG = np.random.default_rng(1234)

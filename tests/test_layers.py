@@ -4,10 +4,11 @@ state dicts, train/eval behaviour and repr."""
 import math
 from collections import OrderedDict
 
-import ferrograd as fg
 import numpy as np
 import pytest
 from conftest import assert_close
+
+import ferrograd as fg
 from ferrograd import _core
 from ferrograd.functional import linear
 from ferrograd.layers import (

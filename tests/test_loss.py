@@ -1,9 +1,10 @@
 """Losses against their NumPy formulas, every reduction, gradients and input checks."""
 
-import ferrograd as fg
 import numpy as np
 import pytest
 from conftest import assert_close
+
+import ferrograd as fg
 from ferrograd import loss
 
 rng = np.random.default_rng(99)

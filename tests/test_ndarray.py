@@ -1,10 +1,11 @@
 """fg.NdArray: a plain n-d array without autodiff, checked against NumPy."""
 
-import ferrograd as fg
 import numpy as np
 import pytest
 from conftest import assert_close, shape_id
 from op_tables import BINARY_OPS, BROADCAST_PAIRS
+
+import ferrograd as fg
 
 RNG = np.random.default_rng(1234)
 

@@ -3,10 +3,11 @@ algorithms (torch.optim), plus parameter groups, state dicts and argument checki
 
 import math
 
-import ferrograd as fg
 import numpy as np
 import pytest
 from conftest import assert_close
+
+import ferrograd as fg
 from ferrograd import _core
 from ferrograd.optim import (
     SGD,

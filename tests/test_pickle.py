@@ -3,8 +3,9 @@
 import copy
 import pickle
 
-import ferrograd as fg
 import numpy as np
+
+import ferrograd as fg
 
 
 def test_pickled_tensor_keeps_values_dtype_and_requires_grad():

@@ -1,12 +1,13 @@
 """Hypothesis property tests: broadcasting, reductions, broadcast gradients and
 shape round-trips, all against NumPy."""
 
-import ferrograd as fg
 import hypothesis.extra.numpy as hnp
 import hypothesis.strategies as st
 import numpy as np
 from conftest import assert_close, reduce_to_shape
 from hypothesis import given
+
+import ferrograd as fg
 
 finite = st.floats(-10.0, 10.0, allow_nan=False, allow_infinity=False)
 away_from_zero = st.one_of(st.floats(0.25, 10.0), st.floats(-10.0, -0.25))

@@ -5,10 +5,11 @@ import os
 import pathlib
 import struct
 
-import ferrograd as fg
 import numpy as np
 import pytest
 from conftest import assert_close
+
+import ferrograd as fg
 from ferrograd import _core
 from ferrograd.optim import SGD, Adam, CosineAnnealingLR, RMSprop
 from ferrograd.serialization import STRUCTURE_KEY

@@ -4,8 +4,9 @@ import ast
 import inspect
 from pathlib import Path
 
-import ferrograd
 import pytest
+
+import ferrograd
 from ferrograd import _core
 
 STUB = Path(ferrograd.__file__).with_name("_core.pyi")

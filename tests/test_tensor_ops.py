@@ -6,12 +6,13 @@ outputs are contracted with a fixed random weight, so every output element
 contributes a distinct amount to the checked gradient.
 """
 
-import ferrograd as fg
 import numpy as np
 import pytest
 from conftest import assert_close, reduce_to_shape, shape_id
 from op_tables import BINARY_OPS
 from op_tables import BROADCAST_PAIRS as SHARED_PAIRS
+
+import ferrograd as fg
 
 RNG = np.random.default_rng(2024)
 

@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 import pytest
+
 from ferrograd import Value
 
 H = 1e-6
