@@ -9,26 +9,40 @@ ferrograd and PyTorch use the threads given (default: all cores)."""
 from __future__ import annotations
 
 import numpy as np
+from common import (
+    Options,
+    Report,
+    cpu_count,
+    figures_from_stats,
+    measure,
+    optional_peer,
+    script_main,
+    set_threads,
+)
 
 import ferrograd as fg
-from common import Options, Report, cpu_count, figures_from_stats, measure
-from common import optional_peer, script_main, set_threads
 
 SIZES = {"1K": 1 << 10, "1M": 1 << 20, "16M": 1 << 24}
 QUICK_SIZES = {"1K": 1 << 10, "64K": 1 << 16}
 ITEMSIZE = 4  # float32
 
 
-def _ops(torch):
-    """name -> (arrays read, ferrograd fn, numpy fn, torch fn) on (x, y)."""
-    return {
-        "add": (2, lambda x, y: x + y, np.add, torch and torch.add),
-        "mul": (2, lambda x, y: x * y, np.multiply, torch and torch.mul),
-        "exp": (1, lambda x, y: x.exp(), lambda x, y: np.exp(x), torch and
-                (lambda x, y: torch.exp(x))),
-        "relu": (1, lambda x, y: x.relu(), lambda x, y: np.maximum(x, 0), torch and
-                 (lambda x, y: torch.relu(x))),
+def cases(x: np.ndarray, y: np.ndarray, torch) -> dict:
+    """op name -> (arrays read, {impl: function}) on the inputs ``x``, ``y``."""
+    fx, fy = fg.Tensor(x), fg.Tensor(y)
+    ops = {
+        "add": (2, {"ferrograd": lambda: fx + fy, "numpy": lambda: np.add(x, y)}),
+        "mul": (2, {"ferrograd": lambda: fx * fy, "numpy": lambda: np.multiply(x, y)}),
+        "exp": (1, {"ferrograd": lambda: fx.exp(), "numpy": lambda: np.exp(x)}),
+        "relu": (1, {"ferrograd": lambda: fx.relu(), "numpy": lambda: np.maximum(x, 0)}),
     }
+    if torch is not None:
+        tx, ty = torch.from_numpy(x), torch.from_numpy(y)
+        ops["add"][1]["torch"] = lambda: torch.add(tx, ty)
+        ops["mul"][1]["torch"] = lambda: torch.mul(tx, ty)
+        ops["exp"][1]["torch"] = lambda: torch.exp(tx)
+        ops["relu"][1]["torch"] = lambda: torch.relu(tx)
+    return ops
 
 
 def run(opts: Options, report: Report) -> None:
@@ -41,15 +55,7 @@ def run(opts: Options, report: Report) -> None:
         for label, n in sizes.items():
             x = rng.standard_normal(n).astype(np.float32)
             y = rng.standard_normal(n).astype(np.float32)
-            fx, fy = fg.Tensor(x), fg.Tensor(y)
-            tx, ty = (torch.from_numpy(x), torch.from_numpy(y)) if torch else (None, None)
-            for name, (reads, f_fg, f_np, f_torch) in _ops(torch).items():
-                fns = {
-                    "ferrograd": lambda f=f_fg: f(fx, fy),
-                    "numpy": lambda f=f_np: f(x, y),
-                }
-                if torch is not None:
-                    fns["torch"] = lambda f=f_torch: f(tx, ty)
+            for name, (reads, fns) in cases(x, y, torch).items():
                 np.testing.assert_allclose(fns["ferrograd"]().numpy(), fns["numpy"](),
                                            rtol=1e-5, atol=1e-6)
                 gigabytes = (reads + 1) * ITEMSIZE * n / 1e9

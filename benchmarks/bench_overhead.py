@@ -11,17 +11,25 @@ scale on ``add`` (it has no autodiff)."""
 from __future__ import annotations
 
 import numpy as np
+from common import (
+    Options,
+    Report,
+    cpu_count,
+    figures_from_stats,
+    measure,
+    optional_peer,
+    script_main,
+    set_threads,
+)
 
 import ferrograd as fg
-from common import Options, Report, figures_from_stats, measure, optional_peer, script_main
-from common import set_threads
 
 SHAPE = (4,)
 
 
 def run(opts: Options, report: Report) -> None:
     torch = optional_peer("torch")
-    threads = opts.threads or [1]
+    threads = opts.threads or [cpu_count()]
     rng = np.random.default_rng(0)
     a, b, c = (rng.standard_normal(SHAPE).astype(np.float32) for _ in range(3))
     fa, fb = fg.Tensor(a), fg.Tensor(b)

@@ -17,14 +17,25 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+from common import (
+    Figure,
+    Options,
+    Report,
+    cpu_count,
+    figures_from_stats,
+    measure,
+    optional_peer,
+    script_main,
+    set_threads,
+    warm_up,
+)
 
 import ferrograd as fg
-from common import Figure, Options, Report, cpu_count, figures_from_stats, measure
-from common import optional_peer, script_main, set_threads, warm_up
 
 DIGITS_SIZES = [64, 128, 64, 10]
 DIGITS_BATCH = 64
 DIGITS_EPOCHS, QUICK_DIGITS_EPOCHS = 30, 3
+QUICK_DIGITS_TRAIN = 4 * DIGITS_BATCH
 LARGE_SIZES, QUICK_LARGE_SIZES = [784, 512, 512, 10], [784, 32, 32, 10]
 LARGE_BATCH, QUICK_LARGE_BATCH = 128, 16
 
@@ -159,7 +170,9 @@ def digits(opts: Options, report: Report, torch) -> None:
     n_train = int(0.8 * len(X))
     Xtr, ytr = np.ascontiguousarray(X[perm[:n_train]]), y[perm[:n_train]]
     Xte, yte = np.ascontiguousarray(X[perm[n_train:]]), y[perm[n_train:]]
-    threads = cpu_count()
+    if opts.quick:
+        Xtr, ytr = Xtr[:QUICK_DIGITS_TRAIN], ytr[:QUICK_DIGITS_TRAIN]
+    threads = (opts.threads or [cpu_count()])[0]
     set_threads(threads)
     # Warm each library up on a throwaway model, so that the measured models all train for
     # exactly the same epochs.
@@ -172,7 +185,7 @@ def digits(opts: Options, report: Report, torch) -> None:
     epochs = QUICK_DIGITS_EPOCHS if opts.quick else DIGITS_EPOCHS
     stats = measure(runners, repeats=epochs - 1, warmup=1, number=1, min_time=0,
                     keep_gc=True)
-    size = f"64-128-64-10, batch {DIGITS_BATCH}, {epochs} epochs"
+    size = f"64-128-64-10, batch {DIGITS_BATCH}, {epochs} epochs of {n_steps} steps"
     report.add(figures_from_stats("digits MLP train (Adam)", size, threads, stats, "steps/s",
                                   n_steps))
     report.add(

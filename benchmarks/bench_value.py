@@ -25,9 +25,9 @@ import math
 import random
 
 import numpy as np
+from common import Options, Report, figures_from_stats, measure, optional_peer, script_main
 
 import ferrograd as fg
-from common import Options, Report, figures_from_stats, measure, optional_peer, script_main
 
 GRAPH_TERMS = 25_000
 QUICK_GRAPH_TERMS = 250

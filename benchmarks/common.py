@@ -12,9 +12,10 @@ Per implementation the harness
 3. runs ``warmup`` untimed rounds, then ``repeats`` timed rounds,
 
 and keeps the time per call of every sample. The figure is the median; the spread is the
-interquartile range (IQR) of the samples. The garbage collector collects between samples;
-while a sample runs it is off (as in ``timeit``) for kernel and overhead figures, and on for
-the Value graphs and training loops, where collecting is part of what a user pays.
+interquartile range (IQR) of the samples. The garbage collector collects once before the
+rounds; while a sample runs it is off (as in ``timeit``) for kernel and overhead figures,
+and on for the Value graphs and training loops, where collecting is part of what a user
+pays.
 
 Figures print as a table and as one JSON line each::
 
@@ -33,12 +34,14 @@ import argparse
 import gc
 import importlib
 import json
+import math
 import os
 import statistics
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable
 
 # Some hosts export these to pin OpenBLAS to an older kernel set or cache size; with a current
 # NumPy they slow it down. The suite removes them *for its own process only* (by re-executing
@@ -113,7 +116,7 @@ def numpy_blas_info() -> str:
         cfg = np.show_config(mode="dicts")
         blas = cfg["Build Dependencies"]["blas"]
         return f"numpy {np.__version__}, BLAS: {blas.get('name')} {blas.get('version')}"
-    except Exception:  # older NumPy: show_config has no dict mode
+    except (TypeError, KeyError, AttributeError):  # older NumPy: no dict mode
         return f"numpy {np.__version__}, BLAS: see numpy.show_config()"
 
 
@@ -140,18 +143,31 @@ def numpy_threads_controllable() -> bool:
 
 
 def set_threads(n: int | None) -> None:
-    """Sets every implementation's thread count to ``n`` (None: back to all cores).
+    """Sets every implementation's thread count to ``n`` (None: back to the default).
 
-    ferrograd: ``fg.set_num_threads``; PyTorch: ``torch.set_num_threads``; NumPy's BLAS:
-    threadpoolctl. Without threadpoolctl NumPy's BLAS keeps the count it started with
-    (``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``, else all cores),
-    and the scripts leave NumPy out of any figure whose thread count differs from that."""
+    ferrograd: ``fg.set_num_threads``; NumPy's BLAS: threadpoolctl. Without threadpoolctl
+    NumPy's BLAS keeps the count it started with (``OPENBLAS_NUM_THREADS`` /
+    ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``, else all cores), and the scripts leave NumPy
+    out of any figure whose thread count differs from that.
+
+    PyTorch: ``torch.set_num_threads``, but only when ``n`` differs from its current count.
+    Calling it at all — even with the count PyTorch already uses — puts this PyTorch build
+    into a state where small ops (a 1K-element ``exp``) enter an OpenMP parallel region and
+    take from tens of µs to milliseconds on a busy machine instead of ~1 µs. So the scripts
+    run the default thread count (all cores) first and never call it for that count; a
+    script that must raise PyTorch's count again prints a warning."""
     import ferrograd as fg
 
     fg.set_num_threads(n or 0)
     torch = _PEERS.get("torch")
     if torch is not None:
-        torch.set_num_threads(n or cpu_count())
+        want = n or cpu_count()
+        have = torch.get_num_threads()
+        if want != have:
+            if want > have:
+                print(f"# warning: raising PyTorch's threads from {have} to {want} in-process; "
+                      "its small ops may run slower from here (see common.set_threads)")
+            torch.set_num_threads(want)
     for limiter in _NUMPY_LIMITER:
         limiter.restore_original_limits()
     _NUMPY_LIMITER.clear()
@@ -159,6 +175,11 @@ def set_threads(n: int | None) -> None:
         from threadpoolctl import threadpool_limits
 
         _NUMPY_LIMITER.append(threadpool_limits(limits=n, user_api="blas"))
+
+
+def default_first(threads: Sequence[int]) -> list[int]:
+    """The thread counts with the default (all cores) first: see ``set_threads``."""
+    return sorted(threads, key=lambda t: (t != cpu_count(), -t))
 
 
 def numpy_runs_with(n: int) -> bool:
@@ -262,10 +283,10 @@ def measure(
     else:
         numbers = dict.fromkeys(names, number)
     samples: dict[str, list[float]] = {name: [] for name in names}
+    gc.collect()
     for r in range(warmup + repeats):
         k = r % len(names)
         for name in names[k:] + names[:k]:  # rotate who goes first
-            gc.collect()
             t = _time_calls(fns[name], numbers[name], keep_gc) / numbers[name]
             if r >= warmup:
                 samples[name].append(t)
@@ -311,8 +332,16 @@ class Figure:
         return json.dumps(row, ensure_ascii=False)
 
 
+def figure_from_json(line: str) -> Figure:
+    """The Figure of one JSON line printed by ``Figure.as_json``."""
+    row = json.loads(line)
+    ratios = {k[len("ratio_vs_"):]: v for k, v in row.items() if k.startswith("ratio_vs_")}
+    return Figure(row["workload"], row["size"], row["threads"], row["impl"], row["value"],
+                  row["unit"], row.get("iqr", 0.0), ratios, row.get("note", ""))
+
+
 def _round(x: float) -> float:
-    return float(f"{x:.4g}") if x == x and abs(x) != float("inf") else x
+    return float(f"{x:.4g}") if math.isfinite(x) else x
 
 
 def figures_from_stats(
@@ -369,7 +398,7 @@ def _peer_columns(figures: Sequence[Figure]) -> list[str]:
 
 
 def _fmt(x: float) -> str:
-    if x != x:
+    if math.isnan(x):
         return "nan"
     if abs(x) >= 1000:
         return f"{x:,.0f}"
@@ -380,19 +409,28 @@ def _fmt(x: float) -> str:
     return f"{x:.3g}"
 
 
+def _fmt_ratio(r: float) -> str:
+    return f"{r:.3g}" if r < 0.1 else f"{r:.2f}"
+
+
 def print_table(figures: Sequence[Figure], title: str = "") -> None:
     """A Markdown table: one row per figure, ferrograd's ratio to each peer on its row."""
     peers = _peer_columns(figures)
     header = ["workload", "size", "thr", "impl", "value", "± IQR", "unit"]
     header += [f"fg / {p}" for p in peers]
+    notes = any(f.note for f in figures)
+    if notes:
+        header.append("note")
     rows = []
     for f in figures:
         row = [f.workload, f.size, str(f.threads), f.impl, _fmt(f.value), _fmt(f.iqr), f.unit]
-        row += [f"{f.ratios[p]:.2f}" if p in f.ratios else "" for p in peers]
+        row += [_fmt_ratio(f.ratios[p]) if p in f.ratios else "" for p in peers]
+        if notes:
+            row.append(f.note)
         rows.append(row)
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
               for i, h in enumerate(header)]
-    numeric = set(range(4, len(header))) - {6}
+    numeric = set(range(4, 7 + len(peers))) - {6}
 
     def line(cells: Sequence[str]) -> str:
         return "| " + " | ".join(
@@ -434,7 +472,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from(ns: argparse.Namespace) -> Options:
-    threads = [int(t) for t in ns.threads.split(",")] if ns.threads else []
+    threads = default_first([int(t) for t in ns.threads.split(",")]) if ns.threads else []
     return Options(
         quick=ns.quick,
         repeats=ns.repeats or (3 if ns.quick else 7),
@@ -466,8 +504,8 @@ def header_lines() -> str:
     import ferrograd as fg
 
     lines = [
-        f"# ferrograd {fg.__version__}, python {sys.version.split()[0]}, "
-        f"{cpu_count()} cores, load {os.getloadavg()[0]:.2f}",
+        (f"# ferrograd {fg.__version__}, python {sys.version.split()[0]}, "
+         f"{cpu_count()} cores, load {os.getloadavg()[0]:.2f}"),
         f"# {numpy_blas_info()}",
         environment_note(),
     ]

@@ -26,6 +26,7 @@ def partial_derivatives() -> None:
     yt = fg.Tensor([2.0, 0.0, 4.0], requires_grad=True)
     zt = 2 * xt + 3 * yt
     zt.sum().backward()
+    assert xt.grad is not None and yt.grad is not None  # leaves that took part in backward
     print(f"Tensor: z = {zt.tolist()}, dz/dx = {xt.grad.tolist()}, dz/dy = {yt.grad.tolist()}")
 
 
@@ -66,6 +67,7 @@ def fit_with_tensors(x: np.ndarray, y: np.ndarray, steps: int, lr: float) -> Non
         loss = ((pred - ys) ** 2).mean()
         m.grad, b.grad = None, None
         loss.backward()
+        assert m.grad is not None and b.grad is not None
         with fg.no_grad():
             m -= lr * m.grad
             b -= lr * b.grad

@@ -19,7 +19,8 @@ from ferrograd import layers as nn
 
 
 def curve(x: np.ndarray) -> np.ndarray:
-    return np.sin(2 * x) + 0.3 * x
+    y: np.ndarray = np.sin(2 * x) + 0.3 * x
+    return y
 
 
 def main() -> None:

@@ -30,7 +30,8 @@ except ImportError:  # a plain fallback: one line per epoch, updated in place
 
 def progress(batches: Iterable[Any], total: int, label: str) -> Iterable[Any]:
     if tqdm is not None:
-        return tqdm(batches, total=total, desc=label, leave=False, file=sys.stdout)
+        bar: Iterable[Any] = tqdm(batches, total=total, desc=label, leave=False, file=sys.stdout)
+        return bar
     if not sys.stdout.isatty():  # in a log file the per-epoch lines say enough
         return batches
 
@@ -44,11 +45,15 @@ def progress(batches: Iterable[Any], total: int, label: str) -> Iterable[Any]:
     return plain()
 
 
-def split(seed: int = 0, test_fraction: float = 0.2):
+# ((x_train, y_train), (x_test, y_test))
+Split = tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def split(seed: int = 0, test_fraction: float = 0.2) -> Split:
     """A fixed, stratified train/test split of the 1,797 digits."""
     x, y = fg.datasets.load_digits()
     rng = np.random.default_rng(seed)
-    test_idx = []
+    test_idx: list[int] = []
     for c in range(10):
         members = rng.permutation(np.flatnonzero(y == c))
         test_idx.extend(members[: round(len(members) * test_fraction)])
@@ -57,7 +62,7 @@ def split(seed: int = 0, test_fraction: float = 0.2):
     return (x[~test_mask], y[~test_mask]), (x[test_mask], y[test_mask])
 
 
-def standardize(data, per_pixel: bool):
+def standardize(data: Split, per_pixel: bool) -> Split:
     """Scales inputs to zero mean and unit variance using training statistics only: per
     pixel for the MLP (a feature vector), over all pixels for the CNN (an image)."""
     (x_train, y_train), (x_test, y_test) = data
@@ -101,21 +106,25 @@ class SmallCNN(nn.Module):
         )
 
     def forward(self, x: fg.Tensor) -> fg.Tensor:
-        return self.head(self.features(x.reshape(-1, 1, 8, 8)))
+        out: fg.Tensor = self.head(self.features(x.reshape(-1, 1, 8, 8)))
+        return out
 
 
 def predict(model: nn.Module, x: np.ndarray) -> np.ndarray:
     model.eval()
     with fg.no_grad():
-        logits = model(fg.Tensor(x))
-    return logits.numpy().argmax(axis=1)
+        logits: fg.Tensor = model(fg.Tensor(x))
+    labels: np.ndarray = logits.numpy().argmax(axis=1)
+    return labels
 
 
 def accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
     return float((predict(model, x) == y).mean())
 
 
-def train(name: str, model: nn.Module, data, epochs: int, lr: float) -> dict[str, list[float]]:
+def train(
+    name: str, model: nn.Module, data: Split, epochs: int, lr: float
+) -> dict[str, list[float]]:
     (x_train, y_train), (x_test, y_test) = data
     loader = fg.data.DataLoader(x_train, y_train, batch_size=32, shuffle=True, seed=1)
     opt = fg.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
@@ -145,7 +154,7 @@ def train(name: str, model: nn.Module, data, epochs: int, lr: float) -> dict[str
 
 
 def checkpoint_round_trip(
-    name: str, model: nn.Module, make: Callable[[], nn.Module], data, out: Path
+    name: str, model: nn.Module, make: Callable[[], nn.Module], data: Split, out: Path
 ) -> float:
     """Saves the weights, loads them into a fresh model and checks it scores the same."""
     (_, _), (x_test, y_test) = data
@@ -167,7 +176,7 @@ def checkpoint_round_trip(
 def plot(
     histories: dict[str, dict[str, list[float]]],
     model: nn.Module,
-    data,
+    data: Split,
     raw_test_images: np.ndarray,
     out: Path,
 ) -> None:

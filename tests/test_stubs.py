@@ -2,6 +2,9 @@
 
 import ast
 import inspect
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -95,3 +98,32 @@ def test_stub_function_parameters_match_the_compiled_signature(name):
         for p in runtime.parameters.values()
     ]
     assert sorted(stub_params) == sorted(runtime_params)
+
+
+def test_stubtest_finds_no_difference_between_the_stub_and_the_compiled_module():
+    """mypy's stubtest imports the compiled module and compares every class, method,
+    property and function of the stub with it: names, parameter names, kinds (positional-only,
+    keyword, ``*args``) and defaults, wherever the module exposes a signature. Differences
+    that are meant to be there are listed in stubtest_allowlist.txt."""
+    root = Path(__file__).resolve().parent.parent
+    env = dict(os.environ)
+    # The compiled module under test (installed, or on PYTHONPATH) against the source stub
+    # (pyproject's mypy_path = "python").
+    package_parent = str(Path(ferrograd.__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    env.pop("MYPYPATH", None)
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy.stubtest", "ferrograd._core",
+         "--mypy-config-file", str(root / "pyproject.toml"),
+         "--allowlist", str(Path(__file__).with_name("stubtest_allowlist.txt")),
+         "--concise"],
+        check=False,
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, (
+        f"the stub and the compiled module differ:\n{result.stdout}\n{result.stderr}"
+    )

@@ -6,7 +6,7 @@ autodiff baked in).
 """
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ferrograd._core import (
     AxisError,
@@ -31,7 +31,8 @@ from ferrograd._core import (
     zeros,
 )
 from ferrograd.autograd import GradcheckError, gradcheck, no_grad
-from ferrograd.graph import to_dot
+from ferrograd.graph import draw_graph, to_dot
+from ferrograd.interop import from_dlpack
 
 float32 = "float32"
 float64 = "float64"
@@ -39,6 +40,17 @@ float64 = "float64"
 # Submodules load on first use (`fg.layers`, `fg.optim`, …), keeping `import ferrograd` fast.
 _SUBMODULES = {"data", "datasets", "functional", "layers", "loss", "optim"}
 _LAZY_NAMES = {"save": "serialization", "load": "serialization"}
+
+
+if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
+    from ferrograd import data as data
+    from ferrograd import datasets as datasets
+    from ferrograd import functional as functional
+    from ferrograd import layers as layers
+    from ferrograd import loss as loss
+    from ferrograd import optim as optim
+    from ferrograd.serialization import load as load
+    from ferrograd.serialization import save as save
 
 
 def __getattr__(name: str) -> Any:
@@ -57,9 +69,11 @@ __all__ = [
     "__version__",
     "arange",
     "cat",
+    "draw_graph",
     "eye",
     "float32",
     "float64",
+    "from_dlpack",
     "from_numpy",
     "full",
     "get_num_threads",

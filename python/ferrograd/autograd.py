@@ -51,7 +51,7 @@ def gradcheck(
 
     Runs in float64. A non-scalar output is reduced with fixed random weights ``w``
     (checking ``d(sum(w * fn))/dx``, a vector–Jacobian product that involves every output).
-    Returns True, or raises :class:`GradcheckError` naming the input and element with the
+    Returns True, or raises ``GradcheckError`` naming the input and element with the
     worst mismatch.
     """
     if isinstance(inputs, Tensor):

@@ -112,7 +112,9 @@ class DataLoader:
             idx = order[start:start + self.batch_size]
             if self.dataset is not None:
                 yield self._collate([self.dataset[int(i)] for i in idx])
-            elif self._y is None:
+                continue
+            assert self._X is not None  # arrays were given, not a dataset
+            if self._y is None:
                 yield Tensor(self._X[idx])
             else:
                 yield Tensor(self._X[idx]), Tensor(self._y[idx])

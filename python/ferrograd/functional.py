@@ -108,7 +108,7 @@ def cross_entropy(
 def nll_loss(log_probs: ArrayLike, target: Targets | int, reduction: str = "mean") -> Tensor:
     """Negative log-likelihood ``-log_probs[i, target[i]]`` of ``(N, C)`` log-probabilities.
 
-    ``reduction`` is ``"mean"``, ``"sum"`` or ``"none"``, as in :func:`cross_entropy`.
+    ``reduction`` is ``"mean"``, ``"sum"`` or ``"none"``, as in ``cross_entropy``.
     """
     return _core.nll_loss(log_probs, target, reduction)
 

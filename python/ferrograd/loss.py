@@ -165,16 +165,22 @@ class _Loss(Module):
 
 
 class MSELoss(_Loss):
+    """``mse`` as a module: ``MSELoss(reduction="mean")(pred, target)``."""
+
     def forward(self, pred: Tensor, target: Any) -> Tensor:
         return mse(pred, target, self.reduction)
 
 
 class L1Loss(_Loss):
+    """``l1`` as a module: ``L1Loss(reduction="mean")(pred, target)``."""
+
     def forward(self, pred: Tensor, target: Any) -> Tensor:
         return l1(pred, target, self.reduction)
 
 
 class CrossEntropyLoss(_Loss):
+    """``cross_entropy`` as a module: ``CrossEntropyLoss()(logits, classes)``."""
+
     def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0) -> None:
         super().__init__(reduction)
         if not 0.0 <= label_smoothing <= 1.0:
@@ -189,15 +195,21 @@ class CrossEntropyLoss(_Loss):
 
 
 class NLLLoss(_Loss):
+    """``nll`` as a module: ``NLLLoss()(log_probs, classes)``."""
+
     def forward(self, log_probs: Tensor, classes: Any) -> Tensor:
         return nll(log_probs, classes, self.reduction)
 
 
 class BCELoss(_Loss):
+    """``binary_cross_entropy`` as a module: ``BCELoss()(p, y)``."""
+
     def forward(self, p: Tensor, y: Any) -> Tensor:
         return binary_cross_entropy(p, y, self.reduction)
 
 
 class BCEWithLogitsLoss(_Loss):
+    """``binary_cross_entropy_with_logits`` as a module: ``BCEWithLogitsLoss()(x, y)``."""
+
     def forward(self, x: Tensor, y: Any) -> Tensor:
         return binary_cross_entropy_with_logits(x, y, self.reduction)

@@ -5,7 +5,7 @@ plain ``F32``/``F64`` tensors under those names, so other safetensors tools read
 other dict — an optimizer's or a scheduler's state dict, nested, with ints, floats, tuples
 and strings beside the tensors — is flattened: each tensor is stored under its path
 (``state.0.exp_avg``) and the rest of the structure goes, as JSON, into the file's
-metadata under one key, so :func:`load` rebuilds the exact nested dict.
+metadata under one key, so ``load`` rebuilds the exact nested dict.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def save(obj: dict[Any, Any], path: PathLike) -> None:
 
 
 def load(path: PathLike) -> dict[Any, Any]:
-    """Loads what :func:`save` wrote: a dict of name → Tensor for a flat state dict (and
+    """Loads what ``save`` wrote: a dict of name → Tensor for a flat state dict (and
     for safetensors files written by other tools), or the rebuilt nested dict.
 
     A missing file raises FileNotFoundError; a truncated or corrupt one, ValueError.
@@ -73,7 +73,8 @@ def load(path: PathLike) -> dict[Any, Any]:
     if STRUCTURE_KEY in metadata:
         try:
             skeleton = json.loads(metadata[STRUCTURE_KEY])
-            return _decode(skeleton, tensors)
+            state: dict[Any, Any] = _decode(skeleton, tensors)
+            return state
         except (ValueError, KeyError, TypeError, IndexError) as e:
             raise ValueError(
                 f"{os.fspath(path)!s}: the file's {STRUCTURE_KEY!r} metadata is corrupt ({e})"

@@ -175,7 +175,7 @@ def load_mnist(path: Any = None, download: bool = True
 
     Reads the standard IDX files (``train-images-idx3-ubyte``, ``train-labels-idx1-ubyte``,
     ``t10k-images-idx3-ubyte``, ``t10k-labels-idx1-ubyte``, each plain or ``.gz``) from
-    ``path``; without ``path`` from :func:`mnist_cache_dir`, downloading them there once
+    ``path``; without ``path`` from ``mnist_cache_dir``, downloading them there once
     (checksummed, several mirrors) when they are missing and ``download`` is true. Missing
     files that cannot be fetched raise FileNotFoundError saying where to put them; corrupt
     files raise ValueError.

@@ -10,16 +10,22 @@ from ferrograd.layers.module import Module
 
 
 class ReLU(Module):
+    """``max(x, 0)``, elementwise."""
+
     def forward(self, x: Tensor) -> Tensor:
         return x.relu()
 
 
 class Sigmoid(Module):
+    """The logistic function ``1 / (1 + exp(-x))``, elementwise."""
+
     def forward(self, x: Tensor) -> Tensor:
         return x.sigmoid()
 
 
 class Tanh(Module):
+    """Hyperbolic tangent, elementwise."""
+
     def forward(self, x: Tensor) -> Tensor:
         return x.tanh()
 
@@ -44,6 +50,8 @@ class GELU(Module):
 
 
 class Softmax(Module):
+    """Softmax along ``dim`` (PyTorch's name for the axis; default the last)."""
+
     def __init__(self, dim: int = -1) -> None:
         super().__init__()
         self.dim = dim
@@ -56,6 +64,8 @@ class Softmax(Module):
 
 
 class LogSoftmax(Softmax):
+    """Log-softmax along ``dim``, computed stably (max-shifted log-sum-exp)."""
+
     def forward(self, x: Tensor) -> Tensor:
         return x.log_softmax(axis=self.dim)
 

@@ -1,16 +1,17 @@
 """``Module`` — the base class of every layer — and the containers ``Sequential``/``ModuleList``.
 
-A ``Module`` registers what is assigned to it: a :class:`~ferrograd.Tensor` becomes a
-parameter, a ``Module`` a sub-module, and :meth:`Module.register_buffer` adds state that is
+A ``Module`` registers what is assigned to it: a ``Tensor`` becomes a
+parameter, a ``Module`` a sub-module, and ``Module.register_buffer`` adds state that is
 saved but not trained (BatchNorm's running statistics). Names follow PyTorch (``0.weight``,
 ``fc1.bias``, ``bn.running_mean``).
 """
 
 from __future__ import annotations
 
+import sys
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, NamedTuple, TextIO, cast
 
 import numpy as np
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 
 
 class IncompatibleKeys(NamedTuple):
-    """What :meth:`Module.load_state_dict` ignored (only non-empty when ``strict=False``)."""
+    """What ``Module.load_state_dict`` ignored (only non-empty when ``strict=False``)."""
 
     missing_keys: list[str]
     unexpected_keys: list[str]
@@ -59,6 +60,9 @@ class Module:
     """
 
     training: bool
+    _parameters: OrderedDict[str, Tensor | None]
+    _buffers: OrderedDict[str, Tensor | None]
+    _modules: OrderedDict[str, Module | None]
 
     def __new__(cls, *args: Any, **kwargs: Any) -> Self:
         obj = super().__new__(cls)
@@ -136,6 +140,7 @@ class Module:
         self.__dict__["_buffers"][name] = tensor
 
     def add_module(self, name: str, module: Module | None) -> None:
+        """Registers ``module`` as the sub-module ``name`` (what attribute assignment does)."""
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module: {name!r} must be a Module or None")
         self._forget(name)
@@ -155,10 +160,12 @@ class Module:
                 yield from child.named_modules(f"{prefix}.{name}" if prefix else name, memo)
 
     def modules(self) -> Iterator[Module]:
+        """This module and every sub-module, each once."""
         for _, module in self.named_modules():
             yield module
 
     def named_children(self) -> Iterator[tuple[str, Module]]:
+        """``(name, module)`` for the direct sub-modules."""
         seen: set[int] = set()
         for name, child in self._modules.items():
             if child is not None and id(child) not in seen:
@@ -166,6 +173,7 @@ class Module:
                 yield name, child
 
     def children(self) -> Iterator[Module]:
+        """The direct sub-modules."""
         for _, child in self.named_children():
             yield child
 
@@ -188,9 +196,11 @@ class Module:
         return [p for _, p in self.named_parameters(recurse)]
 
     def named_buffers(self, recurse: bool = True) -> Iterator[tuple[str, Tensor]]:
+        """``(name, buffer)`` pairs (state such as BatchNorm's running statistics)."""
         return self._named_tensors("_buffers", recurse)
 
     def buffers(self, recurse: bool = True) -> list[Tensor]:
+        """The buffers as a list."""
         return [b for _, b in self.named_buffers(recurse)]
 
     # ----- state --------------------------------------------------------------------------
@@ -266,11 +276,13 @@ class Module:
             p.grad = None
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Sets ``requires_grad`` on every parameter (False freezes them); returns self."""
         for p in self.parameters():
             p.requires_grad = requires_grad
         return self
 
-    def apply(self, fn: Any) -> Module:
+    def apply(self, fn: Callable[[Module], object]) -> Module:
+        """Calls ``fn(module)`` on every sub-module and then on self; returns self."""
         for module in list(self.modules())[::-1]:
             fn(module)
         return self
@@ -295,6 +307,21 @@ class Module:
             return f"{type(self).__name__}({extra})"
         body = "\n  ".join(lines)
         return f"{type(self).__name__}(\n  {body}\n)"
+
+    def summary(self, file: TextIO | None = None) -> str:
+        """Prints the layer table — each sub-module's name, type, parameter shapes and
+        count, then the totals — to ``file`` (default stdout) and returns it as a string."""
+        from ferrograd.layers import _summary
+
+        text = _summary.to_text(_summary.table(self))
+        print(text, file=sys.stdout if file is None else file)
+        return text
+
+    def _repr_html_(self) -> str:
+        """The layer table as HTML (how Jupyter shows a module)."""
+        from ferrograd.layers import _summary
+
+        return _summary.to_html(_summary.table(self))
 
 
 class Sequential(Module):
@@ -334,14 +361,16 @@ class Sequential(Module):
         return len(self._modules)
 
     def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())
+        # An entry set to None (``add_module(name, None)``) is yielded as it is, as in PyTorch.
+        return cast("Iterator[Module]", iter(self._modules.values()))
 
     def append(self, module: Module) -> Sequential:
+        """Adds ``module`` at the end; returns self."""
         self.add_module(str(len(self)), module)
         return self
 
     def forward(self, x: Any) -> Any:
-        for module in self._modules.values():
+        for module in cast("Iterable[Module]", self._modules.values()):
             x = module(x)
         return x
 
@@ -355,6 +384,7 @@ class ModuleList(Module):
             self.append(module)
 
     def append(self, module: Module) -> ModuleList:
+        """Adds ``module`` at the end; returns self."""
         self.add_module(str(len(self)), module)
         return self
 
@@ -368,4 +398,5 @@ class ModuleList(Module):
         return len(self._modules)
 
     def __iter__(self) -> Iterator[Module]:
-        return iter(self._modules.values())
+        # An entry set to None (``add_module(name, None)``) is yielded as it is, as in PyTorch.
+        return cast("Iterator[Module]", iter(self._modules.values()))

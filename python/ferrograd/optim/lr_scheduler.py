@@ -12,7 +12,7 @@ from ferrograd.optim.optimizer import Optimizer
 
 class LRScheduler:
     """Base class. Constructing a scheduler records each group's ``initial_lr`` and takes
-    the first step (epoch 0), as PyTorch does; call :meth:`step` once per epoch after
+    the first step (epoch 0), as PyTorch does; call ``step`` once per epoch after
     ``optimizer.step()``."""
 
     def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
@@ -56,7 +56,7 @@ class LRScheduler:
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def get_last_lr(self) -> list[float]:
-        """The learning rates the last :meth:`step` set, one per parameter group."""
+        """The learning rates the last ``step`` set, one per parameter group."""
         return list(self._last_lr)
 
     def state_dict(self) -> dict[str, Any]:
@@ -64,7 +64,7 @@ class LRScheduler:
         return {k: v for k, v in self.__dict__.items() if k != "optimizer"}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restores what :meth:`state_dict` returned."""
+        """Restores what ``state_dict`` returned."""
         if not isinstance(state_dict, dict):
             raise TypeError(f"a scheduler state dict is a dict, got {type(state_dict).__name__}")
         state = dict(state_dict)

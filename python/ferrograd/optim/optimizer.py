@@ -149,7 +149,7 @@ class Optimizer:
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restores hyper-parameters and buffers from :meth:`state_dict`'s output. Everything
+        """Restores hyper-parameters and buffers from ``state_dict``'s output. Everything
         is checked first — group and parameter counts, buffer shapes — so a failed load
         (ValueError) leaves the optimizer unchanged. Buffers are copied in the parameter's
         dtype."""

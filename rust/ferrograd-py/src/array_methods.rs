@@ -156,15 +156,24 @@ pub fn in_place<C: ArrayClass>(slf: &C, other: &Bound<'_, PyAny>, op: BinOp) -> 
             )))
         }
     };
-    let base = t.detach();
-    let n = base.array().size();
+    let n = t.array().size();
     compute(py, n, || -> ferrograd::Result<()> {
         let _guard = ferrograd::tensor::NoGradGuard::new();
+        // The operand is read first, under its own lock only (never two locks at once, so
+        // `a += b` and `b += a` on two threads cannot deadlock) ...
+        let rhs = match rhs {
+            Operand::Array(b) => Operand::Array(Tensor::new(b.array().clone(), false)),
+            scalar => scalar,
+        };
+        // ... then the write lock is held across the whole read-modify-write, so in-place
+        // updates from several threads never lose one another's writes.
+        let mut data = t.array_mut();
+        let base = Tensor::new(data.clone(), false);
         let out = match &rhs {
             Operand::Scalar(s) => op.apply_scalar(&base, *s, false)?,
             Operand::Array(b) => op.apply(&base, b)?,
         };
-        let (shape, dtype) = (base.shape(), base.dtype());
+        let (shape, dtype) = (data.shape().to_vec(), data.dtype());
         let result = out.array().clone();
         if result.shape() != shape.as_slice() {
             return Err(ferrograd::Error::Shape(format!(
@@ -173,7 +182,7 @@ pub fn in_place<C: ArrayClass>(slf: &C, other: &Bound<'_, PyAny>, op: BinOp) -> 
                 ferrograd::shape::fmt_shape(&shape)
             )));
         }
-        *t.array_mut() = result.into_dtype(dtype);
+        *data = result.into_dtype(dtype);
         Ok(())
     })
     .py()
@@ -250,7 +259,15 @@ macro_rules! shared_array_methods {
                 dtype: Option<&Bound<'py, PyAny>>,
                 copy: Option<bool>,
             ) -> PyResult<Bound<'py, PyAny>> {
-                let _ = copy;
+                // Always a copy: the storage's buffer can be replaced or updated in place, so
+                // a view could dangle or change under NumPy. NumPy 2's `copy=False` means
+                // "never copy", which therefore raises, as the protocol asks.
+                if copy == Some(false) {
+                    return Err(pyo3::exceptions::PyValueError::new_err(
+                        "ferrograd arrays convert to NumPy by copying (their memory can be replaced or \
+                         updated in place, so it is never shared); use copy=None or copy=True",
+                    ));
+                }
                 let arr = $crate::convert::to_numpy(py, &self.tensor().array())?;
                 match dtype {
                     Some(d) if !d.is_none() => arr.call_method1("astype", (d,)),
@@ -352,14 +369,14 @@ macro_rules! shared_array_methods {
                 self.unary(py, |t| t.argmin(axis, keepdims))
             }
             /// Softmax along `axis`.
-            #[pyo3(signature = (axis=-1))]
-            fn softmax(&self, py: Python<'_>, axis: isize) -> PyResult<Self> {
-                self.unary(py, |t| t.softmax(axis))
+            #[pyo3(signature = (axis=$crate::convert::Axis(-1)), text_signature = "($self, axis=-1)")]
+            fn softmax(&self, py: Python<'_>, axis: $crate::convert::Axis) -> PyResult<Self> {
+                self.unary(py, |t| t.softmax(axis.0))
             }
             /// Log-softmax along `axis`, stable for large logits.
-            #[pyo3(signature = (axis=-1))]
-            fn log_softmax(&self, py: Python<'_>, axis: isize) -> PyResult<Self> {
-                self.unary(py, |t| t.log_softmax(axis))
+            #[pyo3(signature = (axis=$crate::convert::Axis(-1)), text_signature = "($self, axis=-1)")]
+            fn log_softmax(&self, py: Python<'_>, axis: $crate::convert::Axis) -> PyResult<Self> {
+                self.unary(py, |t| t.log_softmax(axis.0))
             }
 
             /// The same elements in a new shape: `reshape(2, -1)` or `reshape((2, -1))`.

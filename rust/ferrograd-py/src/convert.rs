@@ -29,7 +29,7 @@ pub fn parse_dtype(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<DType>> {
         return Ok(None);
     };
     if let Ok(s) = obj.cast::<PyString>() {
-        return DType::parse(s.to_str()?).py().map(Some);
+        return DType::parse(&s.to_cow()?).py().map(Some);
     }
     // NumPy dtypes, scalar types (np.float64) and anything np.dtype() understands.
     let np = numpy(obj.py())?;
@@ -189,14 +189,22 @@ fn parse_dim(obj: &Bound<'_, PyAny>) -> PyResult<usize> {
             "negative dimension {d} in shape"
         )));
     }
-    usize::try_from(d)
+    // NumPy (npy_intp) cannot describe a dimension past isize::MAX, even in a zero-size
+    // array: refuse it here, or such a tensor could never be converted or printed.
+    isize::try_from(d)
+        .map(|d| d as usize)
         .map_err(|_| PyMemoryError::new_err(format!("dimension {d} is too large to allocate")))
 }
 
 /// Accepts `f(2, 3)` and `f((2, 3))` alike.
 pub fn parse_shape(args: &Bound<'_, PyTuple>) -> PyResult<Vec<usize>> {
     let items = shape_items(args)?;
-    items.iter().map(|d| parse_dim(d)).collect()
+    let shape: Vec<usize> = items
+        .iter()
+        .map(|d| parse_dim(d))
+        .collect::<PyResult<_>>()?;
+    ferrograd::shape::check_addressable(&shape).py()?;
+    Ok(shape)
 }
 
 fn shape_items<'py>(args: &Bound<'py, PyTuple>) -> PyResult<Vec<Bound<'py, PyAny>>> {
@@ -220,7 +228,11 @@ pub fn parse_reshape(args: &Bound<'_, PyTuple>) -> PyResult<Vec<isize>> {
                     short(d)
                 )));
             }
-            d.call_method0("__index__")?.extract::<isize>()
+            // A dimension past isize is a ValueError naming it, not pyo3's OverflowError.
+            let d = d.call_method0("__index__")?;
+            d.extract::<isize>().map_err(|_| {
+                PyValueError::new_err(format!("reshape: dimension {} is out of range", short(&d)))
+            })
         })
         .collect()
 }
@@ -233,7 +245,25 @@ pub fn parse_axis(obj: &Bound<'_, PyAny>) -> PyResult<isize> {
             short(obj)
         )));
     }
-    obj.call_method0("__index__")?.extract()
+    let i = obj.call_method0("__index__")?;
+    // An axis past isize is out of bounds for every array: an AxisError, not an OverflowError.
+    i.extract::<isize>().map_err(|_| {
+        crate::errors::to_py(ferrograd::Error::Axis(format!(
+            "axis {} is out of bounds",
+            short(&i)
+        )))
+    })
+}
+
+/// An `axis=` argument taking one int, parsed by [`parse_axis`] (for pyo3 signatures).
+pub struct Axis(pub isize);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for Axis {
+    type Error = PyErr;
+
+    fn extract(obj: pyo3::Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        parse_axis(&obj).map(Axis)
+    }
 }
 
 /// `axis=`: None, an int or a tuple/list of ints.

@@ -168,21 +168,39 @@ fn join(
 
 /// Joins tensors along an existing axis.
 #[pyfunction]
-#[pyo3(signature = (tensors, axis=0))]
-fn cat(py: Python<'_>, tensors: &Bound<'_, PyAny>, axis: isize) -> PyResult<Py<PyAny>> {
-    join(py, tensors, axis, false)
+#[pyo3(signature = (tensors, axis=crate::convert::Axis(0)), text_signature = "(tensors, axis=0)")]
+fn cat(
+    py: Python<'_>,
+    tensors: &Bound<'_, PyAny>,
+    axis: crate::convert::Axis,
+) -> PyResult<Py<PyAny>> {
+    join(py, tensors, axis.0, false)
 }
 
 /// Joins tensors of one shape along a new axis.
 #[pyfunction]
-#[pyo3(signature = (tensors, axis=0))]
-fn stack(py: Python<'_>, tensors: &Bound<'_, PyAny>, axis: isize) -> PyResult<Py<PyAny>> {
-    join(py, tensors, axis, true)
+#[pyo3(signature = (tensors, axis=crate::convert::Axis(0)), text_signature = "(tensors, axis=0)")]
+fn stack(
+    py: Python<'_>,
+    tensors: &Bound<'_, PyAny>,
+    axis: crate::convert::Axis,
+) -> PyResult<Py<PyAny>> {
+    join(py, tensors, axis.0, true)
 }
 
 /// Seeds the one generator behind every random function.
 #[pyfunction]
-fn manual_seed(seed: i128) -> PyResult<()> {
+fn manual_seed(seed: &Bound<'_, PyAny>) -> PyResult<()> {
+    // An int past 128 bits is a ValueError naming it, not pyo3's OverflowError.
+    let seed: i128 = match seed.extract() {
+        Ok(s) => s,
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(seed.py()) => {
+            return Err(pyo3::exceptions::PyValueError::new_err(format!(
+                "manual_seed: seed {seed} does not fit in 128 bits"
+            )))
+        }
+        Err(e) => return Err(e),
+    };
     // Accept any Python int (negative ones too) by folding it into 64 bits.
     ferrograd::random::manual_seed(seed as u64 ^ ((seed >> 64) as u64));
     Ok(())
@@ -218,8 +236,15 @@ fn is_grad_enabled() -> bool {
 
 /// Sets how many threads kernels use (0 = all cores).
 #[pyfunction]
-fn set_num_threads(n: usize) {
+fn set_num_threads(n: i64) -> PyResult<()> {
+    // Take any int, so a negative count is a ValueError rather than pyo3's OverflowError.
+    let n = usize::try_from(n).map_err(|_| {
+        pyo3::exceptions::PyValueError::new_err(format!(
+            "set_num_threads: the thread count must be >= 0 (0 = all cores), got {n}"
+        ))
+    })?;
     ferrograd::parallel::set_num_threads(n);
+    Ok(())
 }
 
 /// How many threads kernels use.

@@ -43,7 +43,7 @@ fn save_safetensors(
                     .map_or_else(|_| "?".into(), |n| n.to_string())
             ))
         })?;
-        let name = name.to_str()?.to_owned();
+        let name = name.to_cow()?.into_owned();
         let tensor = tensor_of(&value, &format!("save: the value of {name:?}"))?;
         named.push((name, tensor));
     }

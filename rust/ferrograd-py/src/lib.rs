@@ -4,7 +4,9 @@ use pyo3::prelude::*;
 
 mod array_methods;
 mod convert;
+mod dlpack;
 mod errors;
+mod notebook;
 mod functional;
 mod functions;
 mod io;

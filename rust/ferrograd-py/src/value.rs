@@ -211,22 +211,27 @@ impl PyValue {
         Ok(())
     }
 
+    /// `max(x, 0)`; the gradient is 1 where x > 0.
     fn relu(&self) -> PyResult<Self> {
         Ok(PyValue::wrap(self.value()?.relu()))
     }
 
+    /// Hyperbolic tangent.
     fn tanh(&self) -> PyResult<Self> {
         Ok(PyValue::wrap(self.value()?.tanh()))
     }
 
+    /// `e ** x`.
     fn exp(&self) -> PyResult<Self> {
         Ok(PyValue::wrap(self.value()?.exp()))
     }
 
+    /// Natural logarithm (IEEE: NaN below 0, -inf at 0).
     fn log(&self) -> PyResult<Self> {
         Ok(PyValue::wrap(self.value()?.log()))
     }
 
+    /// The logistic function `1 / (1 + exp(-x))`.
     fn sigmoid(&self) -> PyResult<Self> {
         Ok(PyValue::wrap(self.value()?.sigmoid()))
     }

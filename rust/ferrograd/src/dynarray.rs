@@ -150,7 +150,7 @@ pub mod fns {
 
     float_fns! { unary
         Neg |x| -x;
-        Exp |x| x.exp();
+        Exp |x| x.vexp();
         Log |x| x.ln();
         Sqrt |x| x.sqrt();
         Abs |x| x.abs();
@@ -396,6 +396,19 @@ impl DynArray {
         if self.shape() == shape {
             return Ok(self.clone());
         }
+        self.reduce_to(shape)
+    }
+
+    /// Like [`sum_to_shape`](Self::sum_to_shape), consuming `self`: no copy when the shape
+    /// already matches (the common case in backward).
+    pub fn into_sum_to_shape(self, shape: &[usize]) -> Result<Self> {
+        if self.shape() == shape {
+            return Ok(self);
+        }
+        self.reduce_to(shape)
+    }
+
+    fn reduce_to(&self, shape: &[usize]) -> Result<Self> {
         let lead = self
             .ndim()
             .checked_sub(shape.len())

@@ -290,12 +290,14 @@ fn run_in_chunks<T: Float>(
         chunks_of(b, pieces),
         chunks_of(c, pieces),
     );
-    p.par_chunks_mut(CHUNK)
-        .zip(g.par_chunks(CHUNK))
-        .zip(a.into_par_iter())
-        .zip(b.into_par_iter())
-        .zip(c.into_par_iter())
-        .for_each(|((((p, g), a), b), c)| kernel(p, g, [a, b, c]));
+    crate::parallel::install(|| {
+        p.par_chunks_mut(CHUNK)
+            .zip(g.par_chunks(CHUNK))
+            .zip(a.into_par_iter())
+            .zip(b.into_par_iter())
+            .zip(c.into_par_iter())
+            .for_each(|((((p, g), a), b), c)| kernel(p, g, [a, b, c]))
+    });
 }
 
 fn sgd_typed<T: Typed>(
@@ -311,7 +313,8 @@ fn sgd_typed<T: Typed>(
     let keep = t(1.0 - o.dampening);
     let decays = o.weight_decay != 0.0;
     let nesterov = o.nesterov;
-    run_in_chunks(p, g, bufs, |p, g, [buf, _, _]| {
+    run_in_chunks(p, g, bufs, move |p, g, [buf, _, _]| {
+        let (lr, wd, momentum, keep) = (lr, wd, momentum, keep);
         let decayed = |p: T, g: T| if decays { g + wd * p } else { g };
         match buf {
             None => {
@@ -356,11 +359,76 @@ fn adam_typed<T: Typed>(
     let l2 = t(o.weight_decay);
     let shrink = t(1.0 - o.lr * o.weight_decay);
     let decoupled = o.decoupled;
-    run_in_chunks(p, g, bufs, |p, g, [m, v, _]| {
+    let c = AdamConsts {
+        beta1,
+        beta2,
+        one_minus_beta1,
+        one_minus_beta2,
+        step_size,
+        bias_correction2_sqrt,
+        eps,
+        l2,
+        shrink,
+        decays,
+        decoupled,
+    };
+    run_in_chunks(p, g, bufs, move |p, g, [m, v, _]| {
         let (Some(m), Some(v)) = (m, v) else {
             return;
         };
-        for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        crate::ndarray::elementwise::simd::run(AdamChunk { c, p, g, m, v });
+    });
+    Ok(())
+}
+
+/// Adam's per-element constants, copied into the kernel (register-resident, not loaded
+/// through a closure's environment on every element, which blocks vectorisation).
+#[derive(Clone, Copy)]
+struct AdamConsts<T> {
+    beta1: T,
+    beta2: T,
+    one_minus_beta1: T,
+    one_minus_beta2: T,
+    step_size: T,
+    bias_correction2_sqrt: T,
+    eps: T,
+    l2: T,
+    shrink: T,
+    decays: bool,
+    decoupled: bool,
+}
+
+/// One chunk of an Adam step, run through the SIMD dispatch.
+struct AdamChunk<'a, T> {
+    c: AdamConsts<T>,
+    p: &'a mut [T],
+    g: &'a [T],
+    m: &'a mut [T],
+    v: &'a mut [T],
+}
+
+impl<T: Float> crate::ndarray::elementwise::simd::Kernel for AdamChunk<'_, T> {
+    fn work(&self) -> usize {
+        self.p.len()
+    }
+
+    #[inline(always)]
+    fn run(self) {
+        let AdamConsts {
+            beta1,
+            beta2,
+            one_minus_beta1,
+            one_minus_beta2,
+            step_size,
+            bias_correction2_sqrt,
+            eps,
+            l2,
+            shrink,
+            decays,
+            decoupled,
+        } = self.c;
+        let zipped = self.p.iter_mut().zip(self.g);
+        for (((p, &g), m), v) in zipped.zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
             let mut g = g;
             if decays {
                 if decoupled {
@@ -374,8 +442,7 @@ fn adam_typed<T: Typed>(
             let denom = v.sqrt() / bias_correction2_sqrt + eps;
             *p = *p - step_size * *m / denom;
         }
-    });
-    Ok(())
+    }
 }
 
 fn rmsprop_typed<T: Typed>(
@@ -395,7 +462,9 @@ fn rmsprop_typed<T: Typed>(
     );
     let one_minus_alpha = t(1.0 - o.alpha);
     let decays = o.weight_decay != 0.0;
-    run_in_chunks(p, g, bufs, |p, g, [sq, mut buf, mut avg]| {
+    run_in_chunks(p, g, bufs, move |p, g, [sq, mut buf, mut avg]| {
+        let (lr, alpha, eps, wd, momentum) = (lr, alpha, eps, wd, momentum);
+        let one_minus_alpha = one_minus_alpha;
         let Some(sq) = sq else {
             return;
         };

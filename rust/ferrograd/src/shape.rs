@@ -27,6 +27,21 @@ pub fn checked_size(shape: &[usize]) -> Result<usize> {
         })
 }
 
+/// Refuses a shape that NumPy could not describe even when it has no elements: the
+/// product of its non-zero dimensions, in 8-byte elements, must fit in `isize`.
+pub fn check_addressable(shape: &[usize]) -> Result<()> {
+    let bytes = shape
+        .iter()
+        .try_fold(8usize, |acc, &d| acc.checked_mul(d.max(1)));
+    match bytes {
+        Some(b) if b <= isize::MAX as usize => Ok(()),
+        _ => Err(Error::Memory(format!(
+            "shape {} is too large to allocate",
+            fmt_shape(shape)
+        ))),
+    }
+}
+
 /// The number of elements of a shape known to be valid.
 pub fn size_of(shape: &[usize]) -> usize {
     shape.iter().product()

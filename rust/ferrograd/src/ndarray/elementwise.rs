@@ -1,46 +1,206 @@
 //! Elementwise kernels: unary maps, broadcasting binary ops, scalar ops, casts.
 //!
-//! Contiguous same-shape and scalar operands take a flat loop the compiler vectorises;
-//! large ones split across rayon's threads. Other broadcasts walk strides.
+//! Contiguous same-shape and scalar operands take a flat loop the compiler vectorises,
+//! compiled three times (x86-64 baseline, AVX2+FMA, AVX-512) and picked at run time, so
+//! the shipped build needs no `target-cpu`; large ones split across the crate's pool.
+//! Other broadcasts walk strides.
+
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
 use super::{for_each_offset2, try_with_capacity, Float, NdArray};
-use crate::parallel::{num_threads, PARALLEL_THRESHOLD};
+use crate::parallel::{install, should_split as parallel};
 use crate::shape::{broadcast_shapes, broadcast_strides, checked_size};
 use crate::Result;
 
 /// Elements per rayon task: large enough to amortise scheduling, small enough to balance.
 const CHUNK: usize = 1 << 14;
 
-fn parallel(n: usize) -> bool {
-    n >= PARALLEL_THRESHOLD && num_threads() > 1
+/// `x[i] += y[i]` over equal-length slices (a loop the compiler vectorises).
+pub(crate) fn add_into<T: Float>(x: &mut [T], y: &[T]) {
+    x.iter_mut().zip(y).for_each(|(x, &y)| *x = *x + y);
 }
 
-/// `out[i] = f(a[i])`, in parallel when large.
-fn map_slice<T: Float>(a: &[T], f: impl Fn(T) -> T + Sync) -> Result<Vec<T>> {
-    let mut out = try_with_capacity(a.len())?;
-    if parallel(a.len()) {
-        out.par_extend(a.par_iter().with_min_len(CHUNK).map(|&x| f(x)));
-    } else {
-        out.extend(a.iter().map(|&x| f(x)));
+/// The loops, written once and compiled per instruction set (see [`simd`]).
+#[inline(always)]
+fn fill_map<T: Copy>(dst: &mut [MaybeUninit<T>], a: &[T], f: &impl Fn(T) -> T) {
+    for (d, &x) in dst.iter_mut().zip(a) {
+        d.write(f(x));
     }
+}
+
+#[inline(always)]
+fn fill_zip<T: Copy>(dst: &mut [MaybeUninit<T>], a: &[T], b: &[T], f: &impl Fn(T, T) -> T) {
+    for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
+        d.write(f(x, y));
+    }
+}
+
+/// Runtime dispatch of the loops above: the same source compiled for AVX2+FMA and for
+/// AVX-512 (16 f32 lanes), chosen once per process from the CPU's features. Float
+/// results are identical on every path: Rust never contracts `a * b + c` into an FMA.
+pub(crate) mod simd {
+    use std::mem::MaybeUninit;
+
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Level {
+        Base,
+        #[cfg(target_arch = "x86_64")]
+        V3,
+        #[cfg(target_arch = "x86_64")]
+        V4,
+    }
+
+    fn level() -> Level {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::sync::atomic::{AtomicU8, Ordering};
+            static LEVEL: AtomicU8 = AtomicU8::new(0);
+            match LEVEL.load(Ordering::Relaxed) {
+                1 => return Level::Base,
+                2 => return Level::V3,
+                3 => return Level::V4,
+                _ => {}
+            }
+            let l = if is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512dq")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+            {
+                Level::V4
+            } else if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+                Level::V3
+            } else {
+                Level::Base
+            };
+            let code = match l {
+                Level::Base => 1,
+                Level::V3 => 2,
+                Level::V4 => 3,
+            };
+            LEVEL.store(code, Ordering::Relaxed);
+            l
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Level::Base
+    }
+
+    /// Below this many elements the baseline loop runs (no dispatch to pay for).
+    const SMALL: usize = 64;
+
+    macro_rules! dispatched {
+        ($(#[$m:meta])* fn $name:ident<$t:ident, $f:ident: $bound:path>($dst:ident: $dty:ty, $($arg:ident: $ty:ty),*) => $body:ident;) => {
+            $(#[$m])*
+            pub(crate) fn $name<$t: Copy, $f: $bound>($dst: $dty, $($arg: $ty),*) {
+                #[cfg(target_arch = "x86_64")]
+                {
+                    #[target_feature(enable = "avx2,fma")]
+                    unsafe fn v3<$t: Copy, $f: $bound>($dst: $dty, $($arg: $ty),*) {
+                        super::$body($dst, $($arg),*)
+                    }
+                    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                    unsafe fn v4<$t: Copy, $f: $bound>($dst: $dty, $($arg: $ty),*) {
+                        super::$body($dst, $($arg),*)
+                    }
+                    if $dst.len() >= SMALL {
+                        match level() {
+                            // SAFETY: `level` returned V3/V4 only after detecting every
+                            // feature the function is compiled with on this CPU.
+                            Level::V4 => return unsafe { v4($dst, $($arg),*) },
+                            Level::V3 => return unsafe { v3($dst, $($arg),*) },
+                            Level::Base => {}
+                        }
+                    }
+                }
+                super::$body($dst, $($arg),*)
+            }
+        };
+    }
+
+    /// A loop to compile per instruction set: implement `run` with `#[inline(always)]` so
+    /// that its body is compiled inside each `#[target_feature]` wrapper of [`run`]
+    /// (a closure would not reliably be inlined there).
+    pub(crate) trait Kernel {
+        /// The amount of work (below [`SMALL`] the baseline build runs).
+        fn work(&self) -> usize;
+        fn run(self);
+    }
+
+    /// Runs `k` compiled for the best instruction set this CPU has.
+    pub(crate) fn run<K: Kernel>(k: K) {
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn v3<K: Kernel>(k: K) {
+                k.run()
+            }
+            #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+            unsafe fn v4<K: Kernel>(k: K) {
+                k.run()
+            }
+            if k.work() >= SMALL {
+                match level() {
+                    // SAFETY: as in `dispatched!`: the features were detected.
+                    Level::V4 => return unsafe { v4(k) },
+                    Level::V3 => return unsafe { v3(k) },
+                    Level::Base => {}
+                }
+            }
+        }
+        k.run()
+    }
+
+    dispatched! {
+        /// `dst[i] = f(a[i])`.
+        fn map<T, F: Fn(T) -> T>(dst: &mut [MaybeUninit<T>], a: &[T], f: &F) => fill_map;
+    }
+    dispatched! {
+        /// `dst[i] = f(a[i], b[i])`.
+        fn zip<T, F: Fn(T, T) -> T>(dst: &mut [MaybeUninit<T>], a: &[T], b: &[T], f: &F) => fill_zip;
+    }
+}
+
+/// `out[i] = f(a[i])`, in parallel when large (each thread first-touches its own part).
+fn map_slice<T: Float>(a: &[T], f: impl Fn(T) -> T + Sync) -> Result<Vec<T>> {
+    let n = a.len();
+    let mut out = try_with_capacity(n)?;
+    let dst = &mut out.spare_capacity_mut()[..n];
+    if parallel(n) {
+        install(|| {
+            dst.par_chunks_mut(CHUNK)
+                .zip(a.par_chunks(CHUNK))
+                .for_each(|(d, s)| simd::map(d, s, &f))
+        });
+    } else {
+        simd::map(dst, a, &f);
+    }
+    // SAFETY: the loops above wrote all `n` elements of the spare capacity (`dst` and `a`
+    // have length `n`, and the chunks of both cover them in step).
+    unsafe { out.set_len(n) };
     Ok(out)
 }
 
-/// `out[i] = f(a[i], b[i])`, in parallel when large.
+/// `out[i] = f(a[i], b[i])` for equal-length slices, in parallel when large.
 fn zip_slices<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Result<Vec<T>> {
-    let mut out = try_with_capacity(a.len())?;
-    if parallel(a.len()) {
-        out.par_extend(
-            a.par_iter()
-                .zip(b.par_iter())
-                .with_min_len(CHUNK)
-                .map(|(&x, &y)| f(x, y)),
-        );
+    let n = a.len();
+    assert_eq!(n, b.len(), "zip_slices: lengths differ");
+    let mut out = try_with_capacity(n)?;
+    let dst = &mut out.spare_capacity_mut()[..n];
+    if parallel(n) {
+        install(|| {
+            dst.par_chunks_mut(CHUNK)
+                .zip(a.par_chunks(CHUNK))
+                .zip(b.par_chunks(CHUNK))
+                .for_each(|((d, x), y)| simd::zip(d, x, y, &f))
+        });
     } else {
-        out.extend(a.iter().zip(b).map(|(&x, &y)| f(x, y)));
+        simd::zip(dst, a, b, &f);
     }
+    // SAFETY: as in `map_slice`: all `n` elements were written.
+    unsafe { out.set_len(n) };
     Ok(out)
 }
 
@@ -108,15 +268,14 @@ impl<T: Float> NdArray<T> {
             ));
         }
         if parallel(self.size()) {
-            self.data
-                .par_iter_mut()
-                .zip(other.data.par_iter())
-                .for_each(|(x, &y)| *x = *x + y);
+            install(|| {
+                self.data
+                    .par_chunks_mut(CHUNK)
+                    .zip(other.data.par_chunks(CHUNK))
+                    .for_each(|(x, y)| add_into(x, y))
+            });
         } else {
-            self.data
-                .iter_mut()
-                .zip(&other.data)
-                .for_each(|(x, &y)| *x = *x + y);
+            add_into(&mut self.data, &other.data);
         }
         Ok(())
     }
@@ -136,12 +295,15 @@ pub mod scalar {
     use super::Float;
 
     /// The logistic function, exact 0/1 at the extremes and never NaN for finite input.
+    /// Branch-free (`e = e^-|x|`, then `1/(1+e)` or `e/(1+e)`), so loops vectorise.
+    #[inline(always)]
     pub fn sigmoid<T: Float>(x: T) -> T {
-        if x >= T::zero() {
-            T::one() / (T::one() + (-x).exp())
+        let e = (-x.abs()).vexp();
+        let r = T::one() / (T::one() + e);
+        if x >= T::zero() || x.is_nan() {
+            r
         } else {
-            let e = x.exp();
-            e / (T::one() + e)
+            e * r
         }
     }
 

@@ -4,7 +4,7 @@ use std::any::TypeId;
 
 use rayon::prelude::*;
 
-use super::{try_filled, Float, NdArray};
+use super::{try_zeroed, Float, NdArray};
 use crate::shape::{broadcast_strides, checked_size, fmt_shape};
 use crate::{Error, Result};
 
@@ -123,7 +123,7 @@ impl<T: Float> NdArray<T> {
         })?;
         let mut shape = batch.clone();
         shape.extend([m, n]);
-        let mut data = try_filled(checked_size(&shape)?, T::zero())?;
+        let mut data = try_zeroed(checked_size(&shape)?)?;
         gemm_batched(&mut data, &batch, &a, &b, m, n, k);
         // Drop the axes a 1-D operand was given.
         if sb.len() == 1 {
@@ -188,9 +188,18 @@ fn gemm_batched<T: Float>(
         1
     };
     if batch_parallel && threads > 1 {
-        out.par_chunks_mut(m * n)
-            .enumerate()
-            .for_each(|c| one(c, 1));
+        crate::parallel::install(|| {
+            out.par_chunks_mut(m * n)
+                .enumerate()
+                .for_each(|c| one(c, 1))
+        });
+    } else if threads > 1 {
+        // gemm's `Parallelism::Rayon` splits over the pool it runs in: the crate's.
+        crate::parallel::install(|| {
+            out.chunks_mut(m * n)
+                .enumerate()
+                .for_each(|c| one(c, threads))
+        });
     } else {
         // `threads` is 1 here unless each GEMM is big enough to share.
         out.chunks_mut(m * n)

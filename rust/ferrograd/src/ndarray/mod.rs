@@ -31,6 +31,65 @@ pub fn try_filled<T: Clone>(n: usize, value: T) -> Result<Vec<T>> {
     Ok(v)
 }
 
+/// `n` zeros, reporting failure instead of aborting. For f32/f64 the memory comes from
+/// the allocator already zeroed (`calloc`: fresh pages from the OS are zero for free), so a
+/// large output is not written twice, and its pages are first touched by the kernel that
+/// fills it (on its threads), not by a serial zeroing pass.
+pub fn try_zeroed<T: Float>(n: usize) -> Result<Vec<T>> {
+    use std::any::TypeId;
+    let id = TypeId::of::<T>();
+    if n == 0 || !(id == TypeId::of::<f32>() || id == TypeId::of::<f64>()) {
+        return try_filled(n, T::zero());
+    }
+    let err = || {
+        Error::Memory(format!(
+            "cannot allocate {n} elements of {} bytes",
+            std::mem::size_of::<T>()
+        ))
+    };
+    let layout = std::alloc::Layout::array::<T>(n).map_err(|_| err())?;
+    // SAFETY: `layout` has non-zero size (n > 0, and f32/f64 are not zero-sized). The
+    // pointer, if non-null, was allocated by the global allocator with exactly this layout
+    // (size n·size_of::<T>, T's alignment), as `Vec::from_raw_parts` requires with
+    // capacity n; all n elements are initialised, because T is f32 or f64 (checked above),
+    // whose all-zero bit pattern is the value +0.0.
+    unsafe {
+        let ptr = std::alloc::alloc_zeroed(layout).cast::<T>();
+        if ptr.is_null() {
+            return Err(err());
+        }
+        let v = Vec::from_raw_parts(ptr, n, n);
+        advise_huge_pages(&v);
+        Ok(v)
+    }
+}
+
+/// From this many bytes on, a new buffer asks for transparent huge pages.
+const HUGE_PAGE_BYTES: usize = 4 << 20;
+
+/// Asks Linux to back a large, not yet touched buffer with 2 MiB pages (as NumPy does for
+/// its data): where THP is in `madvise` mode, first-touching a 64 MB output otherwise costs
+/// 16K page faults, more than the kernel that fills it. Only the page-aligned interior of
+/// the buffer is advised; the advice is a hint, so failure is ignored.
+fn advise_huge_pages<T>(v: &Vec<T>) {
+    let bytes = v.capacity() * std::mem::size_of::<T>();
+    if bytes < HUGE_PAGE_BYTES {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        const PAGE: usize = 4096;
+        let start = v.as_ptr() as usize;
+        let aligned = start.next_multiple_of(PAGE);
+        let len = (start + bytes).saturating_sub(aligned) / PAGE * PAGE;
+        // SAFETY: [aligned, aligned + len) lies inside the allocation `v` owns, and
+        // MADV_HUGEPAGE changes no contents or permissions, only how pages are backed.
+        unsafe {
+            libc::madvise(aligned as *mut libc::c_void, len, libc::MADV_HUGEPAGE);
+        }
+    }
+}
+
 /// Reserves room for `n` elements, reporting failure instead of aborting.
 pub fn try_with_capacity<T>(n: usize) -> Result<Vec<T>> {
     let mut v = Vec::new();
@@ -40,6 +99,7 @@ pub fn try_with_capacity<T>(n: usize) -> Result<Vec<T>> {
             std::mem::size_of::<T>()
         ))
     })?;
+    advise_huge_pages(&v);
     Ok(v)
 }
 
@@ -332,6 +392,8 @@ pub fn infer_shape(shape: &[isize], size: usize, from: &[usize]) -> Result<Vec<u
     } else if known != size {
         return Err(bad());
     }
+    // A zero-size array may not take dimensions no array could have: (0, 2**62).
+    crate::shape::check_addressable(&out)?;
     Ok(out)
 }
 

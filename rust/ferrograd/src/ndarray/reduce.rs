@@ -42,9 +42,49 @@ fn keep_min<T: Float>(acc: T, x: T) -> T {
     -keep_max(-acc, -x)
 }
 
-/// Sums a slice in blocks, so f32 error grows with the block count rather than the length.
+/// Independent accumulators in [`lane_sum`]: enough for the compiler to keep one
+/// AVX-512 (or two AVX2) registers of partial sums and vectorise the loop.
+const LANES: usize = 16;
+
+/// Sums a block with [`LANES`] interleaved accumulators (pairwise-like error growth, and a
+/// loop the compiler vectorises, which a single running sum never is).
+#[inline(always)]
+fn lane_sum<T: Float>(xs: &[T]) -> T {
+    let mut acc = [T::zero(); LANES];
+    let mut it = xs.chunks_exact(LANES);
+    for c in &mut it {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a = *a + x;
+        }
+    }
+    let tail: T = it.remainder().iter().copied().sum();
+    // Fold the lanes pairwise.
+    let mut w = LANES;
+    while w > 1 {
+        w /= 2;
+        for i in 0..w {
+            acc[i] = acc[i] + acc[i + w];
+        }
+    }
+    acc[0] + tail
+}
+
+/// Elements per block of [`blocked_sum`] (and per task when it runs in parallel).
+const BLOCK: usize = 4096;
+
+/// Sums a slice in blocks, so f32 error grows with the block count rather than the length;
+/// large slices sum their blocks on the crate's pool.
 fn blocked_sum<T: Float>(xs: &[T]) -> T {
-    xs.chunks(256).map(|c| c.iter().copied().sum::<T>()).sum()
+    use rayon::prelude::*;
+    if crate::parallel::should_split(xs.len()) {
+        let parts: Vec<T> = crate::parallel::install(|| {
+            xs.par_chunks(BLOCK * 16)
+                .map(|c| c.chunks(BLOCK).map(lane_sum).sum::<T>())
+                .collect()
+        });
+        return parts.into_iter().sum();
+    }
+    xs.chunks(BLOCK).map(lane_sum).sum()
 }
 
 impl<T: Float> NdArray<T> {
@@ -79,6 +119,7 @@ impl<T: Float> NdArray<T> {
             .enumerate()
             .all(|(i, &a)| a == self.ndim() - axes.len() + i);
         let mut out = super::try_filled(out_size, init)?;
+        let lead_reduced = axes.iter().enumerate().all(|(i, &a)| a == i);
         if tail_reduced && inner == count {
             // The reduced axes are the trailing ones: each output is one contiguous run.
             for (o, run) in out.iter_mut().zip(self.data.chunks(count.max(1))) {
@@ -86,6 +127,12 @@ impl<T: Float> NdArray<T> {
                     ReduceOp::Sum | ReduceOp::Mean => blocked_sum(run),
                     _ => run.iter().fold(init, |a, &x| combine(a, x)),
                 };
+            }
+        } else if lead_reduced && out_size > 0 && matches!(op, ReduceOp::Sum | ReduceOp::Mean) {
+            // The reduced axes are the leading ones (a bias gradient: sum over the batch):
+            // add whole rows into the output, a loop the compiler vectorises.
+            for row in self.data.chunks_exact(out_size) {
+                super::elementwise::add_into(&mut out, row);
             }
         } else {
             // Walk the input once; reduced axes map to output stride 0.

@@ -97,9 +97,14 @@ impl Tensor {
                 if !parent.requires_grad() {
                     continue;
                 }
-                let pg = pg
-                    .sum_to_shape(parent.array().shape())?
-                    .into_dtype(parent.dtype());
+                // Read shape and dtype under one guard, released before anything else locks
+                // the parent: a second read while a writer (an in-place update on another
+                // thread) waits would deadlock on the writer-preferring lock.
+                let (shape, dtype) = {
+                    let a = parent.array();
+                    (a.shape().to_vec(), a.dtype())
+                };
+                let pg = pg.into_sum_to_shape(&shape)?.into_dtype(dtype);
                 match grads.get_mut(&parent.id()) {
                     Some(acc) => acc.add_assign(&pg)?,
                     None => {

@@ -277,7 +277,7 @@ fn columns<T: Float>(x: &[T], geo: &Geometry, nb: usize) -> Result<NdArray<T>> {
         let img = geo.image();
         let fill = |(i, dst): (usize, &mut [T])| im2col(&x[i * img..(i + 1) * img], geo, dst);
         if parallel(cols.len(), nb) {
-            cols.par_chunks_mut(per).enumerate().for_each(fill);
+            crate::parallel::install(|| cols.par_chunks_mut(per).enumerate().for_each(fill));
         } else {
             cols.chunks_mut(per).enumerate().for_each(fill);
         }
@@ -415,9 +415,11 @@ fn conv_backward_typed<T: Element>(
             let dst = &mut dx[start * img..(start + nb) * img];
             let add = |(d, c): (&mut [T], &[T])| col2im(c, geo, d);
             if parallel(dst.len(), nb) {
-                dst.par_chunks_mut(img)
-                    .zip(dcols.data().par_chunks(ckk * l))
-                    .for_each(add);
+                crate::parallel::install(|| {
+                    dst.par_chunks_mut(img)
+                        .zip(dcols.data().par_chunks(ckk * l))
+                        .for_each(add)
+                });
             } else {
                 dst.chunks_mut(img)
                     .zip(dcols.data().chunks(ckk * l))
@@ -448,10 +450,12 @@ fn pool_forward<T: Float>(x: &[T], geo: &Geometry) -> Result<(Vec<T>, Vec<usize>
     };
     let work = total.saturating_mul(geo.kh * geo.kw);
     if parallel(work, geo.n * geo.c) {
-        vals.par_chunks_mut(l)
-            .zip(args.par_chunks_mut(l))
-            .enumerate()
-            .for_each(one);
+        crate::parallel::install(|| {
+            vals.par_chunks_mut(l)
+                .zip(args.par_chunks_mut(l))
+                .enumerate()
+                .for_each(one)
+        });
     } else {
         vals.chunks_mut(l)
             .zip(args.chunks_mut(l))

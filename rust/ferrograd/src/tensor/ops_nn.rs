@@ -283,7 +283,7 @@ fn linear_forward(x: &DynArray, w: &DynArray, b: Option<&DynArray>) -> Result<Dy
 fn add_rows<T: Float>(out: &mut [T], bias: &[T]) {
     let add = |row: &mut [T]| row.iter_mut().zip(bias).for_each(|(y, &b)| *y = *y + b);
     if out.len() >= PARALLEL_THRESHOLD && num_threads() > 1 {
-        out.par_chunks_mut(bias.len()).for_each(add);
+        crate::parallel::install(|| out.par_chunks_mut(bias.len()).for_each(add));
     } else {
         out.chunks_mut(bias.len()).for_each(add);
     }
@@ -479,7 +479,10 @@ fn ce_row<T: Float>(row: &[T], t: usize, eps: T) -> (T, T) {
         let spread: T = row.iter().map(|&v| m - v).sum();
         loss = loss + eps / c * spread;
     }
-    (loss, m + ln_s)
+    // Save the log-sum of the *shifted* row: `m + ln_s` would round away the low bits of
+    // `ln_s` when |m| is large (float32 at 1e4 keeps ~3 decimals), and the backward would
+    // then compute softmax probabilities off by ~1e-4.
+    (loss, ln_s)
 }
 
 fn ce_forward<T: Element>(
@@ -495,10 +498,12 @@ fn ce_forward<T: Element>(
     if n > 0 {
         let one = |((row, &t), out): ((&[T], &usize), &mut (T, T))| *out = ce_row(row, t, eps);
         if rows_in_parallel(n, c) {
-            x.par_chunks(c)
-                .zip(targets.par_iter())
-                .zip(pairs.par_iter_mut())
-                .for_each(one);
+            crate::parallel::install(|| {
+                x.par_chunks(c)
+                    .zip(targets.par_iter())
+                    .zip(pairs.par_iter_mut())
+                    .for_each(one)
+            });
         } else {
             x.chunks(c).zip(targets).zip(pairs.iter_mut()).for_each(one);
         }
@@ -510,7 +515,8 @@ fn ce_forward<T: Element>(
     ))
 }
 
-/// `dx = (softmax(x) - q) · g[:, None]` with softmax recomputed from the saved log-sum-exp.
+/// `dx = (softmax(x) - q) · g[:, None]` with softmax recomputed as `exp((x - max) - ln_s)`
+/// from the saved `ln_s = ln Σ exp(x - max)` of each row (the max is recomputed).
 fn ce_backward<T: Float>(
     x: &NdArray<T>,
     g: &[T],
@@ -530,13 +536,17 @@ fn ce_backward<T: Float>(
         let xs = x.data();
         let row = |(i, d): (usize, &mut [T])| {
             let (gi, s, t) = (g[i], lse[i], targets[i]);
-            for (j, (dj, &v)) in d.iter_mut().zip(&xs[i * c..(i + 1) * c]).enumerate() {
+            let xrow = &xs[i * c..(i + 1) * c];
+            // The same shift as the forward (`ce_row`).
+            let m = xrow.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
+            let m = if m.is_finite() { m } else { T::zero() };
+            for (j, (dj, &v)) in d.iter_mut().zip(xrow).enumerate() {
                 let q = if j == t { one_hot + off } else { off };
-                *dj = ((v - s).exp() - q) * gi;
+                *dj = (((v - m) - s).exp() - q) * gi;
             }
         };
         if rows_in_parallel(dx.len() / c, c) {
-            dx.par_chunks_mut(c).enumerate().for_each(row);
+            crate::parallel::install(|| dx.par_chunks_mut(c).enumerate().for_each(row));
         } else {
             dx.chunks_mut(c).enumerate().for_each(row);
         }
