@@ -300,10 +300,15 @@ def test_random_programs_of_api_calls_never_crash_or_raise_undocumented_errors()
     first_seed = int(os.environ.get("FERROGRAD_FUZZ_SEED", "0"))
     with tempfile.TemporaryDirectory() as tmp:
         log = os.path.join(tmp, "calls.log")
-        proc = subprocess.run(
-            [sys.executable, "-c", CHILD, log, str(seconds), str(first_seed)],
-            check=False, capture_output=True, text=True, timeout=seconds + 300,
-        )
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-c", CHILD, log, str(seconds), str(first_seed)],
+                check=False, capture_output=True, text=True, timeout=seconds + 300,
+            )
+        except subprocess.TimeoutExpired:
+            with open(log) as f:
+                tail = "".join(f.readlines()[-25:])
+            raise AssertionError(f"the fuzzer's child hung; its last calls:\n{tail}") from None
         with open(log) as f:
             last_calls = f.readlines()[-25:]
     tail = "".join(last_calls)
