@@ -321,9 +321,17 @@ impl<T: Clone> NdArray<T> {
             }
             shape[ax] += a.shape[ax];
         }
+        let size = checked_size(&shape)?;
+        if size == 0 {
+            // Zero-size results may still have huge other axes ((10¹², 0)): don't walk them.
+            return Ok(Self {
+                shape,
+                data: Vec::new(),
+            });
+        }
         let outer: usize = shape[..ax].iter().product();
         let inner: usize = shape[ax + 1..].iter().product();
-        let mut data = try_with_capacity(checked_size(&shape)?)?;
+        let mut data = try_with_capacity(size)?;
         for o in 0..outer {
             for a in arrays {
                 let chunk = a.shape[ax] * inner;
@@ -470,5 +478,19 @@ pub fn for_each_offset2(
             b -= sb[d] * shape[d];
             idx[d] = 0;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concatenating_zero_size_arrays_with_huge_axes_returns_at_once() {
+        // (10¹², 0) holds nothing; joining along axis 1 must not walk 10¹² empty rows.
+        let a: NdArray<f32> = NdArray::from_vec(vec![], &[1 << 40, 0]).unwrap();
+        let out = NdArray::concatenate(&[&a, &a], 1).unwrap();
+        assert_eq!(out.shape(), &[1 << 40, 0]);
+        assert_eq!(out.size(), 0);
     }
 }
