@@ -160,8 +160,6 @@ pub mod fns {
         Sign |x| scalar::sign(x);
         Square |x| x * x;
         Recip |x| T::one() / x;
-        /// 1 where x > 0, else 0: relu's derivative.
-        Positive |x| if x > T::zero() { T::one() } else { T::zero() };
     }
     float_fns! { binary
         Add |x, y| x + y;

@@ -6,6 +6,7 @@
 //! kernel, GEMM included (gemm's `Parallelism::Rayon` splits work over the pool it
 //! is called from). The pool is built on first use and rebuilt when the knob changes.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -23,12 +24,52 @@ fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// The number of threads kernels use (defaults to the number of cores).
-pub fn num_threads() -> usize {
+thread_local! {
+    /// A cap on [`num_threads`] for work started on this thread (see [`join_split`]).
+    static LIMIT: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// The knob: the size of the pool (defaults to the number of cores).
+fn configured_threads() -> usize {
     match NUM_THREADS.load(Ordering::Relaxed) {
         0 => cores(),
         n => n,
     }
+}
+
+/// The number of threads a kernel started on this thread may use: the knob, or fewer
+/// inside one half of a [`join_split`].
+pub fn num_threads() -> usize {
+    configured_threads().min(LIMIT.with(Cell::get))
+}
+
+/// Runs two independent pieces of work at once, each on its share of the threads
+/// (`a` gets half, rounded down, `b` the rest), and returns both results. With one
+/// thread they run one after the other. Two equal GEMMs run this way (each on one
+/// core) finish sooner than one after the other split across the cores, since each
+/// GEMM then packs its operands once instead of per thread.
+pub fn join_split<A: Send, B: Send>(
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    let n = num_threads();
+    if n < 2 {
+        return (a(), b());
+    }
+    let (na, nb) = (n / 2, n - n / 2);
+    install(|| rayon::join(|| with_limit(na, a), || with_limit(nb, b)))
+}
+
+/// Runs `f` with [`num_threads`] capped at `n` on this thread.
+fn with_limit<R>(n: usize, f: impl FnOnce() -> R) -> R {
+    struct Restore(usize);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            LIMIT.with(|l| l.set(self.0));
+        }
+    }
+    let _restore = Restore(LIMIT.with(|l| l.replace(n.max(1))));
+    f()
 }
 
 /// Sets the number of threads kernels use; `0` restores the default (all cores).
@@ -61,14 +102,14 @@ fn pool(n: usize) -> Option<Arc<rayon::ThreadPool>> {
     Some(pool)
 }
 
-/// Runs `op` inside the crate's pool, so that rayon work it spawns (`par_iter`, gemm's
-/// threads) uses exactly [`num_threads`] threads. With one thread, or when already on
-/// one of the pool's workers, `op` runs right here.
+/// Runs `op` inside the crate's pool (sized by the knob), so that rayon work it spawns
+/// (`par_iter`, the GEMM's stripes) runs on the crate's threads. With one thread allowed,
+/// or when already on one of the pool's workers, `op` runs right here.
 pub fn install<R: Send>(op: impl FnOnce() -> R + Send) -> R {
-    let n = num_threads();
-    if n <= 1 {
+    if num_threads() <= 1 {
         return op();
     }
+    let n = configured_threads();
     if current_pool_size() == Some(n) {
         return op(); // nested: already on a worker of the right pool
     }
@@ -105,5 +146,18 @@ mod tests {
         assert_eq!(p.install(rayon::current_num_threads), 3);
         let p = pool(2).expect("pool");
         assert_eq!(p.install(rayon::current_num_threads), 2);
+    }
+
+    #[test]
+    fn join_split_gives_each_half_its_share_of_the_threads_and_restores_the_cap() {
+        // No unit test in this crate changes the knob, so it is the number of cores.
+        let n = configured_threads().min(5);
+        let want = if n < 2 { (1, 1) } else { (n / 2, n - n / 2) };
+        assert_eq!(with_limit(5, || join_split(num_threads, num_threads)), want);
+        assert_eq!(
+            with_limit(1, || join_split(num_threads, num_threads)),
+            (1, 1)
+        );
+        assert_eq!(num_threads(), configured_threads());
     }
 }

@@ -1,17 +1,18 @@
 //! Matrix multiplication with NumPy `@` semantics, batched and broadcast, on the `gemm` crate.
 
 use std::any::TypeId;
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
-use super::{try_zeroed, Float, NdArray};
+use super::{try_with_capacity, Float, NdArray};
 use crate::shape::{broadcast_strides, checked_size, fmt_shape};
 use crate::{Error, Result};
 
 /// From this many multiply-adds (`m * n * k`) on, one GEMM runs on several threads;
 /// below it the threads' start-up costs more than they save (measured on 16 cores:
 /// 64³ gains nothing, 128³ runs 2.3× faster).
-const GEMM_PARALLEL_WORK: usize = 128 * 128 * 128;
+pub(crate) const GEMM_PARALLEL_WORK: usize = 128 * 128 * 128;
 
 /// From this many multiply-adds in all, and at least [`BATCH_PARALLEL_COUNT`]
 /// matrices, a batch of smaller GEMMs is spread over the threads, one GEMM per
@@ -123,8 +124,21 @@ impl<T: Float> NdArray<T> {
         })?;
         let mut shape = batch.clone();
         shape.extend([m, n]);
-        let mut data = try_zeroed(checked_size(&shape)?)?;
-        gemm_batched(&mut data, &batch, &a, &b, m, n, k);
+        // The GEMM writes every element, so the output is never zeroed first (a memset
+        // of a reused buffer, or page faults on one thread, cost ~25% of a 128x512x784).
+        let len = checked_size(&shape)?;
+        let mut data = try_with_capacity(len)?;
+        gemm_batched(
+            &mut data.spare_capacity_mut()[..len],
+            &batch,
+            &a,
+            &b,
+            m,
+            n,
+            k,
+        );
+        // SAFETY: `gemm_batched` initialised all `len` elements (see its contract).
+        unsafe { data.set_len(len) };
         // Drop the axes a 1-D operand was given.
         if sb.len() == 1 {
             shape.pop();
@@ -137,10 +151,10 @@ impl<T: Float> NdArray<T> {
     }
 }
 
-/// Fills `out` (zeroed, shape `batch + [m, n]`, row-major) with the batched
+/// Writes every element of `out` (shape `batch + [m, n]`, row-major) with the batched
 /// product `a @ b`; batch axes of size 1 or missing in an operand broadcast.
 fn gemm_batched<T: Float>(
-    out: &mut [T],
+    out: &mut [MaybeUninit<T>],
     batch: &[usize],
     a: &Operand<T>,
     b: &Operand<T>,
@@ -148,8 +162,12 @@ fn gemm_batched<T: Float>(
     n: usize,
     k: usize,
 ) {
-    if m == 0 || n == 0 || k == 0 || out.is_empty() {
-        return; // already all zeros (an empty sum is 0)
+    if out.is_empty() {
+        return;
+    }
+    if k == 0 {
+        out.fill(MaybeUninit::new(T::zero())); // an empty sum is 0
+        return;
     }
     // Element strides of each operand's batch axes, 0 where it broadcasts.
     let mat = |o: &Operand<T>| o.rows * o.cols;
@@ -173,7 +191,7 @@ fn gemm_batched<T: Float>(
     };
     let work = m.saturating_mul(n).saturating_mul(k);
     let count = out.len() / (m * n);
-    let one = |(i, dst): (usize, &mut [T]), threads: usize| {
+    let one = |(i, dst): (usize, &mut [MaybeUninit<T>]), threads: usize| {
         let (oa, ob) = offsets(i);
         matrix_product(dst, a, oa, b, ob, m, n, k, threads);
     };
@@ -208,11 +226,11 @@ fn gemm_batched<T: Float>(
     }
 }
 
-/// `dst (m×n, row-major) = A @ B` for one matrix of each operand, starting at
-/// element offsets `oa` and `ob`, on `threads` threads; `k >= 1`, `m, n >= 1`.
+/// `dst (m×n, row-major) = A @ B`, every element written, for one matrix of each operand,
+/// starting at element offsets `oa` and `ob`, on `threads` threads; `k >= 1`, `m, n >= 1`.
 #[allow(clippy::too_many_arguments)]
 fn matrix_product<T: Float>(
-    dst: &mut [T],
+    dst: &mut [MaybeUninit<T>],
     a: &Operand<T>,
     oa: usize,
     b: &Operand<T>,
@@ -230,50 +248,120 @@ fn matrix_product<T: Float>(
         // `Float` is meant for f32/f64 only; any other implementor gets a plain loop.
         for i in 0..m {
             for j in 0..n {
-                dst[i * n + j] = (0..k)
-                    .map(|p| {
-                        let x = a.data[oa + i * a.row_stride as usize + p * a.col_stride as usize];
-                        let y = b.data[ob + p * b.row_stride as usize + j * b.col_stride as usize];
-                        x * y
-                    })
-                    .sum();
+                dst[i * n + j] = MaybeUninit::new(
+                    (0..k)
+                        .map(|p| {
+                            let x =
+                                a.data[oa + i * a.row_stride as usize + p * a.col_stride as usize];
+                            let y =
+                                b.data[ob + p * b.row_stride as usize + j * b.col_stride as usize];
+                            x * y
+                        })
+                        .sum(),
+                );
             }
         }
         return;
     }
-    let parallelism = if threads > 1 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
+    let block = Block {
+        dst: SharedPtr(dst.as_mut_ptr().cast::<T>()),
+        n,
+        k,
+        a: SharedPtr(a.data.as_ptr().wrapping_add(oa).cast_mut()),
+        a_strides: (a.row_stride, a.col_stride),
+        b: SharedPtr(b.data.as_ptr().wrapping_add(ob).cast_mut()),
+        b_strides: (b.row_stride, b.col_stride),
     };
-    // SAFETY: `T` is f32 or f64 (checked above), the element types `gemm` dispatches
-    // to. The assert above shows every element the kernel touches is in bounds:
-    // lhs reads `oa + i*row_stride + p*col_stride` for i < m, p < k, whose maximum
-    // is `a_last < a.data.len()` (strides are non-negative); likewise rhs up to
-    // `b_last`, and dst writes `i*n + j < m*n = dst.len()`. `dst` is a unique
-    // borrow, so it aliases neither input, and `read_dst = false` means its old
-    // contents are never read (alpha is then ignored; beta = 1 scales lhs×rhs).
-    unsafe {
+    // Several threads: each computes its own stripe of `dst` with a one-threaded GEMM.
+    // Measured on 2 cores, this runs mid-size products 1.3-1.5x faster than gemm's own
+    // `Parallelism::Rayon`, which hardly scales when an operand is read transposed
+    // (e.g. 128x784 @ (512x784)^T: 720 µs on 1 thread, 720 µs on 2; striped: 370 µs).
+    // The stripes split the longer side of `dst`, so the operand that every thread
+    // packs whole is the smaller one.
+    let split_cols = n >= m;
+    let side = if split_cols { n } else { m };
+    let stripes = threads.min(side.div_ceil(STRIPE_ALIGN)).max(1);
+    let width = side.div_ceil(stripes).next_multiple_of(STRIPE_ALIGN);
+    let run = |s: usize| {
+        let (lo, hi) = (s * width, ((s + 1) * width).min(side));
+        if lo >= hi {
+            return;
+        }
+        let (rows, cols) = if split_cols {
+            (0..m, lo..hi)
+        } else {
+            (lo..hi, 0..n)
+        };
+        // SAFETY: `T` is f32 or f64 (checked above). The stripes `rows × cols` of
+        // distinct `s` are disjoint, so no two calls write the same element of `dst`,
+        // and `dst` is a unique borrow that aliases neither input. The assert above
+        // shows every element read is in bounds (see `Block::product`).
+        unsafe { block.product(rows, cols) }
+    };
+    if stripes > 1 {
+        crate::parallel::install(|| (0..stripes).into_par_iter().for_each(run));
+    } else {
+        run(0);
+    }
+}
+
+/// Stripes start at multiples of this many rows or columns (a multiple of the GEMM
+/// kernels' register tiles, so no stripe ends in a ragged tile it need not have).
+const STRIPE_ALIGN: usize = 16;
+
+/// A raw pointer that may cross to the pool's threads: the stripes it is used for
+/// are disjoint (see [`matrix_product`]).
+#[derive(Clone, Copy)]
+struct SharedPtr<T>(*mut T);
+// SAFETY: only used for f32/f64 data, read by all stripes and written in disjoint stripes.
+unsafe impl<T> Send for SharedPtr<T> {}
+unsafe impl<T> Sync for SharedPtr<T> {}
+
+/// One product `dst (m×n, row-major) = A (m×k) @ B (k×n)` as raw parts, with the
+/// (row, column) element strides of `A` and `B`.
+struct Block<T> {
+    dst: SharedPtr<T>,
+    n: usize,
+    k: usize,
+    a: SharedPtr<T>,
+    a_strides: (isize, isize),
+    b: SharedPtr<T>,
+    b_strides: (isize, isize),
+}
+
+impl<T: Float> Block<T> {
+    /// Computes the `rows × cols` part of `dst` on this thread.
+    ///
+    /// # Safety
+    /// `T` must be f32 or f64; `rows` and `cols` must lie within `dst`'s `m × n`, every
+    /// element of `A` and `B` must be readable, and no other thread may touch this part
+    /// of `dst` meanwhile.
+    unsafe fn product(&self, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) {
+        let (ars, acs) = self.a_strides;
+        let (brs, bcs) = self.b_strides;
+        let (i0, j0) = (rows.start, cols.start);
+        // `read_dst = false`: `dst`'s old (possibly uninitialised) contents are never
+        // read, only written (alpha is then ignored; beta = 1 scales lhs×rhs).
         gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
+            rows.len(),
+            cols.len(),
+            self.k,
+            self.dst.0.add(i0 * self.n + j0),
             1,
-            n as isize,
+            self.n as isize,
             false,
-            a.data.as_ptr().add(oa),
-            a.col_stride,
-            a.row_stride,
-            b.data.as_ptr().add(ob),
-            b.col_stride,
-            b.row_stride,
+            self.a.0.offset(i0 as isize * ars),
+            acs,
+            ars,
+            self.b.0.offset(j0 as isize * bcs),
+            bcs,
+            brs,
             T::zero(),
             T::one(),
             false,
             false,
             false,
-            parallelism,
+            gemm::Parallelism::None,
         );
     }
 }

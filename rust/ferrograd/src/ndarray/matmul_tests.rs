@@ -282,3 +282,17 @@ fn a_large_product_matches_the_naive_loop_in_f32_and_f64() {
         .unwrap();
     assert_close(&got, &want, 1e-4);
 }
+
+#[test]
+fn a_wide_product_split_into_column_stripes_matches_the_naive_loop() {
+    // n > m: the threads each compute a stripe of columns (ragged last stripe, since
+    // 301 is no multiple of the stripe alignment); both operands read transposed too.
+    let a = filled::<f32>(&[70, 130], 29);
+    let b = filled::<f32>(&[130, 301], 30);
+    let want = naive(&a, &b);
+    assert_close(&a.matmul(&b).unwrap(), &want, 1e-4);
+    let got = transposed(&a)
+        .matmul_t(&transposed(&b), true, true)
+        .unwrap();
+    assert_close(&got, &want, 1e-4);
+}

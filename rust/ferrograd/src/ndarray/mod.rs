@@ -12,6 +12,7 @@ mod reduce;
 
 pub use float::Float;
 pub use index::IndexItem;
+pub(crate) use matmul::GEMM_PARALLEL_WORK;
 pub use reduce::ReduceOp;
 
 use crate::shape::{broadcast_strides, checked_size, fmt_shape, strides_of};

@@ -1,9 +1,13 @@
 //! Elementwise ops and matmul on `Tensor`, each with its backward rule beside its forward.
 //! Gradients may come back broadcast; the engine sums them to each parent's shape.
 
+use std::borrow::Cow;
+
 use super::{read_pair, Tensor};
 use crate::dynarray::fns::*;
-use crate::dynarray::{BinaryFn, DynArray, UnaryFn};
+use crate::dynarray::{BinaryFn, DynArray};
+use crate::ndarray::GEMM_PARALLEL_WORK;
+use crate::parallel::join_split;
 use crate::Result;
 
 /// Declares a unary op whose backward multiplies the upstream gradient by a factor
@@ -168,17 +172,18 @@ impl Tensor {
     unary_op!(/// Absolute value (gradient 0 at 0).
         abs, "abs", Abs, |g, x, _y| g.zip("abs", &x.map(Sign)?, Mul)?);
     unary_op!(/// `max(self, 0)`.
-        relu, "relu", Relu, |g, x, _y| g.zip("relu", &x.map(Positive)?, Mul)?);
+        relu, "relu", Relu, |g, _x, y| g.zip("relu", y, ReluBackward)?);
     unary_op!(/// The logistic function, stable for large inputs.
-        sigmoid, "sigmoid", Sigmoid, |g, _x, y| g.zip("sigmoid", &y.map(SigmoidGrad)?, Mul)?);
+        sigmoid, "sigmoid", Sigmoid, |g, _x, y| g.zip("sigmoid", y, SigmoidBackward)?);
     unary_op!(/// Hyperbolic tangent.
-        tanh, "tanh", Tanh, |g, _x, y| g.zip("tanh", &y.map(TanhGrad)?, Mul)?);
+        tanh, "tanh", Tanh, |g, _x, y| g.zip("tanh", y, TanhBackward)?);
 
     /// Matrix product with NumPy `@` semantics (1-D, 2-D, batched with broadcast batch dims).
     pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
         let out = read_pair(self, other, |a, b| a.matmul(b))?;
         Ok(Tensor::from_op(out, "@", &[self, other], |g, p, _| {
-            read_pair(&p[0], &p[1], |a, b| matmul_backward(g, a, b))
+            let need = [p[0].requires_grad(), p[1].requires_grad()];
+            read_pair(&p[0], &p[1], |a, b| matmul_backward(g, a, b, need))
         }))
     }
 }
@@ -211,33 +216,55 @@ impl BinaryFn for PowExponentGrad {
     }
 }
 
-/// `y * (1 - y)`: sigmoid's derivative from its output.
-#[derive(Clone, Copy)]
-struct SigmoidGrad;
-impl UnaryFn for SigmoidGrad {
-    fn apply<T: crate::ndarray::Float>(&self, y: T) -> T {
-        y * (T::one() - y)
-    }
-}
+// The backward rules of the activations, each one pass over the upstream gradient `g`
+// and the saved output `y`.
 
-/// `1 - y²`: tanh's derivative from its output.
+/// `g` where `y > 0`, else 0: relu's backward (PyTorch's `threshold_backward`).
 #[derive(Clone, Copy)]
-struct TanhGrad;
-impl UnaryFn for TanhGrad {
-    fn apply<T: crate::ndarray::Float>(&self, y: T) -> T {
-        T::one() - y * y
-    }
-}
-
-/// dA = G @ Bᵀ and dB = Aᵀ @ G, with 1-D operands lifted to matrices and back.
-fn matmul_backward(g: &DynArray, a: &DynArray, b: &DynArray) -> Result<Vec<Option<DynArray>>> {
-    let lift = |x: &DynArray, row: bool| -> Result<DynArray> {
-        match (x.ndim(), row) {
-            (1, true) => x.reshape(&[1, -1]),
-            (1, false) => x.reshape(&[-1, 1]),
-            _ => Ok(x.clone()),
+struct ReluBackward;
+impl BinaryFn for ReluBackward {
+    fn apply<T: crate::ndarray::Float>(&self, g: T, y: T) -> T {
+        if y > T::zero() {
+            g
+        } else {
+            T::zero()
         }
-    };
+    }
+}
+
+/// `g · y(1 - y)`: sigmoid's backward from its output.
+#[derive(Clone, Copy)]
+struct SigmoidBackward;
+impl BinaryFn for SigmoidBackward {
+    fn apply<T: crate::ndarray::Float>(&self, g: T, y: T) -> T {
+        g * (y * (T::one() - y))
+    }
+}
+
+/// `g · (1 - y²)`: tanh's backward from its output.
+#[derive(Clone, Copy)]
+struct TanhBackward;
+impl BinaryFn for TanhBackward {
+    fn apply<T: crate::ndarray::Float>(&self, g: T, y: T) -> T {
+        g * (T::one() - y * y)
+    }
+}
+
+/// dA = G @ Bᵀ and dB = Aᵀ @ G (1-D operands lifted to matrices and back); `need` says
+/// which are wanted.
+fn matmul_backward(
+    g: &DynArray,
+    a: &DynArray,
+    b: &DynArray,
+    need: [bool; 2],
+) -> Result<Vec<Option<DynArray>>> {
+    fn lift(x: &DynArray, row: bool) -> Result<Cow<'_, DynArray>> {
+        match (x.ndim(), row) {
+            (1, true) => Ok(Cow::Owned(x.reshape(&[1, -1])?)),
+            (1, false) => Ok(Cow::Owned(x.reshape(&[-1, 1])?)),
+            _ => Ok(Cow::Borrowed(x)),
+        }
+    }
     let (a2, b2) = (lift(a, true)?, lift(b, false)?);
     // Put back the axes the forward removed for 1-D operands.
     let mut gshape: Vec<usize> = g.shape().to_vec();
@@ -247,13 +274,34 @@ fn matmul_backward(g: &DynArray, a: &DynArray, b: &DynArray) -> Result<Vec<Optio
     if b.ndim() == 1 {
         gshape.push(1);
     }
-    let g2 = g.clone().into_shape(&gshape)?;
-    let ga = g2.matmul_t(&b2, false, true)?;
-    let mut gb = a2.matmul_t(&g2, true, false)?;
-    if b.ndim() == 1 {
+    let g2 = match gshape == g.shape() {
+        true => Cow::Borrowed(g),
+        false => Cow::Owned(g.clone().into_shape(&gshape)?),
+    };
+    let ga = || match need[0] {
+        true => g2.matmul_t(&b2, false, true).map(Some),
+        false => Ok(None),
+    };
+    let gb = || -> Result<Option<DynArray>> {
+        if !need[1] {
+            return Ok(None);
+        }
+        let gb = a2.matmul_t(&g2, true, false)?;
+        if b.ndim() != 1 {
+            return Ok(Some(gb));
+        }
         // (..., k, 1) -> (..., k): drop the lifted column before the engine sums batches.
         let s = gb.shape()[..gb.ndim() - 1].to_vec();
-        gb = gb.into_shape(&s)?;
-    }
-    Ok(vec![Some(ga), Some(gb)])
+        Ok(Some(gb.into_shape(&s)?))
+    };
+    // dA and dB are GEMMs of equal work: run them side by side when they are big.
+    let work = g
+        .size()
+        .saturating_mul(a.shape().last().copied().unwrap_or(1));
+    let (ga, gb) = if need[0] && need[1] && work >= GEMM_PARALLEL_WORK {
+        join_split(ga, gb)
+    } else {
+        (ga(), gb())
+    };
+    Ok(vec![ga?, gb?])
 }

@@ -8,8 +8,8 @@ use rayon::prelude::*;
 use super::{read_pair, Tensor};
 use crate::dynarray::fns::{Add, Mul, Neg};
 use crate::dynarray::{BinaryFn, DynArray, Element, UnaryFn};
-use crate::ndarray::{Float, NdArray, ReduceOp};
-use crate::parallel::{num_threads, PARALLEL_THRESHOLD};
+use crate::ndarray::{Float, NdArray, ReduceOp, GEMM_PARALLEL_WORK};
+use crate::parallel::{join_split, num_threads, PARALLEL_THRESHOLD};
 use crate::shape::fmt_shape;
 use crate::{random, shape_err, value_err, Error, Result};
 
@@ -306,16 +306,25 @@ fn linear_backward(
     }
     let rows: usize = x.shape()[..x.ndim() - 1].iter().product();
     let g2 = as_matrix(g, rows, out_f)?;
-    let dx = if need[0] {
-        Some(g2.matmul(w)?.into_shape(x.shape())?)
-    } else {
-        None
+    let dx = || match need[0] {
+        true => Ok(Some(g2.matmul(w)?.into_shape(x.shape())?)),
+        false => Ok(None),
     };
-    let dw = if need[1] {
-        Some(g2.matmul_t(as_matrix(x, rows, in_f)?.as_ref(), true, false)?)
-    } else {
-        None
+    let dw = || match need[1] {
+        true => Ok(Some(g2.matmul_t(
+            as_matrix(x, rows, in_f)?.as_ref(),
+            true,
+            false,
+        )?)),
+        false => Ok(None),
     };
+    // dX and dW are GEMMs of equal work (rows·out·in each): run them side by side.
+    let (dx, dw) = if need[0] && need[1] && rows * out_f * in_f >= GEMM_PARALLEL_WORK {
+        join_split(dx, dw)
+    } else {
+        (dx(), dw())
+    };
+    let (dx, dw): (Option<DynArray>, Option<DynArray>) = (dx?, dw?);
     let mut grads = vec![dx, dw];
     if has_bias {
         grads.push(Some(g2.reduce(ReduceOp::Sum, Some(&[0]), false)?));
