@@ -133,6 +133,10 @@ CASES = [
     case("a float seed is refused", "fg.manual_seed(1.5)", "TypeError", "float"),
     case("a negative thread count is refused", "fg.set_num_threads(-1)", "ValueError", "-1",
          follow="fg.set_num_threads(0)"),
+    case("an absurd thread count is refused", "fg.set_num_threads(10**9)", "ValueError",
+         "1024", follow="fg.set_num_threads(0)"),
+    case("a thread count past 64 bits is refused", "fg.set_num_threads(10**40)", "ValueError",
+         "1024", follow="fg.set_num_threads(0)"),
     case("requires_grad must be a bool", "fg.Tensor([1.0], requires_grad='yes')", "TypeError",
          "bool"),
     # --- values and reductions ---

@@ -234,17 +234,23 @@ fn is_grad_enabled() -> bool {
     ferrograd::tensor::is_grad_enabled()
 }
 
-/// Sets how many threads kernels use (0 = all cores).
+/// Sets how many threads kernels use (0 = all cores, the default; at most 1024).
 #[pyfunction]
-fn set_num_threads(n: i64) -> PyResult<()> {
-    // Take any int, so a negative count is a ValueError rather than pyo3's OverflowError.
-    let n = usize::try_from(n).map_err(|_| {
-        pyo3::exceptions::PyValueError::new_err(format!(
+fn set_num_threads(n: &Bound<'_, PyAny>) -> PyResult<()> {
+    // Take any int, so a negative or huge count is a ValueError, not pyo3's OverflowError.
+    let count: i128 = match n.extract() {
+        Ok(c) => c,
+        Err(e) if e.is_instance_of::<pyo3::exceptions::PyOverflowError>(n.py()) => i128::MAX,
+        Err(e) => return Err(e),
+    };
+    if count < 0 {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
             "set_num_threads: the thread count must be >= 0 (0 = all cores), got {n}"
-        ))
-    })?;
-    ferrograd::parallel::set_num_threads(n);
-    Ok(())
+        )));
+    }
+    // Past usize it is past the core's limit too, which then names the limit.
+    let count = usize::try_from(count).unwrap_or(usize::MAX);
+    ferrograd::parallel::set_num_threads(count).map_err(crate::errors::to_py)
 }
 
 /// How many threads kernels use.

@@ -10,6 +10,8 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::{Error, Result};
+
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
 
 /// Below this many elements an elementwise kernel stays on one thread: the cost of
@@ -72,10 +74,20 @@ fn with_limit<R>(n: usize, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// The most threads [`set_num_threads`] accepts: far past any useful count, low enough
+/// that a typo (`10**9`) is an error rather than an attempt to start that many threads.
+pub const MAX_THREADS: usize = 1024;
+
 /// Sets the number of threads kernels use; `0` restores the default (all cores).
 /// The pool is rebuilt lazily, at the next parallel kernel.
-pub fn set_num_threads(n: usize) {
+pub fn set_num_threads(n: usize) -> Result<()> {
+    if n > MAX_THREADS {
+        return Err(Error::Value(format!(
+            "set_num_threads: at most {MAX_THREADS} threads, got {n}"
+        )));
+    }
     NUM_THREADS.store(n, Ordering::Relaxed);
+    Ok(())
 }
 
 /// The crate's pool and the thread count it was built with.
@@ -159,5 +171,11 @@ mod tests {
             (1, 1)
         );
         assert_eq!(num_threads(), configured_threads());
+    }
+
+    #[test]
+    fn an_absurd_thread_count_is_an_error_naming_the_limit() {
+        let err = set_num_threads(1_000_000_000).unwrap_err().to_string();
+        assert!(err.contains("1024") && err.contains("1000000000"), "{err}");
     }
 }
