@@ -7,6 +7,7 @@ use std::sync::{Arc, RwLockWriteGuard};
 use rayon::prelude::*;
 
 use crate::dynarray::{DType, DynArray};
+use crate::ndarray::elementwise::simd::{self, Kernel};
 use crate::ndarray::Float;
 use crate::parallel::{num_threads, PARALLEL_THRESHOLD};
 use crate::shape::fmt_shape;
@@ -300,6 +301,13 @@ fn run_in_chunks<T: Float>(
     });
 }
 
+// The kernels below run through `simd::run`, which compiles each loop for baseline x86-64
+// and for AVX2/AVX-512, picking one at run time (the wheel is built for baseline x86-64).
+// Options that are fixed for a whole step (weight decay on/off, momentum, Nesterov, first
+// step, centering...) are const generics or separate loops, so every inner loop is
+// branch-free and vectorises. Rust never fuses `a * b + c` into an FMA, so every
+// instruction set gives bit-identical results.
+
 fn sgd_typed<T: Typed>(
     o: &Sgd,
     first_step: bool,
@@ -309,34 +317,103 @@ fn sgd_typed<T: Typed>(
 ) -> Result<()> {
     let (p, g, bufs) = typed_slices::<T>(p, g, bufs)?;
     let t = T::from_f64_lossy;
-    let (lr, wd, momentum) = (t(o.lr), t(o.weight_decay), t(o.momentum));
-    let keep = t(1.0 - o.dampening);
+    let c = SgdConsts {
+        lr: t(o.lr),
+        wd: t(o.weight_decay),
+        momentum: t(o.momentum),
+        keep: t(1.0 - o.dampening),
+    };
     let decays = o.weight_decay != 0.0;
     let nesterov = o.nesterov;
     run_in_chunks(p, g, bufs, move |p, g, [buf, _, _]| {
-        let (lr, wd, momentum, keep) = (lr, wd, momentum, keep);
-        let decayed = |p: T, g: T| if decays { g + wd * p } else { g };
-        match buf {
-            None => {
-                for (p, &g) in p.iter_mut().zip(g) {
-                    *p = *p - lr * decayed(*p, g);
-                }
-            }
-            Some(buf) => {
-                for ((p, &g), b) in p.iter_mut().zip(g).zip(buf.iter_mut()) {
-                    let d = decayed(*p, g);
-                    *b = if first_step {
-                        d
-                    } else {
-                        momentum * *b + keep * d
-                    };
-                    let d = if nesterov { d + momentum * *b } else { *b };
-                    *p = *p - lr * d;
-                }
-            }
+        // Expands to one `simd::run` per combination of the step's fixed options.
+        macro_rules! go {
+            ($decay:literal) => {
+                simd::run(SgdPlain::<T, $decay> { c, p, g })
+            };
+            ($decay:literal, $first:literal, $nesterov:literal, $buf:expr) => {
+                simd::run(SgdMomentum::<T, $decay, $first, $nesterov> { c, p, g, buf: $buf })
+            };
+        }
+        match (buf, decays, first_step, nesterov) {
+            (None, false, ..) => go!(false),
+            (None, true, ..) => go!(true),
+            (Some(b), false, false, false) => go!(false, false, false, b),
+            (Some(b), false, false, true) => go!(false, false, true, b),
+            (Some(b), false, true, false) => go!(false, true, false, b),
+            (Some(b), false, true, true) => go!(false, true, true, b),
+            (Some(b), true, false, false) => go!(true, false, false, b),
+            (Some(b), true, false, true) => go!(true, false, true, b),
+            (Some(b), true, true, false) => go!(true, true, false, b),
+            (Some(b), true, true, true) => go!(true, true, true, b),
         }
     });
     Ok(())
+}
+
+/// SGD's per-element constants, copied into the kernel (register-resident, not loaded
+/// through a closure's environment on every element, which blocks vectorisation).
+#[derive(Clone, Copy)]
+struct SgdConsts<T> {
+    lr: T,
+    wd: T,
+    momentum: T,
+    keep: T,
+}
+
+/// One chunk of an SGD step without momentum: `p ← p − lr·(g + wd·p)`.
+struct SgdPlain<'a, T, const DECAY: bool> {
+    c: SgdConsts<T>,
+    p: &'a mut [T],
+    g: &'a [T],
+}
+
+impl<T: Float, const DECAY: bool> Kernel for SgdPlain<'_, T, DECAY> {
+    fn work(&self) -> usize {
+        self.p.len()
+    }
+
+    #[inline(always)]
+    fn run(self) {
+        let SgdConsts { lr, wd, .. } = self.c;
+        for (p, &g) in self.p.iter_mut().zip(self.g) {
+            let d = if DECAY { g + wd * *p } else { g };
+            *p = *p - lr * d;
+        }
+    }
+}
+
+/// One chunk of an SGD step with momentum; `FIRST` copies the gradient into the buffer
+/// (PyTorch's first step), `NESTEROV` looks ahead along the new buffer.
+struct SgdMomentum<'a, T, const DECAY: bool, const FIRST: bool, const NESTEROV: bool> {
+    c: SgdConsts<T>,
+    p: &'a mut [T],
+    g: &'a [T],
+    buf: &'a mut [T],
+}
+
+impl<T: Float, const DECAY: bool, const FIRST: bool, const NESTEROV: bool> Kernel
+    for SgdMomentum<'_, T, DECAY, FIRST, NESTEROV>
+{
+    fn work(&self) -> usize {
+        self.p.len()
+    }
+
+    #[inline(always)]
+    fn run(self) {
+        let SgdConsts {
+            lr,
+            wd,
+            momentum,
+            keep,
+        } = self.c;
+        for ((p, &g), b) in self.p.iter_mut().zip(self.g).zip(self.buf.iter_mut()) {
+            let d = if DECAY { g + wd * *p } else { g };
+            *b = if FIRST { d } else { momentum * *b + keep * d };
+            let d = if NESTEROV { d + momentum * *b } else { *b };
+            *p = *p - lr * d;
+        }
+    }
 }
 
 fn adam_typed<T: Typed>(
@@ -351,38 +428,33 @@ fn adam_typed<T: Typed>(
     // The bias corrections in f64, as PyTorch computes them in Python floats.
     let bias_correction1 = 1.0 - o.beta1.powf(step as f64);
     let bias_correction2 = 1.0 - o.beta2.powf(step as f64);
-    let step_size = t(o.lr / bias_correction1);
-    let bias_correction2_sqrt = t(bias_correction2.sqrt());
-    let (beta1, beta2, eps) = (t(o.beta1), t(o.beta2), t(o.eps));
-    let (one_minus_beta1, one_minus_beta2) = (t(1.0 - o.beta1), t(1.0 - o.beta2));
-    let decays = o.weight_decay != 0.0;
-    let l2 = t(o.weight_decay);
-    let shrink = t(1.0 - o.lr * o.weight_decay);
-    let decoupled = o.decoupled;
     let c = AdamConsts {
-        beta1,
-        beta2,
-        one_minus_beta1,
-        one_minus_beta2,
-        step_size,
-        bias_correction2_sqrt,
-        eps,
-        l2,
-        shrink,
-        decays,
-        decoupled,
+        beta1: t(o.beta1),
+        beta2: t(o.beta2),
+        one_minus_beta1: t(1.0 - o.beta1),
+        one_minus_beta2: t(1.0 - o.beta2),
+        step_size: t(o.lr / bias_correction1),
+        bias_correction2_sqrt: t(bias_correction2.sqrt()),
+        eps: t(o.eps),
+        l2: t(o.weight_decay),
+        shrink: t(1.0 - o.lr * o.weight_decay),
     };
+    let decays = o.weight_decay != 0.0;
+    let decoupled = o.decoupled;
     run_in_chunks(p, g, bufs, move |p, g, [m, v, _]| {
         let (Some(m), Some(v)) = (m, v) else {
             return;
         };
-        crate::ndarray::elementwise::simd::run(AdamChunk { c, p, g, m, v });
+        match (decays, decoupled) {
+            (false, _) => simd::run(AdamChunk::<T, false, false> { c, p, g, m, v }),
+            (true, false) => simd::run(AdamChunk::<T, true, false> { c, p, g, m, v }),
+            (true, true) => simd::run(AdamChunk::<T, false, true> { c, p, g, m, v }),
+        }
     });
     Ok(())
 }
 
-/// Adam's per-element constants, copied into the kernel (register-resident, not loaded
-/// through a closure's environment on every element, which blocks vectorisation).
+/// Adam's per-element constants (see [`SgdConsts`]).
 #[derive(Clone, Copy)]
 struct AdamConsts<T> {
     beta1: T,
@@ -394,12 +466,11 @@ struct AdamConsts<T> {
     eps: T,
     l2: T,
     shrink: T,
-    decays: bool,
-    decoupled: bool,
 }
 
-/// One chunk of an Adam step, run through the SIMD dispatch.
-struct AdamChunk<'a, T> {
+/// One chunk of an Adam step: `L2` adds `l2·p` to the gradient (Adam's weight decay),
+/// `SHRINK` scales the parameter by `1 − lr·wd` first (AdamW's).
+struct AdamChunk<'a, T, const L2: bool, const SHRINK: bool> {
     c: AdamConsts<T>,
     p: &'a mut [T],
     g: &'a [T],
@@ -407,7 +478,7 @@ struct AdamChunk<'a, T> {
     v: &'a mut [T],
 }
 
-impl<T: Float> crate::ndarray::elementwise::simd::Kernel for AdamChunk<'_, T> {
+impl<T: Float, const L2: bool, const SHRINK: bool> Kernel for AdamChunk<'_, T, L2, SHRINK> {
     fn work(&self) -> usize {
         self.p.len()
     }
@@ -424,19 +495,13 @@ impl<T: Float> crate::ndarray::elementwise::simd::Kernel for AdamChunk<'_, T> {
             eps,
             l2,
             shrink,
-            decays,
-            decoupled,
         } = self.c;
         let zipped = self.p.iter_mut().zip(self.g);
         for (((p, &g), m), v) in zipped.zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
-            let mut g = g;
-            if decays {
-                if decoupled {
-                    *p = *p * shrink;
-                } else {
-                    g = g + l2 * *p;
-                }
+            if SHRINK {
+                *p = *p * shrink;
             }
+            let g = if L2 { g + l2 * *p } else { g };
             *m = beta1 * *m + one_minus_beta1 * g;
             *v = beta2 * *v + one_minus_beta2 * g * g;
             let denom = v.sqrt() / bias_correction2_sqrt + eps;
@@ -453,41 +518,142 @@ fn rmsprop_typed<T: Typed>(
 ) -> Result<()> {
     let (p, g, bufs) = typed_slices::<T>(p, g, bufs)?;
     let t = T::from_f64_lossy;
-    let (lr, alpha, eps, wd, momentum) = (
-        t(o.lr),
-        t(o.alpha),
-        t(o.eps),
-        t(o.weight_decay),
-        t(o.momentum),
-    );
-    let one_minus_alpha = t(1.0 - o.alpha);
+    let c = RmsConsts {
+        lr: t(o.lr),
+        alpha: t(o.alpha),
+        one_minus_alpha: t(1.0 - o.alpha),
+        eps: t(o.eps),
+        wd: t(o.weight_decay),
+        momentum: t(o.momentum),
+    };
     let decays = o.weight_decay != 0.0;
-    run_in_chunks(p, g, bufs, move |p, g, [sq, mut buf, mut avg]| {
-        let (lr, alpha, eps, wd, momentum) = (lr, alpha, eps, wd, momentum);
-        let one_minus_alpha = one_minus_alpha;
+    run_in_chunks(p, g, bufs, move |p, g, [sq, buf, avg]| {
         let Some(sq) = sq else {
             return;
         };
-        for (i, (p, &g)) in p.iter_mut().zip(g).enumerate() {
-            let g = if decays { g + wd * *p } else { g };
-            sq[i] = alpha * sq[i] + one_minus_alpha * g * g;
-            let denom = match avg.as_deref_mut() {
-                Some(avg) => {
-                    avg[i] = alpha * avg[i] + one_minus_alpha * g;
-                    (sq[i] - avg[i] * avg[i]).sqrt() + eps
-                }
-                None => sq[i].sqrt() + eps,
-            };
-            match buf.as_deref_mut() {
-                Some(buf) => {
-                    buf[i] = momentum * buf[i] + g / denom;
-                    *p = *p - lr * buf[i];
-                }
-                None => *p = *p - lr * g / denom,
-            }
+        if decays {
+            simd::run(RmsChunk::<T, true> {
+                c,
+                p,
+                g,
+                sq,
+                buf,
+                avg,
+            });
+        } else {
+            simd::run(RmsChunk::<T, false> {
+                c,
+                p,
+                g,
+                sq,
+                buf,
+                avg,
+            });
         }
     });
     Ok(())
+}
+
+/// RMSprop's per-element constants (see [`SgdConsts`]).
+#[derive(Clone, Copy)]
+struct RmsConsts<T> {
+    lr: T,
+    alpha: T,
+    one_minus_alpha: T,
+    eps: T,
+    wd: T,
+    momentum: T,
+}
+
+/// One chunk of an RMSprop step; `buf` is the momentum buffer, `avg` the centered one.
+struct RmsChunk<'a, T, const DECAY: bool> {
+    c: RmsConsts<T>,
+    p: &'a mut [T],
+    g: &'a [T],
+    sq: &'a mut [T],
+    buf: Option<&'a mut [T]>,
+    avg: Option<&'a mut [T]>,
+}
+
+impl<T: Float, const DECAY: bool> RmsChunk<'_, T, DECAY> {
+    /// One element; inlined into loops where `buf` and `avg` are always `Some` or always
+    /// `None`, so the matches below compile away.
+    #[inline(always)]
+    fn element(
+        c: RmsConsts<T>,
+        p: &mut T,
+        g: T,
+        sq: &mut T,
+        buf: Option<&mut T>,
+        avg: Option<&mut T>,
+    ) {
+        let RmsConsts {
+            lr,
+            alpha,
+            one_minus_alpha,
+            eps,
+            wd,
+            momentum,
+        } = c;
+        let g = if DECAY { g + wd * *p } else { g };
+        *sq = alpha * *sq + one_minus_alpha * g * g;
+        let denom = match avg {
+            Some(avg) => {
+                *avg = alpha * *avg + one_minus_alpha * g;
+                (*sq - *avg * *avg).sqrt() + eps
+            }
+            None => sq.sqrt() + eps,
+        };
+        match buf {
+            Some(buf) => {
+                *buf = momentum * *buf + g / denom;
+                *p = *p - lr * *buf;
+            }
+            None => *p = *p - lr * g / denom,
+        }
+    }
+}
+
+impl<T: Float, const DECAY: bool> Kernel for RmsChunk<'_, T, DECAY> {
+    fn work(&self) -> usize {
+        self.p.len()
+    }
+
+    #[inline(always)]
+    fn run(self) {
+        let Self {
+            c,
+            p,
+            g,
+            sq,
+            buf,
+            avg,
+        } = self;
+        let f = Self::element;
+        let pgs = p.iter_mut().zip(g).zip(sq.iter_mut());
+        match (buf, avg) {
+            (None, None) => {
+                for ((p, &g), sq) in pgs {
+                    f(c, p, g, sq, None, None);
+                }
+            }
+            (Some(buf), None) => {
+                for (((p, &g), sq), b) in pgs.zip(buf.iter_mut()) {
+                    f(c, p, g, sq, Some(b), None);
+                }
+            }
+            (None, Some(avg)) => {
+                for (((p, &g), sq), a) in pgs.zip(avg.iter_mut()) {
+                    f(c, p, g, sq, None, Some(a));
+                }
+            }
+            (Some(buf), Some(avg)) => {
+                for ((((p, &g), sq), b), a) in pgs.zip(buf.iter_mut()).zip(avg.iter_mut()) {
+                    f(c, p, g, sq, Some(b), Some(a));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -773,6 +939,106 @@ mod tests {
             with_grad(&small, &grad[i..=i]);
             adam_step(&small, &m, &v, 1, &options).unwrap();
             assert_eq!(got[i], values(&small)[0], "element {i}");
+        }
+    }
+
+    /// A step of some optimizer: parameter, its three zeroed state buffers, step index.
+    type StepFn = Box<dyn Fn(&Tensor, &[Tensor; 3], usize)>;
+
+    /// Every option combination of every optimizer, as steps.
+    fn every_step_variant() -> Vec<(String, StepFn)> {
+        let mut cases: Vec<(String, StepFn)> = Vec::new();
+        for (momentum, wd, nesterov) in [0.0, 0.9]
+            .into_iter()
+            .flat_map(|m| [0.0, 0.1].map(|wd| (m, wd)))
+            .flat_map(|(m, wd)| [false, true].map(|n| (m, wd, n)))
+            .filter(|&(m, _, n)| m != 0.0 || !n)
+        {
+            let o = Sgd {
+                lr: 0.1,
+                momentum,
+                dampening: if nesterov { 0.0 } else { 0.3 },
+                weight_decay: wd,
+                nesterov,
+            };
+            let step: StepFn = Box::new(move |p, b, i| {
+                let buf = (momentum != 0.0).then_some(&b[0]);
+                sgd_step(p, buf, &o, i == 0).unwrap();
+            });
+            cases.push((format!("{o:?}"), step));
+        }
+        for (wd, decoupled) in [(0.0, false), (0.1, false), (0.1, true)] {
+            let o = Adam {
+                lr: 0.1,
+                beta1: 0.9,
+                beta2: 0.99,
+                eps: 1e-8,
+                weight_decay: wd,
+                decoupled,
+            };
+            let step: StepFn = Box::new(move |p, b, i| {
+                adam_step(p, &b[0], &b[1], i as u64 + 1, &o).unwrap();
+            });
+            cases.push((format!("{o:?}"), step));
+        }
+        for bits in 0..8 {
+            let o = RmsProp {
+                lr: 0.01,
+                alpha: 0.9,
+                eps: 1e-8,
+                weight_decay: if bits & 1 != 0 { 0.1 } else { 0.0 },
+                momentum: if bits & 2 != 0 { 0.5 } else { 0.0 },
+                centered: bits & 4 != 0,
+            };
+            let step: StepFn = Box::new(move |p, b, _| {
+                let buf = (o.momentum > 0.0).then_some(&b[1]);
+                let avg = o.centered.then_some(&b[2]);
+                rmsprop_step(p, &b[0], buf, avg, &o).unwrap();
+            });
+            cases.push((format!("{o:?}"), step));
+        }
+        cases
+    }
+
+    /// Three steps from `init`; the bits of the parameter and buffers after each.
+    fn trajectory(step: &StepFn, init: &[f64], grads: &[Vec<f64>], dtype: DType) -> Vec<u64> {
+        let p = tensor(init, dtype);
+        let bufs = [zeros_like(&p), zeros_like(&p), zeros_like(&p)];
+        let mut out = Vec::new();
+        for (i, g) in grads.iter().enumerate() {
+            with_grad(&p, g);
+            step(&p, &bufs, i);
+            for t in std::iter::once(&p).chain(&bufs) {
+                out.extend(values(t).iter().map(|x| x.to_bits()));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_option_combination_gives_the_same_bits_vectorised_as_one_element_at_a_time() {
+        // Below 64 elements the baseline loop runs; above, the CPU's widest one (and in
+        // parallel above PARALLEL_THRESHOLD). All must agree bit for bit.
+        for n in [200, PARALLEL_THRESHOLD + 100] {
+            let init: Vec<f64> = (0..n).map(|i| (i % 101) as f64 / 50.0 - 1.0).collect();
+            let grads: Vec<Vec<f64>> = (0..3)
+                .map(|k| {
+                    (0..n)
+                        .map(|i| ((i * 7 + k * 3) % 13) as f64 / 6.0 - 1.0)
+                        .collect()
+                })
+                .collect();
+            for (name, step) in every_step_variant() {
+                for dtype in [DType::F32, DType::F64] {
+                    let all = trajectory(&step, &init, &grads, dtype);
+                    for i in [0, 1, 63, 64, 65, n - 1] {
+                        let one: Vec<Vec<f64>> = grads.iter().map(|g| vec![g[i]]).collect();
+                        let want = trajectory(&step, &init[i..=i], &one, dtype);
+                        let got: Vec<u64> = (0..want.len()).map(|j| all[j * n + i]).collect();
+                        assert_eq!(got, want, "{name}, {dtype:?}, n {n}, element {i}");
+                    }
+                }
+            }
         }
     }
 
