@@ -204,6 +204,44 @@ fn zip_slices<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Resul
     Ok(out)
 }
 
+/// Whether an operand of shape `small` broadcasts to `shape` by repeating its data whole:
+/// without its leading 1s, its shape is a non-empty-sized suffix of `shape`.
+fn repeats_whole(small: &[usize], shape: &[usize]) -> bool {
+    let lead = small.iter().take_while(|&&d| d == 1).count();
+    shape.ends_with(&small[lead..]) && !small.contains(&0)
+}
+
+/// `out[i] = f(a[i], row[i % row.len()])`, row by row (`a.len()` a multiple of `row.len()`).
+fn zip_rows<T: Float>(a: &[T], row: &[T], f: &(impl Fn(T, T) -> T + Sync)) -> Result<Vec<T>> {
+    let n = a.len();
+    assert!(
+        !row.is_empty() && n % row.len() == 0,
+        "zip_rows: ragged rows"
+    );
+    let mut out = try_with_capacity(n)?;
+    let dst = &mut out.spare_capacity_mut()[..n];
+    let rows = |(d, x): (&mut [MaybeUninit<T>], &[T])| {
+        d.chunks_exact_mut(row.len())
+            .zip(x.chunks_exact(row.len()))
+            .for_each(|(d, x)| simd::zip(d, x, row, f))
+    };
+    if parallel(n) {
+        // Tasks of whole rows, about `CHUNK` elements each.
+        let per_task = row.len() * CHUNK.div_ceil(row.len());
+        install(|| {
+            dst.par_chunks_mut(per_task)
+                .zip(a.par_chunks(per_task))
+                .for_each(rows)
+        });
+    } else {
+        rows((dst, a));
+    }
+    // SAFETY: the rows above cover all `n` elements of `dst` (`n` is a multiple of the row
+    // length, and `dst`, `a` are chunked in step), so all were written.
+    unsafe { out.set_len(n) };
+    Ok(out)
+}
+
 impl<T: Float> NdArray<T> {
     /// Applies a float function to every element.
     pub fn unary(&self, f: impl Fn(T) -> T + Sync) -> Result<Self> {
@@ -235,6 +273,20 @@ impl<T: Float> NdArray<T> {
             let x = self.data[0];
             return Ok(Self {
                 data: map_slice(&other.data, |y| f(x, y))?,
+                shape,
+            });
+        }
+        // A bias-like operand (`(32, 16) + (16,)`) repeats its data whole along the leading
+        // axes: zip it row by row with flat loops instead of walking strides.
+        if shape == self.shape && repeats_whole(&other.shape, &shape) {
+            return Ok(Self {
+                data: zip_rows(&self.data, &other.data, &f)?,
+                shape,
+            });
+        }
+        if shape == other.shape && repeats_whole(&self.shape, &shape) {
+            return Ok(Self {
+                data: zip_rows(&other.data, &self.data, &|y, x| f(x, y))?,
                 shape,
             });
         }
@@ -329,6 +381,55 @@ pub mod scalar {
             -T::one()
         } else {
             T::zero() * x
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `a - b` under broadcasting by walking strides (the general path), as a reference.
+    fn reference(a: &NdArray<f64>, b: &NdArray<f64>) -> NdArray<f64> {
+        let shape = broadcast_shapes("sub", &a.shape, &b.shape).unwrap();
+        let (sa, sb) = (
+            broadcast_strides(&a.shape, &shape),
+            broadcast_strides(&b.shape, &shape),
+        );
+        let mut data = Vec::new();
+        for_each_offset2(&shape, &sa, &sb, |i, j| data.push(a.data[i] - b.data[j]));
+        NdArray { shape, data }
+    }
+
+    fn filled(shape: &[usize], start: f64) -> NdArray<f64> {
+        let n = shape.iter().product();
+        let data = (0..n).map(|i| start + i as f64 * 0.5).collect();
+        NdArray::from_vec(data, shape).unwrap()
+    }
+
+    #[test]
+    fn operands_repeated_whole_broadcast_like_the_stride_walk_on_either_side() {
+        let cases: &[(&[usize], &[usize])] = &[
+            (&[4, 3], &[3]),
+            (&[4, 3], &[1, 3]),
+            (&[2, 4, 3], &[4, 3]),
+            (&[2, 4, 3], &[1, 1, 3]),
+            (&[2, 1, 3], &[3]),
+            (&[0, 3], &[3]),
+            (&[4, 3], &[4, 1]),        // not repeated whole: the general path
+            (&[5, 40_000], &[40_000]), // large enough to run in parallel
+        ];
+        for &(big, small) in cases {
+            let (a, b) = (filled(big, 1.0), filled(small, -2.0));
+            // Subtraction is not symmetric: checks that operands keep their sides.
+            assert_eq!(
+                a.binary("sub", &b, |x, y| x - y).unwrap(),
+                reference(&a, &b)
+            );
+            assert_eq!(
+                b.binary("sub", &a, |x, y| x - y).unwrap(),
+                reference(&b, &a)
+            );
         }
     }
 }

@@ -2,7 +2,8 @@
 //! summed to each parent's shape, leaves accumulating, the graph freed as it is walked.
 
 use std::cell::Cell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, RwLock};
 
 use super::{lock, write, Tensor};
@@ -75,11 +76,15 @@ impl Tensor {
                 )))
             }
         };
-        let order = topological_order(self)?;
-        let mut grads: HashMap<usize, DynArray> = HashMap::new();
-        grads.insert(self.id(), seed);
-        for node in order.iter().rev() {
-            let Some(g) = grads.remove(&node.id()) else {
+        let (order, position) = topological_order(self)?;
+        // The gradient flowing into each node, by its position in `order`.
+        let mut grads: Vec<Option<DynArray>> = Vec::with_capacity(order.len());
+        grads.resize_with(order.len(), || None);
+        if let Some(last) = grads.last_mut() {
+            *last = Some(seed); // the root comes last
+        }
+        for (i, node) in order.iter().enumerate().rev() {
+            let Some(g) = grads[i].take() else {
                 continue;
             };
             if node.is_leaf() {
@@ -90,26 +95,29 @@ impl Tensor {
             let grad_fn = slot.as_ref().ok_or_else(freed_error)?;
             let input_grads = {
                 let out = node.array();
-                (grad_fn.backward)(&g, &grad_fn.parents, &out)?
+                (grad_fn.backward)(&g, grad_fn.parents.as_slice(), &out)?
             };
-            for (parent, pg) in grad_fn.parents.iter().zip(input_grads) {
+            drop(g);
+            for (parent, pg) in grad_fn.parents.as_slice().iter().zip(input_grads) {
                 let Some(pg) = pg else { continue };
-                if !parent.requires_grad() {
-                    continue;
-                }
-                // Read shape and dtype under one guard, released before anything else locks
-                // the parent: a second read while a writer (an in-place update on another
-                // thread) waits would deadlock on the writer-preferring lock.
-                let (shape, dtype) = {
-                    let a = parent.array();
-                    (a.shape().to_vec(), a.dtype())
+                let Some(&j) = position.get(&parent.id()) else {
+                    continue; // does not require grad
                 };
-                let pg = pg.into_sum_to_shape(&shape)?.into_dtype(dtype);
-                match grads.get_mut(&parent.id()) {
+                // Compare shape and dtype under one guard, released before anything else
+                // locks the parent: a second read while a writer (an in-place update on
+                // another thread) waits would deadlock on the writer-preferring lock.
+                let target = {
+                    let a = parent.array();
+                    let fits = pg.shape() == a.shape() && pg.dtype() == a.dtype();
+                    (!fits).then(|| (a.shape().to_vec(), a.dtype()))
+                };
+                let pg = match target {
+                    None => pg,
+                    Some((shape, dtype)) => pg.into_sum_to_shape(&shape)?.into_dtype(dtype),
+                };
+                match &mut grads[j] {
                     Some(acc) => acc.add_assign(&pg)?,
-                    None => {
-                        grads.insert(parent.id(), pg);
-                    }
+                    empty => *empty = Some(pg),
                 }
             }
             if !retain_graph {
@@ -123,6 +131,34 @@ impl Tensor {
         Ok(())
     }
 }
+
+/// Hashes node ids, which are distinct counter values already: one multiply spreads them
+/// over the table (SipHash would cost more than the rest of a small graph's bookkeeping).
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map keyed by node id.
+type IdMap<V> = HashMap<usize, V, BuildHasherDefault<IdHasher>>;
 
 fn freed_error() -> Error {
     Error::Graph(
@@ -145,31 +181,37 @@ fn accumulate_leaf(leaf: &Tensor, g: DynArray) -> Result<()> {
     }
 }
 
-/// Nodes reachable from `root` that take part in backward, parents before children.
+/// Nodes reachable from `root` that take part in backward, parents before children (so
+/// `root` last), and each one's position in that order by id.
 /// Iterative, so a graph a million ops deep does not overflow the stack.
-fn topological_order(root: &Tensor) -> Result<Vec<Tensor>> {
+fn topological_order(root: &Tensor) -> Result<(Vec<Tensor>, IdMap<usize>)> {
     let mut order = Vec::new();
-    let mut visited: HashSet<usize> = HashSet::new();
+    // Ids seen, mapped to their position in `order` once placed (`usize::MAX` until then).
+    let mut position: IdMap<usize> = IdMap::with_capacity_and_hasher(64, Default::default());
     // (node, whether its parents have been pushed already)
     let mut stack = vec![(root.clone(), false)];
     while let Some((node, expanded)) = stack.pop() {
         if expanded {
+            position.insert(node.id(), order.len());
             order.push(node);
             continue;
         }
-        if !visited.insert(node.id()) {
+        if position.contains_key(&node.id()) {
             continue;
         }
-        if !node.is_leaf() && lock(&node.0.grad_fn).is_none() {
-            return Err(freed_error());
-        }
-        let parents = node.parents();
-        stack.push((node, true));
-        for p in parents {
-            if p.requires_grad() && !visited.contains(&p.id()) {
-                stack.push((p, false));
+        position.insert(node.id(), usize::MAX);
+        if !node.is_leaf() {
+            let grad_fn = lock(&node.0.grad_fn);
+            let parents = grad_fn.as_ref().ok_or_else(freed_error)?.parents.as_slice();
+            stack.push((node.clone(), true));
+            for p in parents {
+                if p.requires_grad() && !position.contains_key(&p.id()) {
+                    stack.push((p.clone(), false));
+                }
             }
+        } else {
+            stack.push((node, true));
         }
     }
-    Ok(order)
+    Ok((order, position))
 }

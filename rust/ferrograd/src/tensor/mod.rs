@@ -28,8 +28,41 @@ pub type BackwardFn =
 
 /// What an op's output remembers until backward frees it.
 struct GradFn {
-    parents: Vec<Tensor>,
+    parents: Parents,
     backward: BackwardFn,
+}
+
+/// An op's parents, inline for the usual one or two (no allocation per op).
+enum Parents {
+    One([Tensor; 1]),
+    Two([Tensor; 2]),
+    Many(Vec<Tensor>),
+}
+
+impl Parents {
+    fn new(parents: &[&Tensor]) -> Self {
+        match *parents {
+            [a] => Parents::One([a.clone()]),
+            [a, b] => Parents::Two([a.clone(), b.clone()]),
+            _ => Parents::Many(parents.iter().map(|&p| p.clone()).collect()),
+        }
+    }
+
+    fn as_slice(&self) -> &[Tensor] {
+        match self {
+            Parents::One(p) => p,
+            Parents::Two(p) => p,
+            Parents::Many(p) => p,
+        }
+    }
+
+    fn for_each(self, f: impl FnMut(Tensor)) {
+        match self {
+            Parents::One(p) => p.into_iter().for_each(f),
+            Parents::Two(p) => p.into_iter().for_each(f),
+            Parents::Many(p) => p.into_iter().for_each(f),
+        }
+    }
 }
 
 struct Node {
@@ -99,7 +132,7 @@ impl Tensor {
             return Self::new(data, false);
         }
         let grad_fn = GradFn {
-            parents: parents.iter().map(|&p| p.clone()).collect(),
+            parents: Parents::new(parents),
             backward: Box::new(backward),
         };
         Self::from_parts(Arc::new(RwLock::new(data)), true, Some(op), Some(grad_fn))
@@ -171,7 +204,7 @@ impl Tensor {
     pub fn parents(&self) -> Vec<Tensor> {
         lock(&self.0.grad_fn)
             .as_ref()
-            .map_or_else(Vec::new, |g| g.parents.clone())
+            .map_or_else(Vec::new, |g| g.parents.as_slice().to_vec())
     }
 
     /// The accumulated gradient of a leaf (`None` before any backward, and on non-leaves).
@@ -190,8 +223,8 @@ impl Tensor {
                 )));
             }
         }
-        let dtype = self.dtype();
-        *lock(&self.0.grad) = grad.map(|g| Arc::new(RwLock::new(g.into_dtype(dtype))));
+        let grad = grad.map(|g| Arc::new(RwLock::new(g.into_dtype(self.dtype()))));
+        *lock(&self.0.grad) = grad;
         Ok(())
     }
 
@@ -242,15 +275,19 @@ impl std::fmt::Debug for Tensor {
 impl Drop for Node {
     /// Dismantles long chains iteratively: the default drop would recurse once per node.
     fn drop(&mut self) {
-        let mut stack: Vec<Tensor> = take_parents(&self.grad_fn);
-        while let Some(t) = stack.pop() {
-            if let Some(node) = Arc::into_inner(t.0) {
-                stack.extend(take_parents(&node.grad_fn));
+        // Nodes whose last reference is gone, whose parents are still to be released.
+        let mut stack: Vec<Node> = Vec::new();
+        let release = |grad_fn: &Mutex<Option<GradFn>>, stack: &mut Vec<Node>| {
+            // Taken under the lock, released after it.
+            let taken = lock(grad_fn).take();
+            if let Some(g) = taken {
+                g.parents.for_each(|t| stack.extend(Arc::into_inner(t.0)));
             }
+        };
+        release(&self.grad_fn, &mut stack);
+        while let Some(node) = stack.pop() {
+            release(&node.grad_fn, &mut stack);
+            // `node` drops here with its edges already taken: no recursion.
         }
     }
-}
-
-fn take_parents(grad_fn: &Mutex<Option<GradFn>>) -> Vec<Tensor> {
-    lock(grad_fn).take().map_or_else(Vec::new, |g| g.parents)
 }
