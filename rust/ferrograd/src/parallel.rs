@@ -3,8 +3,7 @@
 //!
 //! All parallel work runs inside a crate-owned rayon pool sized by the knob (see
 //! [`install`]), never on rayon's global pool, so `set_num_threads(n)` governs every
-//! kernel, GEMM included (gemm's `Parallelism::Rayon` splits work over the pool it
-//! is called from). The pool is built on first use and rebuilt when the knob changes.
+//! kernel, GEMM included (its per-thread stripes are tasks on this pool). The pool is built on first use and rebuilt when the knob changes.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};

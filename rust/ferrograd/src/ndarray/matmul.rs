@@ -212,7 +212,7 @@ fn gemm_batched<T: Float>(
                 .for_each(|c| one(c, 1))
         });
     } else if threads > 1 {
-        // gemm's `Parallelism::Rayon` splits over the pool it runs in: the crate's.
+        // Each GEMM's stripes run on the crate's pool (see `matrix_product`).
         crate::parallel::install(|| {
             out.chunks_mut(m * n)
                 .enumerate()

@@ -237,24 +237,22 @@ pub(super) fn rmsprop_typed<T: Typed>(
         let Some(sq) = sq else {
             return;
         };
+        macro_rules! go {
+            ($decay:literal) => {
+                simd::run(RmsChunk::<T, $decay> {
+                    c,
+                    p,
+                    g,
+                    sq,
+                    buf,
+                    avg,
+                })
+            };
+        }
         if decays {
-            simd::run(RmsChunk::<T, true> {
-                c,
-                p,
-                g,
-                sq,
-                buf,
-                avg,
-            });
+            go!(true)
         } else {
-            simd::run(RmsChunk::<T, false> {
-                c,
-                p,
-                g,
-                sq,
-                buf,
-                avg,
-            });
+            go!(false)
         }
     });
     Ok(())
