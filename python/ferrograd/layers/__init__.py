@@ -3,7 +3,7 @@
 from ferrograd.layers.activation import GELU, Dropout, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from ferrograd.layers.conv import Conv2d, MaxPool2d
 from ferrograd.layers.linear import Flatten, Identity, Linear
-from ferrograd.layers.module import IncompatibleKeys, Module, ModuleList, Sequential
+from ferrograd.layers.module import IncompatibleKeys, Module, ModuleDict, ModuleList, Sequential
 from ferrograd.layers.norm import BatchNorm1d, BatchNorm2d, LayerNorm
 from ferrograd.layers.sparse import Embedding
 
@@ -22,6 +22,7 @@ __all__ = [
     "LogSoftmax",
     "MaxPool2d",
     "Module",
+    "ModuleDict",
     "ModuleList",
     "ReLU",
     "Sequential",
