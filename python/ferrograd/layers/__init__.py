@@ -1,5 +1,6 @@
 """Layers with a PyTorch-like API: ``Module``, containers, and the usual building blocks."""
 
+from ferrograd.layers import utils
 from ferrograd.layers.activation import GELU, Dropout, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
 from ferrograd.layers.conv import Conv2d, MaxPool2d
 from ferrograd.layers.linear import Flatten, Identity, Linear
@@ -29,4 +30,5 @@ __all__ = [
     "Sigmoid",
     "Softmax",
     "Tanh",
+    "utils",
 ]
