@@ -95,8 +95,18 @@ def test_update_takes_a_mapping_a_module_dict_or_key_module_pairs():
         ({"training": nn.ReLU()}, KeyError, "already exists"),
         ({"a": 3}, TypeError, "must be a Module"),
     ],
-    ids=["int", "str", "not-a-pair", "triple", "int-key", "empty-key", "dotted-key",
-         "method-key", "attribute-key", "not-a-module"],
+    ids=[
+        "int",
+        "str",
+        "not-a-pair",
+        "triple",
+        "int-key",
+        "empty-key",
+        "dotted-key",
+        "method-key",
+        "attribute-key",
+        "not-a-module",
+    ],
 )
 def test_bad_module_dict_input_raises_a_clear_error(bad, error, match):
     with pytest.raises(error, match=match):
@@ -107,7 +117,7 @@ def test_a_model_built_on_a_module_dict_trains_and_round_trips_its_state():
     class Tiny(nn.Module):
         def __init__(self):
             super().__init__()
-            self.transformer = nn.ModuleDict(dict(wte=nn.Embedding(5, 3), ln_f=nn.LayerNorm(3)))
+            self.transformer = nn.ModuleDict({"wte": nn.Embedding(5, 3), "ln_f": nn.LayerNorm(3)})
             self.lm_head = nn.Linear(3, 5)
 
         def forward(self, idx):
@@ -139,7 +149,7 @@ class TiedLM(nn.Module):
 
     def __init__(self, vocab=6, n_embd=4):
         super().__init__()
-        self.transformer = nn.ModuleDict(dict(wte=nn.Embedding(vocab, n_embd)))
+        self.transformer = nn.ModuleDict({"wte": nn.Embedding(vocab, n_embd)})
         self.lm_head = nn.Linear(n_embd, vocab, bias=False)
         self.transformer.wte.weight = self.lm_head.weight
 
@@ -171,8 +181,9 @@ def test_the_state_dict_keeps_both_names_of_a_tied_weight_and_reloads_them():
     model = TiedLM()
     sd = model.state_dict()
     assert list(sd) == ["transformer.wte.weight", "lm_head.weight"]
-    np.testing.assert_array_equal(sd["transformer.wte.weight"].numpy(),
-                                  sd["lm_head.weight"].numpy())
+    np.testing.assert_array_equal(
+        sd["transformer.wte.weight"].numpy(), sd["lm_head.weight"].numpy()
+    )
     other = TiedLM()
     other.load_state_dict(sd)
     assert other.transformer.wte.weight is other.lm_head.weight  # still tied after loading
