@@ -2,6 +2,7 @@
 
 from ferrograd.layers import utils
 from ferrograd.layers.activation import GELU, Dropout, LogSoftmax, ReLU, Sigmoid, Softmax, Tanh
+from ferrograd.layers.attention import MultiheadAttention
 from ferrograd.layers.conv import Conv2d, MaxPool2d
 from ferrograd.layers.linear import Flatten, Identity, Linear
 from ferrograd.layers.module import IncompatibleKeys, Module, ModuleDict, ModuleList, Sequential
@@ -25,6 +26,7 @@ __all__ = [
     "Module",
     "ModuleDict",
     "ModuleList",
+    "MultiheadAttention",
     "ReLU",
     "Sequential",
     "Sigmoid",

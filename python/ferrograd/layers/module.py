@@ -485,7 +485,8 @@ class ModuleDict(Module):
         """Adds or replaces entries from a mapping, a ``ModuleDict`` or an iterable of
         ``(key, module)`` pairs (TypeError/ValueError for anything else)."""
         if isinstance(modules, (Mapping, ModuleDict)):
-            for key, module in modules.items():
+            entries: Iterable[tuple[Any, Any]] = modules.items()
+            for key, module in entries:
                 self[key] = module
             return
         if isinstance(modules, (str, bytes)) or not isinstance(modules, Iterable):
