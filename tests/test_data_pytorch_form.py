@@ -290,10 +290,14 @@ def test_a_sampler_sets_the_order_in_every_form():
     order = [3, 1, 4, 0]
     X, y = np.arange(10.0).reshape(5, 2), np.arange(5)
     assert labels_of(DataLoader(X, y, batch_size=3, sampler=order)) == order
-    assert labels_of(DataLoader(TensorDataset(*digits_like(5)), batch_size=3, sampler=order)) \
-        == order
-    firsts = [int(v) for b in DataLoader(Squares(5), batch_size=3, sampler=order)
-              for v in b["x"].numpy()[:, 0]]
+    assert (
+        labels_of(DataLoader(TensorDataset(*digits_like(5)), batch_size=3, sampler=order)) == order
+    )
+    firsts = [
+        int(v)
+        for b in DataLoader(Squares(5), batch_size=3, sampler=order)
+        for v in b["x"].numpy()[:, 0]
+    ]
     assert firsts == order
 
 
@@ -315,7 +319,7 @@ class ShardSampler:
 
     def __iter__(self):
         order = np.random.default_rng(self.seed + self.epoch).permutation(self.n)
-        return iter(order[self.rank::self.world].tolist())
+        return iter(order[self.rank :: self.world].tolist())
 
     def __len__(self):
         return len(range(self.rank, self.n, self.world))
