@@ -162,6 +162,15 @@ def test_a_second_positional_int_is_the_batch_size_as_in_pytorch():
         DataLoader(Squares(10), 4, batch_size=2)
 
 
+def test_the_dataset_may_be_passed_by_keyword_but_not_twice_or_not_at_all():
+    loader = DataLoader(dataset=Squares(5), batch_size=2)
+    assert len(loader) == 3 and loader.dataset.n == 5
+    with pytest.raises(TypeError, match="both"):
+        DataLoader(np.ones((2, 1)), dataset=Squares(2))
+    with pytest.raises(TypeError, match="missing"):
+        DataLoader(batch_size=2)
+
+
 def test_batch_size_none_is_refused_with_a_pointer_to_what_differs():
     with pytest.raises(TypeError, match="batch_size=None"):
         DataLoader(Squares(3), batch_size=None)

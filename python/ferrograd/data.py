@@ -244,7 +244,8 @@ class DataLoader:
       seed=None, collate_fn=None)`` over any object with ``__len__`` and ``__getitem__``
       (a ``TensorDataset``, your own class, a list of ``(x, y)`` pairs), as PyTorch's: each
       batch is ``collate_fn(list_of_samples)``, by default ``default_collate``.
-      ``DataLoader(dataset, 64)`` reads 64 as ``batch_size``.
+      ``DataLoader(dataset, 64)`` reads 64 as ``batch_size``; ``dataset=`` may be passed by
+      keyword.
 
     So ``shuffle`` defaults to True only in the two-array form; elsewhere it defaults to
     False, as in PyTorch. ``sampler`` is any iterable of indices with ``__len__`` (a
@@ -258,16 +259,23 @@ class DataLoader:
 
     def __init__(
         self,
-        X: Any,
+        X: Any = None,
         y: Any = None,
         batch_size: int = 1,
         shuffle: bool | None = None,
         seed: int | None = None,
         drop_last: bool = False,
         *,
+        dataset: Any = None,
         sampler: Any = None,
         collate_fn: Callable[[list[Any]], Any] | None = None,
     ) -> None:
+        if dataset is not None:  # DataLoader(dataset=ds, ...), PyTorch's keyword
+            if X is not None:
+                raise TypeError("DataLoader: got both X and dataset; pass one")
+            X = dataset
+        if X is None:
+            raise TypeError("DataLoader: missing the data: pass arrays X (and y) or a dataset")
         dataset_form = not _is_array_like(X) and (
             not isinstance(X, (list, tuple)) or _is_sample_list(X)
         )
