@@ -412,8 +412,8 @@ class DataLoader:
         count = len(order)
         stop = count - count % self.batch_size if self.drop_last else count
         arrays, tensors = self._arrays, self._fast_tensors()
-        if arrays is not None or tensors is not None:
-            order = self._index_array(order)
+        if self.sampler is not None and (arrays is not None or tensors is not None):
+            order = self._index_array(order)  # our own orders need no checking
         for start in range(0, stop, self.batch_size):
             chunk = order[start : start + self.batch_size]
             if arrays is not None:
