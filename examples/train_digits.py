@@ -3,7 +3,8 @@
 Prints per-epoch loss and test accuracy, saves a checkpoint of each model, reloads it and
 checks the reloaded model scores the same, and — when matplotlib is installed — writes
 ``digits_curves.png`` (loss/accuracy per epoch) and ``digits_predictions.png`` (a grid of test
-digits with their predicted labels). A progress bar uses tqdm when installed.
+digits with their predicted labels). Everything it writes goes under ``--out`` (default
+``runs/``, which git ignores). A progress bar uses tqdm when installed.
 
 Run: python examples/train_digits.py [--epochs-mlp N] [--epochs-cnn N] [--out DIR]
 """
@@ -223,7 +224,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs-mlp", type=int, default=60)
     parser.add_argument("--epochs-cnn", type=int, default=30)
-    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument(
+        "--out", type=Path, default=Path("runs"), help="folder for checkpoints and figures"
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 

@@ -138,6 +138,15 @@ def test_from_dlpack_of_a_numpy_array_keeps_float_dtypes(dtype):
     assert t.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
+def test_from_dlpack_takes_a_read_only_numpy_array_such_as_one_exported_from_a_tensor():
+    # NumPy < 2.1 cannot DLPack-export a read-only array; the README's round trip does that.
+    a = np.from_dlpack(fg.Tensor([[1.0, 2.0], [3.0, 4.0]]))
+    b = np.arange(6.0)[::2]
+    b.flags.writeable = False
+    assert fg.from_dlpack(a).tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    assert fg.from_dlpack(b).tolist() == [0.0, 2.0, 4.0]
+
+
 @pytest.mark.parametrize("dtype", [np.int64, np.int8, np.float16, np.bool_])
 def test_from_dlpack_turns_other_numeric_dtypes_into_float32(dtype):
     t = fg.from_dlpack(np.ones(3, dtype=dtype))

@@ -112,6 +112,13 @@ def test_the_digits_demo_runs_saves_and_reloads_a_checkpoint(tmp_path):
     assert (tmp_path / "digits_cnn.safetensors").exists()
 
 
+def test_the_digits_demo_writes_under_runs_by_default_not_into_the_current_folder(tmp_path):
+    _run("train_digits.py", "--epochs-mlp", "1", "--epochs-cnn", "1", cwd=tmp_path)
+    assert (tmp_path / "runs" / "digits_mlp.safetensors").exists()
+    assert (tmp_path / "runs" / "digits_cnn.safetensors").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["runs"]
+
+
 def test_the_moons_demo_and_the_regression_demo_run(tmp_path):
     assert "training accuracy" in _run("micrograd_moons.py", "--steps", "5", cwd=tmp_path)
     assert "RMS error" in _run(

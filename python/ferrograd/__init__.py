@@ -28,14 +28,22 @@ from ferrograd._core import (
     set_grad_enabled,
     set_num_threads,
     stack,
+    tensor,
     zeros,
 )
 from ferrograd.autograd import GradcheckError, gradcheck, no_grad
 from ferrograd.graph import draw_graph, to_dot
 from ferrograd.interop import from_dlpack
 
+# The dtypes, named as `t.dtype` names them (any of these names, or a NumPy dtype, works as
+# `dtype=`).
 float32 = "float32"
 float64 = "float64"
+int64 = "int64"
+int32 = "int32"
+bool = "bool"  # noqa: A001 - PyTorch's name, `fg.bool`
+long = int64
+double = float64
 
 # Submodules load on first use (`fg.layers`, `fg.optim`, …), keeping `import ferrograd` fast.
 _SUBMODULES = {"data", "datasets", "functional", "layers", "loss", "optim"}
@@ -73,6 +81,11 @@ __all__ = [
     "eye",
     "float32",
     "float64",
+    "int32",
+    "int64",
+    "bool",
+    "double",
+    "long",
     "from_dlpack",
     "from_numpy",
     "full",
@@ -87,6 +100,7 @@ __all__ = [
     "set_grad_enabled",
     "set_num_threads",
     "stack",
+    "tensor",
     "to_dot",
     "zeros",
 ]

@@ -47,6 +47,10 @@ def from_dlpack(
     """
     if isinstance(obj, (Tensor, NdArray)):
         return Tensor(obj, requires_grad=requires_grad, dtype=dtype)
+    if isinstance(obj, np.ndarray):
+        # Read directly: NumPy < 2.1 refuses to DLPack-export a read-only array (such as
+        # np.from_dlpack(t) of a Tensor), and the one copy below is the same either way.
+        return Tensor(obj, requires_grad=requires_grad, dtype=dtype)
     if not hasattr(obj, "__dlpack__"):
         if type(obj).__name__ == "PyCapsule":
             obj = _Capsule(obj)
