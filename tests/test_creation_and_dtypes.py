@@ -107,22 +107,32 @@ def test_successive_draws_differ():
 
 
 @pytest.mark.parametrize(
-    "args, expected",
+    "args, expected, dtype",
     [
-        ((5,), np.arange(5.0)),
-        ((2, 5), np.arange(2.0, 5.0)),
-        ((0, 1, 0.25), np.arange(0.0, 1.0, 0.25)),
-        ((5, 0, -2), np.arange(5.0, 0.0, -2.0)),
-        ((-1.5, 1.5, 0.5), np.arange(-1.5, 1.5, 0.5)),
-        ((3, 3), np.arange(3.0, 3.0)),
+        ((5,), np.arange(5), "int64"),
+        ((2, 5), np.arange(2, 5), "int64"),
+        ((0, 1, 0.25), np.arange(0.0, 1.0, 0.25), "float32"),
+        ((5, 0, -2), np.arange(5, 0, -2), "int64"),
+        ((-1.5, 1.5, 0.5), np.arange(-1.5, 1.5, 0.5), "float32"),
+        ((3, 3), np.arange(3, 3), "int64"),
+        ((0, 3.0), np.arange(0, 3.0), "float32"),
     ],
-    ids=["n", "start-stop", "fractional-step", "negative-step", "negative-start", "empty"],
+    ids=[
+        "n", "start-stop", "fractional-step", "negative-step", "negative-start", "empty",
+        "one-float-makes-float",
+    ],
 )
-def test_arange_matches_numpy(args, expected):
+def test_arange_is_int64_for_integer_arguments_and_float32_otherwise(args, expected, dtype):
     t = fg.arange(*args)
-    assert t.dtype == "float32"
+    assert t.dtype == dtype
     assert t.shape == expected.shape
     assert_close(t, expected)
+
+
+def test_arange_counts_exactly_past_float_precision():
+    start = 2**60
+    t = fg.arange(start, start + 3)
+    assert t.tolist() == [start, start + 1, start + 2]
 
 
 def test_arange_takes_dtype_and_requires_grad():
@@ -164,11 +174,13 @@ def test_eye_takes_m_keyword_dtype_and_requires_grad():
     [
         (np.array([[1.0, 2.0]]), "float64"),
         (np.array([[1.0, 2.0]], dtype=np.float32), "float32"),
-        (np.array([[1, 2]], dtype=np.int64), "float32"),
-        (np.array([[True, False]]), "float32"),
+        (np.array([[1, 2]], dtype=np.int64), "int64"),
+        (np.array([[1, 2]], dtype=np.int32), "int32"),
+        (np.array([[1, 2]], dtype=np.uint8), "int64"),
+        (np.array([[True, False]]), "bool"),
         (np.array([[1.0, 2.0]], dtype=np.float16), "float32"),
     ],
-    ids=["float64", "float32", "int64", "bool", "float16"],
+    ids=["float64", "float32", "int64", "int32", "uint8", "bool", "float16"],
 )
 def test_from_numpy_follows_dtype_rules(src, dtype):
     t = fg.from_numpy(src)
@@ -346,9 +358,10 @@ def test_repr_of_small_tensor_has_no_ellipsis():
 
 
 def test_repr_is_summarised_past_one_thousand_elements():
-    r = repr(fg.arange(1001))
+    r = repr(fg.arange(1001.0))
     assert "..." in r
     assert "1000." in r
+    assert "1000], dtype=int64)" in repr(fg.arange(1001))
     big = repr(fg.zeros(200, 200))
     assert "..." in big
     assert len(big) < 5_000

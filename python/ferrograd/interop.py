@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ferrograd._core import NdArray, Tensor
+from ferrograd._core import NdArray, Tensor, tensor
 
 __all__ = ["from_dlpack"]
 
@@ -41,16 +41,16 @@ def from_dlpack(
 
     The values are copied once at memory speed (C-contiguous, any input strides), so the
     Tensor never aliases memory another library may change or free. Dtypes follow
-    ``fg.Tensor``: float64 stays float64, float16, integers and bool become float32;
-    ``dtype=`` overrides. A PyTorch tensor that requires grad must be ``.detach()``-ed first
+    ``fg.tensor``: float32, float64, int64, int32 and bool are kept, float16 becomes float32
+    and other integer kinds int64; ``dtype=`` overrides. A PyTorch tensor that requires grad must be ``.detach()``-ed first
     (PyTorch refuses to export it).
     """
     if isinstance(obj, (Tensor, NdArray)):
-        return Tensor(obj, requires_grad=requires_grad, dtype=dtype)
+        return tensor(obj, requires_grad=requires_grad, dtype=dtype)
     if isinstance(obj, np.ndarray):
         # Read directly: NumPy < 2.1 refuses to DLPack-export a read-only array (such as
         # np.from_dlpack(t) of a Tensor), and the one copy below is the same either way.
-        return Tensor(obj, requires_grad=requires_grad, dtype=dtype)
+        return tensor(obj, requires_grad=requires_grad, dtype=dtype)
     if not hasattr(obj, "__dlpack__"):
         if type(obj).__name__ == "PyCapsule":
             obj = _Capsule(obj)
@@ -68,4 +68,4 @@ def from_dlpack(
     # NumPy's importer wraps the producer's memory without copying; Tensor() then makes the
     # one copy ferrograd keeps.
     view = np.from_dlpack(obj)
-    return Tensor(view, requires_grad=requires_grad, dtype=dtype)
+    return tensor(view, requires_grad=requires_grad, dtype=dtype)

@@ -83,7 +83,13 @@ fn pair(obj: &Bound<'_, PyAny>, op: &str, what: &str) -> PyResult<(usize, usize)
 fn class_targets(obj: &Bound<'_, PyAny>, op: &str) -> PyResult<(Vec<usize>, usize)> {
     let targets = match crate::convert::ours(obj) {
         Some(t) => t.array().clone(),
-        None => array_from_py(obj, None, Infer::Natural)?,
+        None => array_from_py(obj, None, Infer::Natural).map_err(|e| {
+            if e.is_instance_of::<PyTypeError>(obj.py()) {
+                PyTypeError::new_err(format!("{op}: target must hold integer class indices: {e}"))
+            } else {
+                e
+            }
+        })?,
     };
     let indices = ferrograd::tensor::class_indices(op, &targets).py()?;
     Ok((indices, targets.ndim()))

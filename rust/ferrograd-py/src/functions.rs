@@ -127,8 +127,12 @@ fn arange(
     let all_int = [start, stop, step].iter().all(|s| matches!(s, Scalar::Int(_)));
     let natural = if all_int { DType::I64 } else { DType::F32 };
     let dtype = parse_dtype(dtype)?.unwrap_or(natural);
-    let t = Tensor::arange(start.to_f64(), stop.to_f64(), step.to_f64(), dtype, requires_grad)
-        .py()?;
+    let t = if all_int {
+        Tensor::arange_int(start.to_i64(), stop.to_i64(), step.to_i64(), dtype, requires_grad)
+    } else {
+        Tensor::arange(start.to_f64(), stop.to_f64(), step.to_f64(), dtype, requires_grad)
+    }
+    .py()?;
     Ok(PyTensor { inner: t })
 }
 

@@ -32,8 +32,7 @@ impl Tensor {
         Self::full(shape, 1.0, dtype, requires_grad)
     }
 
-    /// `start, start + step, …` up to but excluding `stop`. Integer dtypes count exactly in
-    /// i64 when all three are whole numbers.
+    /// `start, start + step, …` up to but excluding `stop`, counted in f64.
     pub fn arange(
         start: f64,
         stop: f64,
@@ -59,18 +58,36 @@ impl Tensor {
             )));
         }
         let n = n as usize;
-        let whole = |x: f64| x.fract() == 0.0 && x.abs() < 9.0e18;
-        let data = if !dtype.is_float() && whole(start) && whole(step) {
-            let (start, step) = (start as i64, step as i64);
-            let mut values = crate::ndarray::try_with_capacity::<i64>(n)?;
-            values.extend((0..n as i64).map(|i| start.wrapping_add(i.wrapping_mul(step))));
-            DynArray::from_i64(values, &[n], dtype)?
+        let mut values = crate::ndarray::try_with_capacity::<f64>(n)?;
+        values.extend((0..n).map(|i| start + i as f64 * step));
+        Tensor::leaf(DynArray::from_f64(values, &[n], dtype)?, requires_grad)
+    }
+
+    /// `start, start + step, …` up to but excluding `stop`, counted exactly in i64 (then cast
+    /// to `dtype`): what `arange` with integer arguments gives.
+    pub fn arange_int(
+        start: i64,
+        stop: i64,
+        step: i64,
+        dtype: DType,
+        requires_grad: bool,
+    ) -> Result<Tensor> {
+        if step == 0 {
+            return Err(Error::Value("arange: step must be non-zero, got 0".into()));
+        }
+        let span = i128::from(stop) - i128::from(start);
+        let step128 = i128::from(step);
+        let n = if (span > 0) == (step > 0) && span != 0 {
+            (span + step128 - step128.signum()) / step128
         } else {
-            let mut values = crate::ndarray::try_with_capacity::<f64>(n)?;
-            values.extend((0..n).map(|i| start + i as f64 * step));
-            DynArray::from_f64(values, &[n], dtype)?
+            0
         };
-        Tensor::leaf(data, requires_grad)
+        let n = usize::try_from(n).map_err(|_| {
+            Error::Memory(format!("arange: {n} elements cannot be allocated"))
+        })?;
+        let mut values = crate::ndarray::try_with_capacity::<i64>(n)?;
+        values.extend((0..n).map(|i| (i128::from(start) + i as i128 * step128) as i64));
+        Tensor::leaf(DynArray::from_i64(values, &[n], dtype)?, requires_grad)
     }
 
     /// An `n × m` matrix with ones on the diagonal.

@@ -51,17 +51,25 @@ pub fn class_indices(op: &str, targets: &DynArray) -> Result<Vec<usize>> {
     }
     if targets.dtype() == crate::DType::Bool {
         return Err(Error::Type(format!(
-            "{op}: target must hold class indices (integers), got dtype bool"
+            "{op}: target must hold integer class indices, got dtype bool"
         )));
     }
     let values: Vec<i64> = if targets.dtype().is_float() {
         let floats = targets.to_f64_vec();
-        if let Some(bad) = floats
+        if let Some(&bad) = floats
             .iter()
             .find(|x| !x.is_finite() || x.fract() != 0.0 || x.abs() >= 2f64.powi(53))
         {
+            // Python's spelling of the value (nan, inf), which the user wrote.
+            let shown = if bad.is_nan() {
+                "nan".to_string()
+            } else if bad.is_infinite() {
+                if bad > 0.0 { "inf" } else { "-inf" }.to_string()
+            } else {
+                bad.to_string()
+            };
             return Err(Error::Value(format!(
-                "{op}: target class {bad} is not a whole number a class index can be"
+                "{op}: target class {shown} is not a whole number"
             )));
         }
         floats.into_iter().map(|x| x as i64).collect()
