@@ -78,7 +78,6 @@ def test_label_batches_are_class_indices_usable_by_cross_entropy():
     assert fg.loss.cross_entropy(fg.zeros(6, 3), yb).shape == ()
 
 
-@pytest.mark.xfail(reason="needs int64 dtype", strict=False)
 def test_integer_labels_stay_int64_and_float_labels_stay_float():
     X, y = arrays(6)
     _, yb = next(iter(DataLoader(X, y, batch_size=6, shuffle=False)))

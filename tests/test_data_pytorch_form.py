@@ -10,7 +10,6 @@ import ferrograd as fg
 from ferrograd import data
 from ferrograd.data import DataLoader, Dataset, TensorDataset, default_collate
 
-needs_int64 = pytest.mark.xfail(reason="needs int64 dtype", strict=False)
 
 
 def digits_like(n=10, features=3):
@@ -254,7 +253,6 @@ def test_default_collate_turns_python_numbers_into_a_tensor():
     assert default_collate([3, 1, 2]).tolist() == [3, 1, 2]
 
 
-@needs_int64
 def test_default_collate_keeps_integers_and_bools_as_pytorch_does():
     assert default_collate([3, 1, 2]).dtype == fg.int64
     assert default_collate([np.int64(3), np.int64(1)]).dtype == fg.int64

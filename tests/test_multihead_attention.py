@@ -417,7 +417,6 @@ def test_bad_forward_input_raises_a_clear_error(kwargs, error, match):
         _call(**kwargs)
 
 
-@pytest.mark.xfail(reason="needs bool/int64 dtypes (fg.tensor)", strict=False)
 def test_bool_and_integer_tensor_masks_follow_the_dtype_rules():
     mha = MultiheadAttention(8, 2, dtype="float64")
     q, k, v = (fg.Tensor(a) for a in _inputs(length=4, source=4, dtype="float64"))

@@ -158,7 +158,6 @@ def test_a_pytorch_digits_script_trains_with_only_its_imports_swapped(tmp_path, 
     assert (tmp_path / "digits_mlp.pt").exists()
 
 
-@pytest.mark.xfail(reason="needs int64 dtype", strict=False)
 def test_the_integer_label_idioms_port_with_only_the_imports_swapped():
     ns = run(ported(EVALUATE_WITH_INTEGERS))
     assert ns["label_dtypes"] == {str(fg.int64)}

@@ -15,25 +15,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-import ferrograd
 from ferrograd import _core
-from ferrograd._core import NdArray, Tensor, stack
+from ferrograd._core import NdArray, Tensor, stack, tensor
 
 __all__ = ["DataLoader", "Dataset", "TensorDataset", "default_collate"]
-
-
-def _has_int_dtypes() -> bool:
-    # fg.tensor and the int64/bool dtypes arrive together; before them every batch is float
-    # (integer labels as whole-number float32, which cross_entropy accepts).
-    return hasattr(ferrograd, "tensor") and hasattr(ferrograd, "int64")
-
-
-def _tensor_function() -> Callable[[Any], Tensor]:
-    """``fg.tensor`` (looked up, not imported: it arrives with the integer dtypes)."""
-    fn: Callable[[Any], Tensor] | None = getattr(ferrograd, "tensor", None)
-    if fn is None:
-        raise RuntimeError("DataLoader: integer batches need fg.tensor, which is missing")
-    return fn
 
 
 _EXPECTED = "tensors, numpy arrays, numbers, dicts or lists"
@@ -45,9 +30,9 @@ def _normalise(
     """One array holding ``data`` with the dtype its tensors will have.
 
     Floats keep their precision (float16 becomes float32; Python floats become float32).
-    Integers and bools keep their kind when ``keep_ints`` and the integer dtypes exist
-    (``fg.tensor``'s rule: int32/int64/bool stay, other integer kinds become int64);
-    otherwise they become float32 (``fg.Tensor``'s rule).
+    Integers and bools keep their kind when ``keep_ints`` (``fg.tensor``'s rule: int32/int64/
+    bool stay, other integer kinds become int64); otherwise they become float32 (``fg.Tensor``'s
+    rule).
     """
     if isinstance(data, (Tensor, NdArray)):
         arr: np.ndarray = data.numpy()
@@ -62,7 +47,7 @@ def _normalise(
     if np.issubdtype(arr.dtype, np.floating):
         if arr.dtype == np.float16 or (from_list and arr.dtype != np.float32):
             arr = arr.astype(np.float32)
-    elif not (keep_ints and _has_int_dtypes()):
+    elif not keep_ints:
         arr = arr.astype(np.float32)
     elif arr.dtype not in (np.int64, np.int32, np.bool_):
         arr = arr.astype(np.int64)
@@ -73,7 +58,7 @@ def _to_tensor(arr: np.ndarray) -> Tensor:
     """A Tensor of a normalised array, keeping its dtype."""
     if np.issubdtype(arr.dtype, np.floating):
         return Tensor(arr)
-    out: Tensor = _tensor_function()(arr)
+    out: Tensor = tensor(arr)
     return out
 
 
@@ -82,8 +67,8 @@ def default_collate(batch: Sequence[Any]) -> Any:
 
     - Tensors are stacked along a new first axis (``fg.stack``), keeping their dtype;
       NumPy arrays and NumPy scalars likewise, into a Tensor.
-    - Python numbers become a 1-D Tensor: floats float32, ints int64 and bools bool (where
-      those dtypes exist; before, float32).
+    - Python numbers become a 1-D Tensor: floats float32, ints int64 and bools bool (as
+      PyTorch does).
     - Strings stay a list of strings.
     - A dict collates each key; a tuple or list of fields collates field by field and
       returns a list (PyTorch's choice), a named tuple returns the same named tuple.
@@ -114,10 +99,7 @@ def default_collate(batch: Sequence[Any]) -> Any:
     if isinstance(elem, (bool, int, float)):
         if not all(isinstance(b, (bool, int, float)) for b in batch):
             raise TypeError("default_collate: a batch mixes numbers with other types")
-        if _has_int_dtypes():
-            out: Tensor = _tensor_function()(list(batch))
-            return out
-        return _to_tensor(_normalise("a sample", list(batch), keep_ints=False))
+        return tensor(list(batch))
     if isinstance(elem, (str, bytes)):
         return list(batch)
     if isinstance(elem, Mapping):

@@ -352,17 +352,17 @@ macro_rules! shared_array_methods {
                 slf.as_ptr() as isize
             }
             /// Elementwise equality as a bool tensor (`==`).
-            fn eq(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Compare(Compare::Eq), false) }
+            fn eq(&self, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, other, BinOp::Compare(Compare::Eq), false) }
             /// Elementwise inequality as a bool tensor (`!=`).
-            fn ne(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Compare(Compare::Ne), false) }
+            fn ne(&self, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, other, BinOp::Compare(Compare::Ne), false) }
             /// `self < other` as a bool tensor.
-            fn lt(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Compare(Compare::Lt), false) }
+            fn lt(&self, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, other, BinOp::Compare(Compare::Lt), false) }
             /// `self <= other` as a bool tensor.
-            fn le(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Compare(Compare::Le), false) }
+            fn le(&self, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, other, BinOp::Compare(Compare::Le), false) }
             /// `self > other` as a bool tensor.
-            fn gt(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Compare(Compare::Gt), false) }
+            fn gt(&self, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, other, BinOp::Compare(Compare::Gt), false) }
             /// `self >= other` as a bool tensor.
-            fn ge(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Compare(Compare::Ge), false) }
+            fn ge(&self, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, other, BinOp::Compare(Compare::Ge), false) }
 
             /// This array in another dtype (`"int64"`, `fg.float64`, a NumPy dtype, …).
             fn to(&self, py: Python<'_>, dtype: &Bound<'_, PyAny>) -> PyResult<Self> { self.astype(py, dtype) }
