@@ -6,7 +6,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::array_methods::{binary, compute, in_place, repr_body, ArrayClass, BinOp};
+use crate::array_methods::{binary, compute, repr_body, ArrayClass, BinOp};
 use crate::convert::{array_from_py, parse_dtype};
 use crate::errors::IntoPyResult;
 use crate::shared_array_methods;

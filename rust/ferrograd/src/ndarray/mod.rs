@@ -4,9 +4,11 @@
 //! `T: Clone`, so `NdArray<Value>` exists; the math lives in the sibling modules and
 //! needs `T: Float`.
 
+pub mod assign;
 pub mod elementwise;
 mod float;
 pub mod index;
+pub mod index_put;
 mod matmul;
 mod reduce;
 

@@ -43,17 +43,12 @@ pub fn grad(t: &Tensor) -> Vec<f64> {
     t.grad()
         .expect("the leaf has a gradient")
         .read()
-        .unwrap()
         .to_f64_vec()
 }
 
 /// The dtype of a leaf's gradient (panics if there is none).
 pub fn grad_dtype(t: &Tensor) -> DType {
-    t.grad()
-        .expect("the leaf has a gradient")
-        .read()
-        .unwrap()
-        .dtype()
+    t.grad().expect("the leaf has a gradient").read().dtype()
 }
 
 /// `0, 1, …, n-1` in `shape`, as float64.
@@ -180,7 +175,7 @@ pub fn check_grad(f: impl Fn(&[Tensor]) -> Result<Tensor>, inputs: &[(Vec<f64>, 
     for (k, (leaf, (data, shape))) in leaves.iter().zip(inputs).enumerate() {
         let analytic = match leaf.grad() {
             Some(g) => {
-                let g = g.read().unwrap();
+                let g = g.read();
                 assert_eq!(g.shape(), shape.as_slice(), "input {k}: grad shape");
                 assert_eq!(g.dtype(), DType::F64, "input {k}: grad dtype");
                 g.to_f64_vec()
