@@ -450,10 +450,8 @@ def test_threads_adding_into_one_tensor_concurrently_add_up_exactly():
     def work(i):
         try:
             for _ in range(rounds):
-                if i % 2:
-                    t.__iadd__(one)
-                else:
-                    t += 1.0
+                # A tensor operand on odd threads, a number on even ones.
+                t.__iadd__(one if i % 2 else 1.0)
         except Exception as e:  # noqa: BLE001 -- reported below
             errors.append(e)
 
@@ -486,4 +484,8 @@ def test_a_plus_equals_b_and_b_plus_equals_a_on_two_threads_finish():
     for w in workers:
         w.join(timeout=120)
     assert not any(w.is_alive() for w in workers), "a += b and b += a deadlocked"
-    np.testing.assert_array_equal(a.numpy(), np.ones(n))
+    # The values depend on how the threads interleaved; each stays one number throughout.
+    for t in (a, b):
+        got = t.numpy()
+        assert np.isfinite(got).all() and (got == got[0]).all()
+    assert a._version == b._version == 100
