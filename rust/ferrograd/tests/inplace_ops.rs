@@ -145,7 +145,8 @@ fn index_put_writes_the_selected_elements_like_numpy() {
 #[test]
 fn a_tensor_that_requires_grad_is_written_only_under_no_grad() {
     let w = Tensor::full(&[2], 1.0, DType::F32, true).unwrap();
-    let ops: Vec<(&str, Box<dyn Fn() -> ferrograd::Result<()>>)> = vec![
+    type Write<'a> = Box<dyn Fn() -> ferrograd::Result<()> + 'a>;
+    let ops: Vec<(&str, Write)> = vec![
         ("add_", Box::new(|| w.add_(Operand::Scalar(1.0)))),
         ("zero_", Box::new(|| w.zero_())),
         ("fill_", Box::new(|| w.fill_(3.0))),

@@ -267,9 +267,11 @@ fn each_unary_op_raises_exactly_when_its_backward_reads_the_written_array() {
 
 type BinOp = fn(&Tensor, &Tensor) -> Result<Tensor>;
 
-/// Each two-input op, the shape of its inputs, and which inputs its backward reads for the
+/// A two-input op, the shape of its inputs, and which inputs its backward reads for the
 /// gradient of input 0 and of input 1.
-fn binary_ops() -> Vec<(&'static str, BinOp, &'static [usize], [&'static [usize]; 2])> {
+type BinaryCase = (&'static str, BinOp, &'static [usize], [&'static [usize]; 2]);
+
+fn binary_ops() -> Vec<BinaryCase> {
     const M: &[usize] = &[2, 2];
     vec![
         ("add", |a, b| a.add(b), M, [&[], &[]]),
