@@ -75,8 +75,7 @@ impl BinOp {
             (BinOp::Arith(Arith::FloorDiv), r) => a.floor_divide_scalar(s, r),
             (BinOp::Arith(Arith::Rem), r) => a.remainder_scalar(s, r),
             (BinOp::MatMul, _) => Err(ferrograd::Error::Shape(
-                "matmul: both operands must have at least one dimension; use * for a scalar"
-                    .into(),
+                "matmul: both operands must have at least one dimension; use * for a scalar".into(),
             )),
             // A reflected comparison flips: `s < a` is `a > s`.
             (BinOp::Compare(op), r) => a.compare_scalar(if r { op.flipped() } else { op }, s),
@@ -129,56 +128,6 @@ pub fn binary<C: ArrayClass>(
     })
     .py()?;
     Ok(Bound::new(py, C::wrap(out))?.into_any().unbind())
-}
-
-/// `self op= other`: writes the result into this array's storage (no graph).
-pub fn in_place<C: ArrayClass>(slf: &C, other: &Bound<'_, PyAny>, op: BinOp) -> PyResult<()> {
-    let py = other.py();
-    let t = slf.tensor();
-    if t.requires_grad() && ferrograd::tensor::is_grad_enabled() {
-        return Err(pyo3::exceptions::PyRuntimeError::new_err(
-            "a tensor that requires grad cannot be modified in place; wrap the update in `with fg.no_grad():`",
-        ));
-    }
-    let rhs = match operand::<PyTensor>(other)? {
-        Some(r) => r,
-        None => {
-            return Err(pyo3::exceptions::PyTypeError::new_err(format!(
-                "unsupported operand type for in-place op: {}",
-                other.get_type().name()?
-            )))
-        }
-    };
-    let n = t.array().size();
-    compute(py, n, || -> ferrograd::Result<()> {
-        let _guard = ferrograd::tensor::NoGradGuard::new();
-        // The operand is read first, under its own lock only (never two locks at once, so
-        // `a += b` and `b += a` on two threads cannot deadlock) ...
-        let rhs = match rhs {
-            Operand::Array(b) => Operand::Array(Tensor::new(b.array().clone(), false)),
-            scalar => scalar,
-        };
-        // ... then the write lock is held across the whole read-modify-write, so in-place
-        // updates from several threads never lose one another's writes.
-        let mut data = t.array_mut();
-        let base = Tensor::new(data.clone(), false);
-        let out = match &rhs {
-            Operand::Scalar(s) => op.apply_scalar(&base, *s, false)?,
-            Operand::Array(b) => op.apply(&base, b)?,
-        };
-        let (shape, dtype) = (data.shape().to_vec(), data.dtype());
-        let result = out.array().clone();
-        if result.shape() != shape.as_slice() {
-            return Err(ferrograd::Error::Shape(format!(
-                "in-place op: result shape {} differs from the array's shape {}",
-                ferrograd::shape::fmt_shape(result.shape()),
-                ferrograd::shape::fmt_shape(&shape)
-            )));
-        }
-        *data = result.into_dtype(dtype);
-        Ok(())
-    })
-    .py()
 }
 
 /// The text inside `Tensor(...)`/`NdArray(...)`: NumPy's formatting, summarised past 1,000.
@@ -378,10 +327,6 @@ macro_rules! shared_array_methods {
             #[pyo3(name = "bool")]
             fn to_bool(&self, py: Python<'_>) -> PyResult<Self> { self.unary(py, |t| t.astype(ferrograd::DType::Bool)) }
 
-            fn __iadd__(&self, o: &Bound<'_, PyAny>) -> PyResult<()> { in_place(self, o, BinOp::Arith(Arith::Add)) }
-            fn __isub__(&self, o: &Bound<'_, PyAny>) -> PyResult<()> { in_place(self, o, BinOp::Arith(Arith::Sub)) }
-            fn __imul__(&self, o: &Bound<'_, PyAny>) -> PyResult<()> { in_place(self, o, BinOp::Arith(Arith::Mul)) }
-            fn __itruediv__(&self, o: &Bound<'_, PyAny>) -> PyResult<()> { in_place(self, o, BinOp::Arith(Arith::Div)) }
 
             fn __neg__(&self, py: Python<'_>) -> PyResult<Self> { self.unary(py, Tensor::neg) }
             fn __pos__(&self) -> Self { Self::wrap(self.tensor().clone()) }

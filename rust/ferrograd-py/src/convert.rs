@@ -46,7 +46,9 @@ pub fn parse_dtype(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<DType>> {
         .ok_or_else(|| {
             PyTypeError::new_err(format!(
                 "dtype must be one of float32, float64, int64, int32, bool, got {}",
-                described.str().map_or_else(|_| "?".into(), |s| s.to_string())
+                described
+                    .str()
+                    .map_or_else(|_| "?".into(), |s| s.to_string())
             ))
         })
 }
@@ -85,7 +87,11 @@ pub enum Infer {
 /// Converts array-like input (a number, nested list, NumPy array or scalar, Tensor, NdArray,
 /// anything with `__array__`) into a `DynArray`: the one conversion path of the bindings.
 /// `dtype`, when given, always wins.
-pub fn array_from_py(obj: &Bound<'_, PyAny>, dtype: Option<DType>, infer: Infer) -> PyResult<DynArray> {
+pub fn array_from_py(
+    obj: &Bound<'_, PyAny>,
+    dtype: Option<DType>,
+    infer: Infer,
+) -> PyResult<DynArray> {
     if let Some(t) = ours(obj) {
         let a = t.array();
         return Ok(match dtype {
@@ -166,12 +172,12 @@ pub fn scalar_of(obj: &Bound<'_, PyAny>) -> PyResult<Option<Scalar>> {
         return Ok(Some(Scalar::Bool(obj.extract()?)));
     }
     if obj.is_instance_of::<PyInt>() {
-        return obj.extract::<i64>().map(|i| Some(Scalar::Int(i))).map_err(|_| {
-            PyValueError::new_err(format!(
-                "the integer {} does not fit in int64",
-                short(obj)
-            ))
-        });
+        return obj
+            .extract::<i64>()
+            .map(|i| Some(Scalar::Int(i)))
+            .map_err(|_| {
+                PyValueError::new_err(format!("the integer {} does not fit in int64", short(obj)))
+            });
     }
     if obj.is_instance_of::<PyFloat>() {
         return Ok(Some(Scalar::Float(obj.extract()?)));
@@ -182,9 +188,11 @@ pub fn scalar_of(obj: &Bound<'_, PyAny>) -> PyResult<Option<Scalar>> {
     let kind: String = obj.getattr("dtype")?.getattr("kind")?.extract()?;
     Ok(match kind.as_str() {
         "b" => Some(Scalar::Bool(obj.call_method0("__bool__")?.extract()?)),
-        "i" | "u" => Some(Scalar::Int(obj.call_method0("__int__")?.extract().map_err(
-            |_| PyValueError::new_err(format!("the integer {} does not fit in int64", short(obj))),
-        )?)),
+        "i" | "u" => Some(Scalar::Int(
+            obj.call_method0("__int__")?.extract().map_err(|_| {
+                PyValueError::new_err(format!("the integer {} does not fit in int64", short(obj)))
+            })?,
+        )),
         "f" => Some(Scalar::Float(obj.call_method0("__float__")?.extract()?)),
         _ => None,
     })
@@ -245,7 +253,9 @@ pub fn to_numpy<'py>(py: Python<'py>, a: &DynArray) -> PyResult<Bound<'py, PyAny
         py: Python<'py>,
         x: &NdArray<T>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        Ok(PyArray::from_slice(py, x.data()).reshape(x.shape())?.into_any())
+        Ok(PyArray::from_slice(py, x.data())
+            .reshape(x.shape())?
+            .into_any())
     }
     match a {
         DynArray::F32(x) => copy(py, x),

@@ -65,7 +65,10 @@ fn full(
     let value = scalar_of(value)?.ok_or_else(|| {
         pyo3::exceptions::PyTypeError::new_err(format!(
             "full: the fill value must be a bool, int or float, got {}",
-            value.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
+            value
+                .get_type()
+                .name()
+                .map_or_else(|_| "?".into(), |n| n.to_string())
         ))
     })?;
     let dtype = parse_dtype(dtype)?.unwrap_or(DType::default_for(value.category()));
@@ -124,13 +127,27 @@ fn arange(
         Some(step) => number(step)?,
         None => Scalar::Int(1),
     };
-    let all_int = [start, stop, step].iter().all(|s| matches!(s, Scalar::Int(_)));
+    let all_int = [start, stop, step]
+        .iter()
+        .all(|s| matches!(s, Scalar::Int(_)));
     let natural = if all_int { DType::I64 } else { DType::F32 };
     let dtype = parse_dtype(dtype)?.unwrap_or(natural);
     let t = if all_int {
-        Tensor::arange_int(start.to_i64(), stop.to_i64(), step.to_i64(), dtype, requires_grad)
+        Tensor::arange_int(
+            start.to_i64(),
+            stop.to_i64(),
+            step.to_i64(),
+            dtype,
+            requires_grad,
+        )
     } else {
-        Tensor::arange(start.to_f64(), stop.to_f64(), step.to_f64(), dtype, requires_grad)
+        Tensor::arange(
+            start.to_f64(),
+            stop.to_f64(),
+            step.to_f64(),
+            dtype,
+            requires_grad,
+        )
     }
     .py()?;
     Ok(PyTensor { inner: t })

@@ -8,6 +8,7 @@ mod dlpack;
 mod errors;
 mod functional;
 mod functions;
+mod inplace;
 mod io;
 mod notebook;
 mod optim;

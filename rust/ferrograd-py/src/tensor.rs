@@ -7,7 +7,7 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::array_methods::{binary, compute, in_place, repr_body, ArrayClass, BinOp};
+use crate::array_methods::{binary, compute, repr_body, ArrayClass, BinOp};
 use crate::convert::{array_from_py, parse_dtype, Infer};
 use crate::errors::IntoPyResult;
 use crate::shared_array_methods;
@@ -204,7 +204,10 @@ impl PyNdArray {
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let body = repr_body(py, &self.inner.array(), "NdArray(")?;
-        Ok(format!("NdArray({body}{})", dtype_suffix(self.inner.dtype())))
+        Ok(format!(
+            "NdArray({body}{})",
+            dtype_suffix(self.inner.dtype())
+        ))
     }
 }
 

@@ -284,7 +284,7 @@ mod tests {
     }
 
     #[test]
-    fn half_bfloat_integer_and_bool_tensors_load_as_float32() {
+    fn half_and_bfloat_load_as_float32_and_integers_and_bools_keep_their_kind() {
         let path = temp_path("dtypes.safetensors");
         let halves: Vec<u8> = [0x3c00u16, 0xc000, 0x0001, 0x7c00, 0x3555]
             .iter()
@@ -321,15 +321,21 @@ mod tests {
                 vec![7.0, -7.0, 0.0, 1.0, 2.0],
             ),
             ("BOOL", vec![1, 0, 1, 1, 0], vec![1.0, 0.0, 1.0, 1.0, 0.0]),
+            ("U8", vec![1, 0, 255, 1, 0], vec![1.0, 0.0, 255.0, 1.0, 0.0]),
         ];
         for (dtype, data, want) in cases {
             std::fs::write(&path, raw_file(dtype, "[5]", &data)).unwrap();
             let (loaded, _) = load_safetensors(&path).unwrap();
             assert_eq!(loaded.len(), 1);
-            match &loaded[0].1 {
-                DynArray::F32(a) => assert_eq!(a.data(), &want[..], "{dtype}"),
-                other => panic!("{dtype} loaded as {other:?}"),
-            }
+            let expected_dtype = match dtype {
+                "I64" | "U8" => DType::I64,
+                "I32" => DType::I32,
+                "BOOL" => DType::Bool,
+                _ => DType::F32,
+            };
+            assert_eq!(loaded[0].1.dtype(), expected_dtype, "{dtype}");
+            let want: Vec<f64> = want.iter().map(|&x| f64::from(x)).collect();
+            assert_eq!(loaded[0].1.to_f64_vec(), want, "{dtype}");
         }
         std::fs::write(&path, raw_file("C64", "[1]", &[0; 8])).unwrap();
         let err = load_safetensors(&path).unwrap_err();

@@ -8,7 +8,7 @@
 //! let loss = x.mul(&w)?.relu()?.sum(None, false)?;
 //! loss.backward(None, false)?;
 //! // d(sum(x * w))/dw = the column sums of x = 2 + 2
-//! assert_eq!(w.grad().unwrap().read().unwrap().to_f64_vec(), vec![4.0, 4.0, 4.0]);
+//! assert_eq!(w.grad().unwrap().read().to_f64_vec(), vec![4.0, 4.0, 4.0]);
 //! # Ok::<(), ferrograd::Error>(())
 //! ```
 

@@ -128,9 +128,7 @@ impl Bitwise {
 }
 
 /// The integer element types' arithmetic: wrapping, with Python's floor division.
-pub trait Int:
-    Stored + PrimInt + WrappingAdd + WrappingSub + WrappingMul + WrappingNeg
-{
+pub trait Int: Stored + PrimInt + WrappingAdd + WrappingSub + WrappingMul + WrappingNeg {
     fn wrapping_pow_u32(self, e: u32) -> Self;
     fn wrapping_abs_(self) -> Self;
     /// Python's `x // y` (the caller rules out `y == 0`).
@@ -216,7 +214,12 @@ fn float_zip<T: Float>(op: Arith, a: &NdArray<T>, b: &NdArray<T>) -> Result<NdAr
 }
 
 /// `x op s` (or `s op x` when `reflected`) on a float array.
-fn float_scalar<T: Float>(op: Arith, a: &NdArray<T>, s: f64, reflected: bool) -> Result<NdArray<T>> {
+fn float_scalar<T: Float>(
+    op: Arith,
+    a: &NdArray<T>,
+    s: f64,
+    reflected: bool,
+) -> Result<NdArray<T>> {
     match (op, reflected) {
         (Arith::Add, _) => a.scalar_op(s, |x, y| Add.apply(x, y)),
         (Arith::Mul, _) => a.scalar_op(s, |x, y| Mul.apply(x, y)),
@@ -254,7 +257,9 @@ impl DynArray {
         let dtype = op.result_dtype(self.dtype().with_scalar(s.category()))?;
         let a = self.as_dtype(dtype);
         if dtype.is_float() {
-            return Ok(each_float!(a.as_ref(), op.name(), a => float_scalar(op, a, s.to_f64(), reflected)));
+            return Ok(
+                each_float!(a.as_ref(), op.name(), a => float_scalar(op, a, s.to_f64(), reflected)),
+            );
         }
         // Integer and bool results: the scalar as a one-element array of the same dtype.
         let s = DynArray::full_scalar(&[], s, dtype)?;

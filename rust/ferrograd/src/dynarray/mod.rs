@@ -9,8 +9,8 @@ pub use arith::{Arith, Bitwise, Compare};
 
 use std::borrow::Cow;
 
-pub use crate::dtype::{Category, DType, Scalar};
 use crate::dtype::float_only_error;
+pub use crate::dtype::{Category, DType, Scalar};
 use crate::ndarray::element::Elem;
 use crate::ndarray::{Float, IndexItem, NdArray, ReduceOp};
 use crate::shape::{fmt_shape, normalize_axes, normalize_axis};
@@ -159,7 +159,6 @@ pub mod fns {
         EqMask |x, y| if x == y || (x.is_nan() && y.is_nan()) { T::one() } else { T::zero() };
     }
 }
-
 
 impl DynArray {
     /// An array of `shape` filled with `value` (cast to `dtype`).
@@ -398,24 +397,34 @@ impl DynArray {
                         Some(0),
                         i64::wrapping_add,
                     )?),
-                    ReduceOp::Max => {
-                        <$t>::wrap($a.fold_axes(op, axes, keepdims, |x| x, None, |p, q| {
+                    ReduceOp::Max => <$t>::wrap($a.fold_axes(
+                        op,
+                        axes,
+                        keepdims,
+                        |x| x,
+                        None,
+                        |p, q| {
                             if q > p {
                                 q
                             } else {
                                 p
                             }
-                        })?)
-                    }
-                    ReduceOp::Min => {
-                        <$t>::wrap($a.fold_axes(op, axes, keepdims, |x| x, None, |p, q| {
+                        },
+                    )?),
+                    ReduceOp::Min => <$t>::wrap($a.fold_axes(
+                        op,
+                        axes,
+                        keepdims,
+                        |x| x,
+                        None,
+                        |p, q| {
                             if q < p {
                                 q
                             } else {
                                 p
                             }
-                        })?)
-                    }
+                        },
+                    )?),
                     ReduceOp::Mean => return Err(float_only_error("mean", self.dtype())),
                 }
             };

@@ -145,7 +145,11 @@ impl<T: Elem> NdArray<T> {
         let name = if largest { "argmax" } else { "argmin" };
         let (outer, n, inner, shape) = match axis {
             None => {
-                let shape = if keepdims { vec![1; self.ndim()] } else { vec![] };
+                let shape = if keepdims {
+                    vec![1; self.ndim()]
+                } else {
+                    vec![]
+                };
                 (1, self.size(), 1, shape)
             }
             Some(ax) => (
@@ -202,7 +206,14 @@ mod tests {
     fn fold_axes_sums_any_axes() {
         let a = NdArray::from_vec((0..24).collect::<Vec<i64>>(), &[2, 3, 4]).unwrap();
         let s = a
-            .fold_axes(ReduceOp::Sum, &[0, 2], false, |x| x, Some(0), i64::wrapping_add)
+            .fold_axes(
+                ReduceOp::Sum,
+                &[0, 2],
+                false,
+                |x| x,
+                Some(0),
+                i64::wrapping_add,
+            )
             .unwrap();
         assert_eq!(s.shape(), &[3]);
         assert_eq!(s.data(), &[0 + 1 + 2 + 3 + 12 + 13 + 14 + 15, 92, 124]);

@@ -94,7 +94,10 @@ fn expand_masks(shape: &[usize], items: &[IndexItem]) -> Result<Vec<IndexItem>> 
                 out.push(item.clone());
             }
             IndexItem::NewAxis => out.push(item.clone()),
-            IndexItem::Mask { mask, shape: mshape } => {
+            IndexItem::Mask {
+                mask,
+                shape: mshape,
+            } => {
                 if mshape.is_empty() {
                     return Err(Error::Index(
                         "a 0-d boolean index is not supported; use a mask with dimensions".into(),

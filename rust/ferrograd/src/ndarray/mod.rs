@@ -4,10 +4,12 @@
 //! `T: Clone`, so `NdArray<Value>` exists; the math lives in the sibling modules and
 //! needs `T: Float`.
 
-pub mod elementwise;
+pub mod assign;
 pub mod element;
+pub mod elementwise;
 mod float;
 pub mod index;
+pub mod index_put;
 mod matmul;
 mod reduce;
 

@@ -2,7 +2,7 @@
 //! buffers in place, in one pass over the elements, following PyTorch's documented
 //! algorithms (`torch.optim`). Python's `ferrograd.optim` calls one of these per parameter.
 
-use std::sync::{Arc, RwLockWriteGuard};
+use std::sync::Arc;
 
 use rayon::prelude::*;
 
@@ -10,7 +10,7 @@ use crate::dynarray::{DType, DynArray};
 use crate::ndarray::Float;
 use crate::parallel::{num_threads, PARALLEL_THRESHOLD};
 use crate::shape::fmt_shape;
-use crate::tensor::{read, Storage, Tensor};
+use crate::tensor::{Storage, Tensor, WriteGuard};
 use crate::{Error, Result};
 
 /// Elements per rayon task when a step runs in parallel.
@@ -163,7 +163,7 @@ fn with_locked_arrays(
              (optimizers skip parameters whose grad is None)"
         ))
     })?;
-    let mut storages: Vec<(&str, &Storage)> = vec![("the parameter", param.storage())];
+    let mut storages: Vec<(&str, &Arc<Storage>)> = vec![("the parameter", param.storage())];
     storages.push(("its gradient", &grad));
     storages.extend(
         buffers
@@ -179,7 +179,7 @@ fn with_locked_arrays(
     }
 
     let mut p = param.array_mut();
-    let g = read(&grad);
+    let g = grad.read();
     if g.shape() != p.shape() || g.dtype() != p.dtype() {
         return Err(Error::Shape(format!(
             "{op}: the gradient (dtype {}, shape {}) does not match the parameter \
@@ -190,7 +190,8 @@ fn with_locked_arrays(
             fmt_shape(p.shape())
         )));
     }
-    let mut guards: [Option<RwLockWriteGuard<'_, DynArray>>; MAX_BUFFERS] =
+    // Write guards: the step counts as a write of the parameter and of each buffer.
+    let mut guards: [Option<WriteGuard<'_>>; MAX_BUFFERS] =
         buffers.map(|(_, t)| t.map(Tensor::array_mut));
     for ((name, _), guard) in buffers.iter().zip(&guards) {
         if let Some(b) = guard {

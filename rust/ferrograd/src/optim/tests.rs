@@ -37,9 +37,10 @@ fn assert_close(got: &[f64], want: &[f64], tol: f64) {
 const GRADS: [[f64; 2]; 3] = [[0.5, -1.0], [0.25, 2.0], [-1.0, 0.5]];
 
 fn tolerance(dtype: DType) -> f64 {
-    match dtype {
-        DType::F32 => 1e-6,
-        DType::F64 => 1e-14,
+    if dtype == DType::F32 {
+        1e-6
+    } else {
+        1e-14
     }
 }
 

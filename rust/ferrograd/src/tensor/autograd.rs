@@ -1,15 +1,15 @@
 //! Reverse-mode autodiff over `Tensor` graphs: an iterative topological walk, gradients
 //! summed to each parent's shape, leaves accumulating, the graph freed as it is walked.
 
-use std::cell::Cell;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{Arc, RwLock};
-
-use super::{lock, write, Tensor};
+use super::context::BackwardCtx;
+use super::storage::Storage;
+use super::{lock, Tensor};
 use crate::dynarray::DynArray;
 use crate::shape::fmt_shape;
 use crate::{Error, Result};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 thread_local! {
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
@@ -94,8 +94,13 @@ impl Tensor {
             let mut slot = lock(&node.0.grad_fn);
             let grad_fn = slot.as_ref().ok_or_else(freed_error)?;
             let input_grads = {
-                let out = node.array();
-                (grad_fn.backward)(&g, grad_fn.parents.as_slice(), &out)?
+                let ctx = BackwardCtx::new(
+                    node.op().unwrap_or("an op"),
+                    grad_fn.parents.as_slice(),
+                    grad_fn.versions.as_slice(),
+                    &node.0.data,
+                );
+                (grad_fn.backward)(&g, &ctx)?
             };
             drop(g);
             for (parent, pg) in grad_fn.parents.as_slice().iter().zip(input_grads) {
@@ -173,9 +178,10 @@ fn freed_error() -> Error {
 fn accumulate_leaf(leaf: &Tensor, g: DynArray) -> Result<()> {
     let mut slot = lock(&leaf.0.grad);
     match slot.as_ref() {
-        Some(existing) => write(existing).add_assign(&g),
+        // A write like any other: it bumps the grad's version.
+        Some(existing) => existing.write().add_assign(&g),
         None => {
-            *slot = Some(Arc::new(RwLock::new(g)));
+            *slot = Some(Storage::new(g));
             Ok(())
         }
     }

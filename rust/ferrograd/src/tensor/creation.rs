@@ -82,9 +82,8 @@ impl Tensor {
         } else {
             0
         };
-        let n = usize::try_from(n).map_err(|_| {
-            Error::Memory(format!("arange: {n} elements cannot be allocated"))
-        })?;
+        let n = usize::try_from(n)
+            .map_err(|_| Error::Memory(format!("arange: {n} elements cannot be allocated")))?;
         let mut values = crate::ndarray::try_with_capacity::<i64>(n)?;
         values.extend((0..n).map(|i| (i128::from(start) + i as i128 * step128) as i64));
         Tensor::leaf(DynArray::from_i64(values, &[n], dtype)?, requires_grad)
@@ -107,7 +106,10 @@ impl Tensor {
             return Err(crate::dtype::float_only_error("randn", dtype));
         }
         let n = checked_size(shape)?;
-        Tensor::leaf(DynArray::from_f64(random::normal(n)?, shape, dtype)?, requires_grad)
+        Tensor::leaf(
+            DynArray::from_f64(random::normal(n)?, shape, dtype)?,
+            requires_grad,
+        )
     }
 
     /// Uniform samples in `[0, 1)` from the global generator.
@@ -116,6 +118,9 @@ impl Tensor {
             return Err(crate::dtype::float_only_error("rand", dtype));
         }
         let n = checked_size(shape)?;
-        Tensor::leaf(DynArray::from_f64(random::uniform(n)?, shape, dtype)?, requires_grad)
+        Tensor::leaf(
+            DynArray::from_f64(random::uniform(n)?, shape, dtype)?,
+            requires_grad,
+        )
     }
 }

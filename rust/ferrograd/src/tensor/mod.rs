@@ -2,7 +2,9 @@
 //! shaped like the article's `Value` (data, grad, backward rule, parents, op).
 
 mod autograd;
+mod context;
 mod creation;
+mod inplace;
 mod loss;
 mod ops_conv;
 mod ops_dtype;
@@ -10,68 +12,72 @@ mod ops_elementwise;
 mod ops_nn;
 mod ops_reduce;
 mod ops_shape;
+mod storage;
 
 pub use autograd::{is_grad_enabled, set_grad_enabled, NoGradGuard};
+pub use context::BackwardCtx;
+pub use inplace::{InplaceOp, Operand};
 pub use loss::{class_indices, Reduction};
+pub use storage::{Storage, WriteGuard};
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLockReadGuard};
 
 use crate::dynarray::{DType, DynArray};
 use crate::{Error, Result};
 
-/// An array shared between tensors: `detach()` and `.data` alias it, as in PyTorch.
-pub type Storage = Arc<RwLock<DynArray>>;
-
-/// A backward rule: given the gradient of the output, the parents and the output's value,
-/// the gradient of each parent (`None` where it has none). Broadcast gradients may come
-/// back in the broadcast shape; the engine sums them down to each parent's shape.
+/// A backward rule: given the gradient of the output and the op's context (which parents
+/// need a gradient; the saved inputs and output, read through version checks), the
+/// gradient of each parent (`None` where it has none or needs none). Broadcast gradients
+/// may come back in the broadcast shape; the engine sums them down to each parent's shape.
 pub type BackwardFn =
-    Box<dyn Fn(&DynArray, &[Tensor], &DynArray) -> Result<Vec<Option<DynArray>>> + Send + Sync>;
+    Box<dyn Fn(&DynArray, &BackwardCtx<'_>) -> Result<Vec<Option<DynArray>>> + Send + Sync>;
 
 /// What an op's output remembers until backward frees it.
 struct GradFn {
-    parents: Parents,
+    parents: Inline<Tensor>,
+    /// The version of each parent's storage when the op ran.
+    versions: Inline<u64>,
     backward: BackwardFn,
 }
 
-/// An op's parents, inline for the usual one or two (no allocation per op).
-enum Parents {
-    One([Tensor; 1]),
-    Two([Tensor; 2]),
-    Many(Vec<Tensor>),
+/// A short list kept inline for the usual one or two items (no allocation per op).
+enum Inline<T> {
+    One([T; 1]),
+    Two([T; 2]),
+    Many(Vec<T>),
 }
 
-impl Parents {
-    fn new(parents: &[&Tensor]) -> Self {
-        match *parents {
-            [a] => Parents::One([a.clone()]),
-            [a, b] => Parents::Two([a.clone(), b.clone()]),
-            _ => Parents::Many(parents.iter().map(|&p| p.clone()).collect()),
+impl<T> Inline<T> {
+    fn new<'a, S: 'a>(items: &[&'a S], f: impl Fn(&'a S) -> T) -> Self {
+        match *items {
+            [a] => Inline::One([f(a)]),
+            [a, b] => Inline::Two([f(a), f(b)]),
+            _ => Inline::Many(items.iter().map(|&p| f(p)).collect()),
         }
     }
 
-    fn as_slice(&self) -> &[Tensor] {
+    fn as_slice(&self) -> &[T] {
         match self {
-            Parents::One(p) => p,
-            Parents::Two(p) => p,
-            Parents::Many(p) => p,
+            Inline::One(p) => p,
+            Inline::Two(p) => p,
+            Inline::Many(p) => p,
         }
     }
 
-    fn for_each(self, f: impl FnMut(Tensor)) {
+    fn for_each(self, f: impl FnMut(T)) {
         match self {
-            Parents::One(p) => p.into_iter().for_each(f),
-            Parents::Two(p) => p.into_iter().for_each(f),
-            Parents::Many(p) => p.into_iter().for_each(f),
+            Inline::One(p) => p.into_iter().for_each(f),
+            Inline::Two(p) => p.into_iter().for_each(f),
+            Inline::Many(p) => p.into_iter().for_each(f),
         }
     }
 }
 
 struct Node {
     id: usize,
-    data: Storage,
-    grad: Mutex<Option<Storage>>,
+    data: Arc<Storage>,
+    grad: Mutex<Option<Arc<Storage>>>,
     requires_grad: AtomicBool,
     op: Option<&'static str>,
     /// `Some` on an op's output until backward without `retain_graph` frees it.
@@ -90,17 +96,9 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-pub(crate) fn read(s: &RwLock<DynArray>) -> RwLockReadGuard<'_, DynArray> {
-    s.read().unwrap_or_else(|e| e.into_inner())
-}
-
-pub(crate) fn write(s: &RwLock<DynArray>) -> RwLockWriteGuard<'_, DynArray> {
-    s.write().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Tensor {
     fn from_parts(
-        data: Storage,
+        data: Arc<Storage>,
         requires_grad: bool,
         op: Option<&'static str>,
         grad_fn: Option<GradFn>,
@@ -118,16 +116,17 @@ impl Tensor {
     /// A leaf tensor holding `data`. Unchecked: [`Tensor::leaf`] refuses `requires_grad` on
     /// integer and bool arrays, as every user-facing constructor does.
     pub fn new(data: DynArray, requires_grad: bool) -> Self {
-        Self::from_parts(Arc::new(RwLock::new(data)), requires_grad, None, None)
+        Self::from_parts(Storage::new(data), requires_grad, None, None)
     }
 
-    /// The output of an op: records `parents` and `backward` when any parent requires grad
-    /// and grad mode is on; otherwise a plain leaf.
+    /// The output of an op: records `parents`, their versions and `backward` when any parent
+    /// requires grad and grad mode is on; otherwise a plain leaf. The rule reads saved
+    /// arrays only through its [`BackwardCtx`], which checks those versions.
     pub fn from_op(
         data: DynArray,
         op: &'static str,
         parents: &[&Tensor],
-        backward: impl Fn(&DynArray, &[Tensor], &DynArray) -> Result<Vec<Option<DynArray>>>
+        backward: impl Fn(&DynArray, &BackwardCtx<'_>) -> Result<Vec<Option<DynArray>>>
             + Send
             + Sync
             + 'static,
@@ -136,10 +135,11 @@ impl Tensor {
             return Self::new(data, false);
         }
         let grad_fn = GradFn {
-            parents: Parents::new(parents),
+            parents: Inline::new(parents, Tensor::clone),
+            versions: Inline::new(parents, Tensor::version),
             backward: Box::new(backward),
         };
-        Self::from_parts(Arc::new(RwLock::new(data)), true, Some(op), Some(grad_fn))
+        Self::from_parts(Storage::new(data), true, Some(op), Some(grad_fn))
     }
 
     /// A unique id (graph drawing, de-duplication).
@@ -149,17 +149,24 @@ impl Tensor {
 
     /// Reads the array (shared lock).
     pub fn array(&self) -> RwLockReadGuard<'_, DynArray> {
-        read(&self.0.data)
+        self.0.data.read()
     }
 
-    /// Writes the array in place (optimizer steps under no-grad).
-    pub fn array_mut(&self) -> RwLockWriteGuard<'_, DynArray> {
-        write(&self.0.data)
+    /// Writes the array in place (optimizer steps under no-grad); mutable use of the guard
+    /// bumps the storage's version.
+    pub fn array_mut(&self) -> WriteGuard<'_> {
+        self.0.data.write()
     }
 
-    /// The shared storage (aliased by `detach()`).
-    pub fn storage(&self) -> &Storage {
+    /// The shared storage (aliased by `detach()` and `.data`).
+    pub fn storage(&self) -> &Arc<Storage> {
         &self.0.data
+    }
+
+    /// How many in-place writes the storage has seen, through any alias (PyTorch's
+    /// `_version`).
+    pub fn version(&self) -> u64 {
+        self.0.data.version()
     }
 
     /// Whether two tensors alias one array (e.g. a tensor and its `detach()`).
@@ -223,11 +230,13 @@ impl Tensor {
     }
 
     /// The accumulated gradient of a leaf (`None` before any backward, and on non-leaves).
-    pub fn grad(&self) -> Option<Storage> {
+    pub fn grad(&self) -> Option<Arc<Storage>> {
         lock(&self.0.grad).clone()
     }
 
-    /// Replaces (or with `None` clears) the gradient; it must match the shape.
+    /// Replaces (or with `None` clears) the gradient; it must match the shape. The new
+    /// gradient gets a storage of its own, as `t.grad = g` does in PyTorch: arrays that
+    /// aliased the old one keep its values, so nothing saved from them goes stale.
     pub fn set_grad(&self, grad: Option<DynArray>) -> Result<()> {
         if let Some(g) = &grad {
             if g.shape() != self.array().shape() {
@@ -238,29 +247,19 @@ impl Tensor {
                 )));
             }
         }
-        let grad = grad.map(|g| Arc::new(RwLock::new(g.into_dtype(self.dtype()))));
+        let grad = grad.map(|g| Storage::new(g.into_dtype(self.dtype())));
         *lock(&self.0.grad) = grad;
         Ok(())
     }
 
     /// A leaf over an existing storage (e.g. a gradient shown to Python without a copy).
-    pub fn from_storage(storage: Storage, requires_grad: bool) -> Self {
+    pub fn from_storage(storage: Arc<Storage>, requires_grad: bool) -> Self {
         Self::from_parts(storage, requires_grad, None, None)
     }
 
     /// A new leaf sharing this tensor's storage, outside the graph.
     pub fn detach(&self) -> Tensor {
         Self::from_parts(self.0.data.clone(), false, None, None)
-    }
-
-    /// A leaf sharing this tensor's storage that requires grad (or not).
-    pub fn detach_requires_grad(&self, requires_grad: bool) -> Tensor {
-        Self::from_parts(self.0.data.clone(), requires_grad, None, None)
-    }
-
-    /// A copy of the array in a new leaf.
-    pub fn deep_copy(&self, requires_grad: bool) -> Tensor {
-        Self::new(self.array().clone(), requires_grad)
     }
 }
 

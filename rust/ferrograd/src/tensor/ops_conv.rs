@@ -126,17 +126,25 @@ impl Tensor {
     ) -> Result<Tensor> {
         let mut parents = vec![self, weight];
         parents.extend(bias);
-        let (out, geo) = with_arrays(&parents, |a| {
+        let (out, geo, dtypes) = with_arrays(&parents, |a| {
+            let dtypes = [a[0].dtype(), a[1].dtype()];
             conv_forward(a[0], a[1], a.get(2).copied(), stride, padding)
+                .map(|(out, geo)| (out, geo, dtypes))
         })?;
-        Ok(Tensor::from_op(out, "conv2d", &parents, move |g, p, _| {
-            let need = [
-                p[0].requires_grad(),
-                p[1].requires_grad(),
-                p.get(2).is_some_and(Tensor::requires_grad),
-            ];
-            let refs: Vec<&Tensor> = p.iter().collect();
-            with_arrays(&refs, |a| conv_backward(g, a[0], a[1], &geo, need, a.len()))
+        let o = out.shape().get(1).copied().unwrap_or(0);
+        let saved = Saved { geo, o, dtypes };
+        Ok(Tensor::from_op(out, "conv2d", &parents, move |g, ctx| {
+            let need = [ctx.needs_grad(0), ctx.needs_grad(1), ctx.needs_grad(2)];
+            let n = ctx.num_inputs();
+            // dX reads only W and dW only X (db neither): read just what is wanted.
+            match [need[1], need[0]] {
+                [true, true] => ctx.with_inputs(&[0, 1], |xw| {
+                    conv_backward(g, Some(xw[0]), Some(xw[1]), &saved, need, n)
+                }),
+                [true, false] => conv_backward(g, Some(&*ctx.input(0)?), None, &saved, need, n),
+                [false, true] => conv_backward(g, None, Some(&*ctx.input(1)?), &saved, need, n),
+                [false, false] => conv_backward(g, None, None, &saved, need, n),
+            }
         }))
     }
 
@@ -176,12 +184,9 @@ impl Tensor {
         };
         let input_shape = x.shape().to_vec();
         drop(x);
-        Ok(Tensor::from_op(
-            out,
-            "max_pool2d",
-            &[self],
-            move |g, _, _| Ok(vec![Some(g.scatter_add(&input_shape, &argmax)?)]),
-        ))
+        Ok(Tensor::from_op(out, "max_pool2d", &[self], move |g, _| {
+            Ok(vec![Some(g.scatter_add(&input_shape, &argmax)?)])
+        }))
     }
 }
 
@@ -342,21 +347,33 @@ fn col2im<T: Float>(cols: &[T], geo: &Geometry, img: &mut [T]) {
     }
 }
 
-/// dX (GEMM Wᵀ·G, then col2im), dW (Σ over images of G·colsᵀ) and db (sums of G over N,
-/// H', W'); `need` says which are wanted, `parents` is 2 or 3 (with a bias).
+/// What a convolution keeps for its backward besides the saved arrays: the geometry, the
+/// output channels and the dtypes of input and weight.
+struct Saved {
+    geo: Geometry,
+    o: usize,
+    dtypes: [DType; 2],
+}
+
+/// dX (GEMM Wᵀ·G, then col2im; when `w` is given), dW (Σ over images of G·colsᵀ; when `x`
+/// is given) and db (sums of G over N, H', W'; when `need[2]`); `parents` is 2 or 3 (with a
+/// bias).
 fn conv_backward(
     g: &DynArray,
-    x: &DynArray,
-    w: &DynArray,
-    geo: &Geometry,
+    x: Option<&DynArray>,
+    w: Option<&DynArray>,
+    saved: &Saved,
     need: [bool; 3],
     parents: usize,
 ) -> Result<Vec<Option<DynArray>>> {
-    let dt = g.dtype().promote(x.dtype()).promote(w.dtype());
-    let (gc, xc, wc) = (g.as_dtype(dt), x.as_dtype(dt), w.as_dtype(dt));
+    let dt = g.dtype().promote(saved.dtypes[0]).promote(saved.dtypes[1]);
+    let gc = g.as_dtype(dt);
+    let xc = x.map(|x| x.as_dtype(dt));
+    let wc = w.map(|w| w.as_dtype(dt));
+    let (x, w) = (xc.as_deref(), wc.as_deref());
     let mut grads = match dt {
-        DType::F32 => conv_backward_typed::<f32>(&gc, &xc, &wc, geo, need)?,
-        DType::F64 => conv_backward_typed::<f64>(&gc, &xc, &wc, geo, need)?,
+        DType::F32 => conv_backward_typed::<f32>(&gc, x, w, saved, need[2])?,
+        DType::F64 => conv_backward_typed::<f64>(&gc, x, w, saved, need[2])?,
         other => return Err(crate::dtype::float_only_error("conv2d", other)),
     };
     grads.truncate(parents);
@@ -365,21 +382,24 @@ fn conv_backward(
 
 fn conv_backward_typed<T: Element>(
     g: &DynArray,
-    x: &DynArray,
-    w: &DynArray,
-    geo: &Geometry,
-    need: [bool; 3],
+    x: Option<&DynArray>,
+    w: Option<&DynArray>,
+    saved: &Saved,
+    bias: bool,
 ) -> Result<Vec<Option<DynArray>>> {
-    let (g, x, w) = (typed::<T>(g)?, typed::<T>(x)?, typed::<T>(w)?);
-    let o = w.shape().first().copied().unwrap_or(0);
+    let (geo, o) = (&saved.geo, saved.o);
+    let g = typed::<T>(g)?;
+    let x = x.map(typed::<T>).transpose()?;
+    let w = w.map(typed::<T>).transpose()?;
     let (l, ckk, img) = (geo.positions(), geo.patch(), geo.image());
-    let unchanged = x.shape() == [geo.n, geo.c, geo.h, geo.w]
-        && w.shape() == [o, geo.c, geo.kh, geo.kw]
+    let x_shape = [geo.n, geo.c, geo.h, geo.w];
+    let unchanged = x.is_none_or(|x| x.shape() == x_shape)
+        && w.is_none_or(|w| w.shape() == [o, geo.c, geo.kh, geo.kw])
         && g.shape() == [geo.n, o, geo.ho, geo.wo];
     if !unchanged {
         return Err(changed("conv2d"));
     }
-    let db = if need[2] {
+    let db = if bias {
         let mut db = vec![T::zero(); o];
         for (i, plane) in g.data().chunks(l).enumerate() {
             db[i % o] = db[i % o] + plane.iter().copied().sum::<T>();
@@ -388,23 +408,24 @@ fn conv_backward_typed<T: Element>(
     } else {
         None
     };
-    let mut dw = if need[1] {
-        Some(try_filled(o * ckk, T::zero())?)
-    } else {
-        None
+    // dW needs X's columns and dX needs W: each is computed when its input was read.
+    let mut dw = match x {
+        Some(x) => Some((x, try_filled(o * ckk, T::zero())?)),
+        None => None,
     };
-    let mut dx = if need[0] {
-        Some(try_filled(x.size(), T::zero())?)
-    } else {
-        None
+    let mut dx = match w {
+        Some(w) => Some((
+            NdArray::from_vec(w.data().to_vec(), &[o, ckk])?,
+            try_filled(checked_size(&x_shape)?, T::zero())?,
+        )),
+        None => None,
     };
-    let w2 = NdArray::from_vec(w.data().to_vec(), &[o, ckk])?;
     for (start, nb) in geo.chunks() {
         let gchunk = NdArray::from_vec(
             g.data()[start * o * l..(start + nb) * o * l].to_vec(),
             &[nb, o, l],
         )?;
-        if let Some(dw) = dw.as_mut().filter(|d| !d.is_empty()) {
+        if let Some((x, dw)) = dw.as_mut().filter(|(_, d)| !d.is_empty()) {
             let cols = columns(&x.data()[start * img..(start + nb) * img], geo, nb)?;
             // (nb, O, L) @ (nb, CKK, L)ᵀ -> (nb, O, CKK), summed over the images.
             let part = gchunk.matmul_t(&cols, false, true)?;
@@ -412,7 +433,7 @@ fn conv_backward_typed<T: Element>(
                 dw.iter_mut().zip(block).for_each(|(a, &b)| *a = *a + b);
             }
         }
-        if let Some(dx) = dx.as_mut().filter(|_| img > 0 && ckk > 0) {
+        if let Some((w2, dx)) = dx.as_mut().filter(|_| img > 0 && ckk > 0) {
             // (O, CKK)ᵀ @ (nb, O, L) -> (nb, CKK, L), scattered back into the images.
             let dcols = w2.matmul_t(&gchunk, true, false)?;
             let dst = &mut dx[start * img..(start + nb) * img];
@@ -431,10 +452,10 @@ fn conv_backward_typed<T: Element>(
         }
     }
     let dx = dx
-        .map(|d| NdArray::from_vec(d, x.shape()).map(T::wrap))
+        .map(|(_, d)| NdArray::from_vec(d, &x_shape).map(T::wrap))
         .transpose()?;
     let dw = dw
-        .map(|d| NdArray::from_vec(d, w.shape()).map(T::wrap))
+        .map(|(_, d)| NdArray::from_vec(d, &[o, geo.c, geo.kh, geo.kw]).map(T::wrap))
         .transpose()?;
     Ok(vec![dx, dw, db])
 }

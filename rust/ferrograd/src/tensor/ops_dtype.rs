@@ -16,7 +16,10 @@ impl Tensor {
 
     /// Compares with a scalar: a bool tensor, outside the graph.
     pub fn compare_scalar(&self, op: Compare, s: impl Into<Scalar>) -> Result<Tensor> {
-        Ok(Tensor::new(self.array().compare_scalar(op, s.into())?, false))
+        Ok(Tensor::new(
+            self.array().compare_scalar(op, s.into())?,
+            false,
+        ))
     }
 
     /// `&`, `|`, `^` of integer or bool tensors.
@@ -27,7 +30,10 @@ impl Tensor {
 
     /// `&`, `|`, `^` with a Python bool or int.
     pub fn bitwise_scalar(&self, op: Bitwise, s: impl Into<Scalar>) -> Result<Tensor> {
-        Ok(Tensor::new(self.array().bitwise_scalar(op, s.into())?, false))
+        Ok(Tensor::new(
+            self.array().bitwise_scalar(op, s.into())?,
+            false,
+        ))
     }
 
     /// `~`: logical not of a bool tensor, bitwise not of an integer one.
@@ -39,16 +45,21 @@ impl Tensor {
     /// result is piecewise constant), as in PyTorch.
     pub fn floor_divide(&self, other: &Tensor) -> Result<Tensor> {
         let out = read_pair(self, other, |a, b| a.arith(Arith::FloorDiv, b))?;
-        Ok(Tensor::from_op(out, "//", &[self, other], |g, _, _| {
+        Ok(Tensor::from_op(out, "//", &[self, other], |g, ctx| {
             let zero = g.zip_scalar(0.0, Mul)?;
-            Ok(vec![Some(zero.clone()), Some(zero)])
+            Ok(vec![
+                ctx.needs_grad(0).then(|| zero.clone()),
+                ctx.needs_grad(1).then(|| zero),
+            ])
         }))
     }
 
     /// `self // s` (or `s // self` when `reflected`).
     pub fn floor_divide_scalar(&self, s: impl Into<Scalar>, reflected: bool) -> Result<Tensor> {
-        let out = self.array().arith_scalar(Arith::FloorDiv, s.into(), reflected)?;
-        Ok(Tensor::from_op(out, "//", &[self], |g, _, _| {
+        let out = self
+            .array()
+            .arith_scalar(Arith::FloorDiv, s.into(), reflected)?;
+        Ok(Tensor::from_op(out, "//", &[self], |g, _| {
             Ok(vec![Some(g.zip_scalar(0.0, Mul)?)])
         }))
     }
@@ -57,14 +68,16 @@ impl Tensor {
     /// d/dother = -(self // other), as in PyTorch.
     pub fn remainder(&self, other: &Tensor) -> Result<Tensor> {
         let out = read_pair(self, other, |a, b| a.arith(Arith::Rem, b))?;
-        Ok(Tensor::from_op(out, "%", &[self, other], |g, p, _| {
-            read_pair(&p[0], &p[1], |a, b| {
-                let quotient = a.zip("remainder", b, FloorDiv)?;
-                Ok(vec![
-                    Some(g.clone()),
-                    Some(g.zip("remainder", &quotient, Mul)?.map(Neg)?),
-                ])
-            })
+        Ok(Tensor::from_op(out, "%", &[self, other], |g, ctx| {
+            let gb = match ctx.needs_grad(1) {
+                true => {
+                    let quotient =
+                        ctx.with_inputs(&[0, 1], |ab| ab[0].zip("remainder", ab[1], FloorDiv))?;
+                    Some(g.zip("remainder", &quotient, Mul)?.map(Neg)?)
+                }
+                false => None,
+            };
+            Ok(vec![ctx.needs_grad(0).then(|| g.clone()), gb])
         }))
     }
 
@@ -73,12 +86,12 @@ impl Tensor {
         let s = s.into();
         let out = self.array().arith_scalar(Arith::Rem, s, reflected)?;
         let s = s.to_f64();
-        Ok(Tensor::from_op(out, "%", &[self], move |g, p, _| {
+        Ok(Tensor::from_op(out, "%", &[self], move |g, ctx| {
             if !reflected {
                 return Ok(vec![Some(g.clone())]);
             }
             // d(s % x)/dx = -(s // x)
-            let x = p[0].array();
+            let x = ctx.input(0)?;
             let s_arr = DynArray::full(&[], s, x.dtype().to_float())?;
             let q = s_arr.zip("remainder", &x, FloorDiv)?;
             Ok(vec![Some(g.zip("remainder", &q, Mul)?.map(Neg)?)])
@@ -92,7 +105,7 @@ impl Tensor {
         if !(dtype.is_float() && self.dtype().is_float()) {
             return Ok(Tensor::new(out, false));
         }
-        Ok(Tensor::from_op(out, "astype", &[self], |g, _, _| {
+        Ok(Tensor::from_op(out, "astype", &[self], |g, _| {
             Ok(vec![Some(g.clone())])
         }))
     }

@@ -10,17 +10,35 @@ use crate::ndarray::GEMM_PARALLEL_WORK;
 use crate::parallel::join_split;
 use crate::Result;
 
-/// Declares a unary op whose backward multiplies the upstream gradient by a factor
-/// computed from the input `x` and the output `y`.
+/// Declares a unary op whose backward multiplies the upstream gradient by a factor computed
+/// from the saved `input` or the saved `output` (whichever the rule names, and only it is
+/// kept), or from `nothing` saved.
 macro_rules! unary_op {
-    ($(#[$doc:meta])* $name:ident, $op:literal, $fwd:expr, |$g:ident, $x:ident, $y:ident| $grad:expr) => {
+    ($(#[$doc:meta])* $name:ident, $op:literal, $fwd:expr, input |$g:ident, $x:ident| $grad:expr) => {
         $(#[$doc])*
         pub fn $name(&self) -> Result<Tensor> {
             let out = $fwd(&*self.array())?;
-            Ok(Tensor::from_op(out, $op, &[self], |$g, parents, $y| {
-                let $x = &*parents[0].array();
+            Ok(Tensor::from_op(out, $op, &[self], |$g, ctx| {
+                let $x = &*ctx.input(0)?;
                 Ok(vec![Some($grad)])
             }))
+        }
+    };
+    ($(#[$doc:meta])* $name:ident, $op:literal, $fwd:expr, output |$g:ident, $y:ident| $grad:expr) => {
+        $(#[$doc])*
+        pub fn $name(&self) -> Result<Tensor> {
+            let out = $fwd(&*self.array())?;
+            Ok(Tensor::from_op(out, $op, &[self], |$g, ctx| {
+                let $y = &*ctx.output()?;
+                Ok(vec![Some($grad)])
+            }))
+        }
+    };
+    ($(#[$doc:meta])* $name:ident, $op:literal, $fwd:expr, nothing |$g:ident| $grad:expr) => {
+        $(#[$doc])*
+        pub fn $name(&self) -> Result<Tensor> {
+            let out = $fwd(&*self.array())?;
+            Ok(Tensor::from_op(out, $op, &[self], |$g, _| Ok(vec![Some($grad)])))
         }
     };
 }
@@ -29,41 +47,58 @@ impl Tensor {
     /// `self + other`, broadcasting.
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {
         let out = read_pair(self, other, |a, b| a.arith(Arith::Add, b))?;
-        Ok(Tensor::from_op(out, "+", &[self, other], |g, _, _| {
-            Ok(vec![Some(g.clone()), Some(g.clone())])
+        Ok(Tensor::from_op(out, "+", &[self, other], |g, ctx| {
+            Ok(vec![
+                ctx.needs_grad(0).then(|| g.clone()),
+                ctx.needs_grad(1).then(|| g.clone()),
+            ])
         }))
     }
 
     /// `self - other`, broadcasting.
     pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
         let out = read_pair(self, other, |a, b| a.arith(Arith::Sub, b))?;
-        Ok(Tensor::from_op(out, "-", &[self, other], |g, _, _| {
-            Ok(vec![Some(g.clone()), Some(g.map(Neg)?)])
+        Ok(Tensor::from_op(out, "-", &[self, other], |g, ctx| {
+            let gb = ctx.needs_grad(1).then(|| g.map(Neg)).transpose()?;
+            Ok(vec![ctx.needs_grad(0).then(|| g.clone()), gb])
         }))
     }
 
     /// `self * other`, broadcasting.
     pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
         let out = read_pair(self, other, |a, b| a.arith(Arith::Mul, b))?;
-        Ok(Tensor::from_op(out, "*", &[self, other], |g, p, _| {
-            read_pair(&p[0], &p[1], |a, b| {
-                Ok(vec![
-                    Some(g.zip("mul", b, Mul)?),
-                    Some(g.zip("mul", a, Mul)?),
-                ])
-            })
+        Ok(Tensor::from_op(out, "*", &[self, other], |g, ctx| {
+            // Each side's gradient reads only the other side (PyTorch saves `other` only when
+            // `self` needs a gradient, and the other way round).
+            let ga = match ctx.needs_grad(0) {
+                true => Some(g.zip("mul", &*ctx.input(1)?, Mul)?),
+                false => None,
+            };
+            let gb = match ctx.needs_grad(1) {
+                true => Some(g.zip("mul", &*ctx.input(0)?, Mul)?),
+                false => None,
+            };
+            Ok(vec![ga, gb])
         }))
     }
 
     /// `self / other`, broadcasting; division by zero follows IEEE.
     pub fn div(&self, other: &Tensor) -> Result<Tensor> {
         let out = read_pair(self, other, |a, b| a.arith(Arith::Div, b))?;
-        Ok(Tensor::from_op(out, "/", &[self, other], |g, p, y| {
-            let b = p[1].array();
-            let ga = g.zip("div", &b, Div)?;
-            // d(a/b)/db = -(a/b)/b = -y/b
-            let gb = g.zip("mul", y, Mul)?.zip("div", &b, Div)?.map(Neg)?;
-            Ok(vec![Some(ga), Some(gb)])
+        Ok(Tensor::from_op(out, "/", &[self, other], |g, ctx| {
+            let ga = match ctx.needs_grad(0) {
+                true => Some(g.zip("div", &*ctx.input(1)?, Div)?),
+                false => None,
+            };
+            let gb = match ctx.needs_grad(1) {
+                // d(a/b)/db = -(a/b)/b = -y/b
+                true => {
+                    let gy = g.zip("mul", &*ctx.output()?, Mul)?;
+                    Some(gy.zip("div", &*ctx.input(1)?, Div)?.map(Neg)?)
+                }
+                false => None,
+            };
+            Ok(vec![ga, gb])
         }))
     }
 
@@ -71,13 +106,21 @@ impl Tensor {
     /// fractional power is NaN.
     pub fn pow(&self, other: &Tensor) -> Result<Tensor> {
         let out = read_pair(self, other, |a, b| a.arith(Arith::Pow, b))?;
-        Ok(Tensor::from_op(out, "**", &[self, other], |g, p, _| {
-            read_pair(&p[0], &p[1], |a, b| {
+        Ok(Tensor::from_op(out, "**", &[self, other], |g, ctx| {
+            let need = [ctx.needs_grad(0), ctx.needs_grad(1)];
+            ctx.with_inputs(&[0, 1], |ab| {
+                let (a, b) = (ab[0], ab[1]);
                 // d/da = b * a^(b-1) (0 where b is 0); d/db = y * ln(a) (0 where a is 0 and
                 // b >= 0), the limits PyTorch takes so that `0 ** 0` has no NaN or inf gradient.
-                let ga = g.zip("pow", &a.zip("pow", b, PowBaseGrad)?, Mul)?;
-                let gb = g.zip("pow", &a.zip("pow", b, PowExponentGrad)?, Mul)?;
-                Ok(vec![Some(ga), Some(gb)])
+                let ga = match need[0] {
+                    true => Some(g.zip("pow", &a.zip("pow", b, PowBaseGrad)?, Mul)?),
+                    false => None,
+                };
+                let gb = match need[1] {
+                    true => Some(g.zip("pow", &a.zip("pow", b, PowExponentGrad)?, Mul)?),
+                    false => None,
+                };
+                Ok(vec![ga, gb])
             })
         }))
     }
@@ -85,7 +128,7 @@ impl Tensor {
     /// `self + s` for a scalar `s` (it lifts an integer tensor to float but never widens).
     pub fn add_scalar(&self, s: impl Into<Scalar>) -> Result<Tensor> {
         let out = self.array().arith_scalar(Arith::Add, s.into(), false)?;
-        Ok(Tensor::from_op(out, "+", &[self], |g, _, _| {
+        Ok(Tensor::from_op(out, "+", &[self], |g, _| {
             Ok(vec![Some(g.clone())])
         }))
     }
@@ -95,7 +138,7 @@ impl Tensor {
         let s = s.into();
         let out = self.array().arith_scalar(Arith::Mul, s, false)?;
         let s = s.to_f64();
-        Ok(Tensor::from_op(out, "*", &[self], move |g, _, _| {
+        Ok(Tensor::from_op(out, "*", &[self], move |g, _| {
             Ok(vec![Some(g.zip_scalar(s, Mul)?)])
         }))
     }
@@ -103,7 +146,7 @@ impl Tensor {
     /// `self - s`.
     pub fn sub_scalar(&self, s: impl Into<Scalar>) -> Result<Tensor> {
         let out = self.array().arith_scalar(Arith::Sub, s.into(), false)?;
-        Ok(Tensor::from_op(out, "-", &[self], |g, _, _| {
+        Ok(Tensor::from_op(out, "-", &[self], |g, _| {
             Ok(vec![Some(g.clone())])
         }))
     }
@@ -111,7 +154,7 @@ impl Tensor {
     /// `s - self`.
     pub fn rsub_scalar(&self, s: impl Into<Scalar>) -> Result<Tensor> {
         let out = self.array().arith_scalar(Arith::Sub, s.into(), true)?;
-        Ok(Tensor::from_op(out, "-", &[self], |g, _, _| {
+        Ok(Tensor::from_op(out, "-", &[self], |g, _| {
             Ok(vec![Some(g.map(Neg)?)])
         }))
     }
@@ -121,7 +164,7 @@ impl Tensor {
         let s = s.into();
         let out = self.array().arith_scalar(Arith::Div, s, false)?;
         let s = s.to_f64();
-        Ok(Tensor::from_op(out, "/", &[self], move |g, _, _| {
+        Ok(Tensor::from_op(out, "/", &[self], move |g, _| {
             Ok(vec![Some(g.zip_scalar(s, Div)?)])
         }))
     }
@@ -129,12 +172,10 @@ impl Tensor {
     /// `s / self`.
     pub fn rdiv_scalar(&self, s: impl Into<Scalar>) -> Result<Tensor> {
         let out = self.array().arith_scalar(Arith::Div, s.into(), true)?;
-        Ok(Tensor::from_op(out, "/", &[self], |g, p, y| {
+        Ok(Tensor::from_op(out, "/", &[self], |g, ctx| {
             // d(s/a)/da = -y/a
-            let a = p[0].array();
-            Ok(vec![Some(
-                g.zip("div", y, Mul)?.zip("div", &a, Div)?.map(Neg)?,
-            )])
+            let gy = g.zip("div", &*ctx.output()?, Mul)?;
+            Ok(vec![Some(gy.zip("div", &*ctx.input(0)?, Div)?.map(Neg)?)])
         }))
     }
 
@@ -143,13 +184,9 @@ impl Tensor {
         let s = s.into();
         let out = self.array().arith_scalar(Arith::Pow, s, false)?;
         let s = s.to_f64();
-        Ok(Tensor::from_op(out, "**", &[self], move |g, p, _| {
-            let a = p[0].array();
-            Ok(vec![Some(g.zip(
-                "pow",
-                &a.zip_scalar(s, PowBaseGrad)?,
-                Mul,
-            )?)])
+        Ok(Tensor::from_op(out, "**", &[self], move |g, ctx| {
+            let factor = ctx.input(0)?.zip_scalar(s, PowBaseGrad)?;
+            Ok(vec![Some(g.zip("pow", &factor, Mul)?)])
         }))
     }
 
@@ -158,8 +195,9 @@ impl Tensor {
         let s = s.into();
         let out = self.array().arith_scalar(Arith::Pow, s, true)?;
         let s = s.to_f64();
-        Ok(Tensor::from_op(out, "**", &[self], move |g, _, y| {
+        Ok(Tensor::from_op(out, "**", &[self], move |g, ctx| {
             // d(s^a)/da = s^a ln(s)
+            let y = ctx.output()?;
             let factor = if s == 0.0 {
                 y.zip_scalar(0.0, Mul)?
             } else {
@@ -170,28 +208,36 @@ impl Tensor {
     }
 
     unary_op!(/// `-self` (integers wrap).
-        neg, "neg", DynArray::neg, |g, _x, _y| g.map(Neg)?);
+        neg, "neg", DynArray::neg, nothing |g| g.map(Neg)?);
     unary_op!(/// `e ** self`.
-        exp, "exp", float_fn("exp", Exp), |g, _x, y| g.zip("exp", y, Mul)?);
+        exp, "exp", float_fn("exp", Exp), output |g, y| g.zip("exp", y, Mul)?);
     unary_op!(/// Natural log (NaN below 0, -inf at 0).
-        log, "log", float_fn("log", Log), |g, x, _y| g.zip("log", x, Div)?);
+        log, "log", float_fn("log", Log), input |g, x| g.zip("log", x, Div)?);
     unary_op!(/// Square root.
-        sqrt, "sqrt", float_fn("sqrt", Sqrt), |g, _x, y| g.zip("sqrt", &y.zip_scalar(2.0, Mul)?, Div)?);
+        sqrt, "sqrt", float_fn("sqrt", Sqrt), output |g, y| g.zip("sqrt", &y.zip_scalar(2.0, Mul)?, Div)?);
     unary_op!(/// Absolute value (gradient 0 at 0).
-        abs, "abs", DynArray::abs, |g, x, _y| g.zip("abs", &x.map(Sign)?, Mul)?);
+        abs, "abs", DynArray::abs, input |g, x| g.zip("abs", &x.map(Sign)?, Mul)?);
     unary_op!(/// `max(self, 0)`.
-        relu, "relu", DynArray::relu, |g, _x, y| g.zip("relu", y, ReluBackward)?);
+        relu, "relu", DynArray::relu, output |g, y| g.zip("relu", y, ReluBackward)?);
     unary_op!(/// The logistic function, stable for large inputs.
-        sigmoid, "sigmoid", float_fn("sigmoid", Sigmoid), |g, _x, y| g.zip("sigmoid", y, SigmoidBackward)?);
+        sigmoid, "sigmoid", float_fn("sigmoid", Sigmoid), output |g, y| g.zip("sigmoid", y, SigmoidBackward)?);
     unary_op!(/// Hyperbolic tangent.
-        tanh, "tanh", float_fn("tanh", Tanh), |g, _x, y| g.zip("tanh", y, TanhBackward)?);
+        tanh, "tanh", float_fn("tanh", Tanh), output |g, y| g.zip("tanh", y, TanhBackward)?);
 
     /// Matrix product with NumPy `@` semantics (1-D, 2-D, batched with broadcast batch dims).
     pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
         let out = read_pair(self, other, |a, b| a.matmul(b))?;
-        Ok(Tensor::from_op(out, "@", &[self, other], |g, p, _| {
-            let need = [p[0].requires_grad(), p[1].requires_grad()];
-            read_pair(&p[0], &p[1], |a, b| matmul_backward(g, a, b, need))
+        let ndims = read_pair(self, other, |a, b| [a.ndim(), b.ndim()]);
+        Ok(Tensor::from_op(out, "@", &[self, other], move |g, ctx| {
+            // dA reads only B and dB only A: read just the operands the wanted sides need.
+            match [ctx.needs_grad(0), ctx.needs_grad(1)] {
+                [true, true] => ctx.with_inputs(&[0, 1], |ab| {
+                    matmul_backward(g, Some(ab[0]), Some(ab[1]), ndims)
+                }),
+                [true, false] => matmul_backward(g, None, Some(&*ctx.input(1)?), ndims),
+                [false, true] => matmul_backward(g, Some(&*ctx.input(0)?), None, ndims),
+                [false, false] => Ok(vec![None, None]),
+            }
         }))
     }
 }
@@ -266,14 +312,17 @@ impl BinaryFn for TanhBackward {
     }
 }
 
-/// dA = G @ Bᵀ and dB = Aᵀ @ G (1-D operands lifted to matrices and back); `need` says
-/// which are wanted.
+/// dA = G @ Bᵀ and dB = Aᵀ @ G (1-D operands lifted to matrices and back). dA is computed
+/// when `b` is given, dB when `a` is; `ndims` are the operands' dimensions at the forward.
 fn matmul_backward(
     g: &DynArray,
-    a: &DynArray,
-    b: &DynArray,
-    need: [bool; 2],
+    a: Option<&DynArray>,
+    b: Option<&DynArray>,
+    ndims: [usize; 2],
 ) -> Result<Vec<Option<DynArray>>> {
+    if a.is_some_and(|a| a.ndim() != ndims[0]) || b.is_some_and(|b| b.ndim() != ndims[1]) {
+        return Err(super::ops_nn::changed("matmul"));
+    }
     fn lift(x: &DynArray, row: bool) -> Result<Cow<'_, DynArray>> {
         match (x.ndim(), row) {
             (1, true) => Ok(Cow::Owned(x.reshape(&[1, -1])?)),
@@ -281,29 +330,28 @@ fn matmul_backward(
             _ => Ok(Cow::Borrowed(x)),
         }
     }
-    let (a2, b2) = (lift(a, true)?, lift(b, false)?);
+    let a2 = a.map(|a| lift(a, true)).transpose()?;
+    let b2 = b.map(|b| lift(b, false)).transpose()?;
     // Put back the axes the forward removed for 1-D operands.
     let mut gshape: Vec<usize> = g.shape().to_vec();
-    if a.ndim() == 1 {
-        gshape.insert(gshape.len() - usize::from(b.ndim() != 1), 1);
+    if ndims[0] == 1 {
+        gshape.insert(gshape.len() - usize::from(ndims[1] != 1), 1);
     }
-    if b.ndim() == 1 {
+    if ndims[1] == 1 {
         gshape.push(1);
     }
     let g2 = match gshape == g.shape() {
         true => Cow::Borrowed(g),
         false => Cow::Owned(g.clone().into_shape(&gshape)?),
     };
-    let ga = || match need[0] {
-        true => g2.matmul_t(&b2, false, true).map(Some),
-        false => Ok(None),
+    let ga = || match &b2 {
+        Some(b2) => g2.matmul_t(b2, false, true).map(Some),
+        None => Ok(None),
     };
     let gb = || -> Result<Option<DynArray>> {
-        if !need[1] {
-            return Ok(None);
-        }
+        let Some(a2) = &a2 else { return Ok(None) };
         let gb = a2.matmul_t(&g2, true, false)?;
-        if b.ndim() != 1 {
+        if ndims[1] != 1 {
             return Ok(Some(gb));
         }
         // (..., k, 1) -> (..., k): drop the lifted column before the engine sums batches.
@@ -311,13 +359,18 @@ fn matmul_backward(
         Ok(Some(gb.into_shape(&s)?))
     };
     // dA and dB are GEMMs of equal work: run them side by side when they are big.
-    let work = g
-        .size()
-        .saturating_mul(a.shape().last().copied().unwrap_or(1));
-    let (ga, gb) = if need[0] && need[1] && work >= GEMM_PARALLEL_WORK {
-        join_split(ga, gb)
-    } else {
-        (ga(), gb())
+    let (ga, gb) = match a {
+        Some(a) if b.is_some() => {
+            let work = g
+                .size()
+                .saturating_mul(a.shape().last().copied().unwrap_or(1));
+            if work >= GEMM_PARALLEL_WORK {
+                join_split(ga, gb)
+            } else {
+                (ga(), gb())
+            }
+        }
+        _ => (ga(), gb()),
     };
     Ok(vec![ga?, gb?])
 }

@@ -6,8 +6,8 @@ use std::borrow::Cow;
 use rayon::prelude::*;
 
 use super::{read_pair, Tensor};
-use crate::dynarray::fns::{Add, Mul, Neg};
 use crate::dtype::float_only_error;
+use crate::dynarray::fns::{Add, Mul, Neg};
 use crate::dynarray::{BinaryFn, DynArray, Element, UnaryFn};
 use crate::ndarray::{Float, NdArray, ReduceOp, GEMM_PARALLEL_WORK};
 use crate::parallel::{join_split, num_threads, PARALLEL_THRESHOLD};
@@ -52,11 +52,29 @@ impl Tensor {
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         let mut parents = vec![self, weight];
         parents.extend(bias);
-        let out = with_arrays(&parents, |a| linear_forward(a[0], a[1], a.get(2).copied()))?;
-        Ok(Tensor::from_op(out, "linear", &parents, |g, p, _| {
-            let need = [p[0].requires_grad(), p[1].requires_grad()];
-            let refs: Vec<&Tensor> = p.iter().collect();
-            with_arrays(&refs, |a| linear_backward(g, a[0], a[1], a.len() > 2, need))
+        let (out, shapes) = with_arrays(&parents, |a| {
+            let shapes = [a[0].shape().to_vec(), a[1].shape().to_vec()];
+            linear_forward(a[0], a[1], a.get(2).copied()).map(|out| (out, shapes))
+        })?;
+        Ok(Tensor::from_op(out, "linear", &parents, move |g, ctx| {
+            // dX reads only W and dW only X: read just what the wanted gradients need.
+            let has_bias = ctx.num_inputs() > 2;
+            let db = match has_bias && ctx.needs_grad(2) {
+                true => Some(linear_bias_grad(g, &shapes)?),
+                false => None,
+            };
+            let mut grads = match [ctx.needs_grad(0), ctx.needs_grad(1)] {
+                [true, true] => ctx.with_inputs(&[0, 1], |xw| {
+                    linear_backward(g, Some(xw[0]), Some(xw[1]), &shapes)
+                })?,
+                [true, false] => linear_backward(g, None, Some(&*ctx.input(1)?), &shapes)?,
+                [false, true] => linear_backward(g, Some(&*ctx.input(0)?), None, &shapes)?,
+                [false, false] => vec![None, None],
+            };
+            if has_bias {
+                grads.push(db);
+            }
+            Ok(grads)
         }))
     }
 
@@ -67,9 +85,9 @@ impl Tensor {
             DynArray::F64(a) => DynArray::F64(a.unary(gelu_f64)?),
             other => return Err(float_only_error("gelu", other.dtype())),
         };
-        Ok(Tensor::from_op(out, "gelu", &[self], |g, p, _| {
+        Ok(Tensor::from_op(out, "gelu", &[self], |g, ctx| {
             // d/dx = Φ(x) + x·φ(x)
-            let d = match &*p[0].array() {
+            let d = match &*ctx.input(0)? {
                 DynArray::F32(a) => DynArray::F32(a.unary(gelu_grad_f32)?),
                 DynArray::F64(a) => DynArray::F64(a.unary(gelu_grad_f64)?),
                 _ => return Err(mismatch()),
@@ -107,7 +125,7 @@ impl Tensor {
             x.zip("dropout", &mask, Mul)?
         };
         drop(x);
-        Ok(Tensor::from_op(out, "dropout", &[self], move |g, _, _| {
+        Ok(Tensor::from_op(out, "dropout", &[self], move |g, _| {
             Ok(vec![Some(g.zip("dropout", &mask, Mul)?)])
         }))
     }
@@ -121,13 +139,10 @@ impl Tensor {
                 "clamp: at least one of min and max must be given"
             ));
         }
-        let bounds = Clamp {
-            lo: min.unwrap_or(f64::NEG_INFINITY),
-            hi: max.unwrap_or(f64::INFINITY),
-        };
+        let bounds = Clamp::new(min, max);
         let out = self.array().map(bounds)?;
-        Ok(Tensor::from_op(out, "clamp", &[self], move |g, p, _| {
-            let inside = p[0].array().map(ClampInside(bounds))?;
+        Ok(Tensor::from_op(out, "clamp", &[self], move |g, ctx| {
+            let inside = ctx.input(0)?.map(ClampInside(bounds))?;
             Ok(vec![Some(g.zip("clamp", &inside, Mul)?)])
         }))
     }
@@ -146,20 +161,17 @@ impl Tensor {
     fn pick(&self, other: &Tensor, largest: bool) -> Result<Tensor> {
         let name = if largest { "maximum" } else { "minimum" };
         let out = read_pair(self, other, |a, b| a.zip(name, b, Pick { largest }))?;
-        Ok(Tensor::from_op(
-            out,
-            name,
-            &[self, other],
-            move |g, p, _| {
-                read_pair(&p[0], &p[1], |a, b| {
-                    let share = |first| a.zip(name, b, PickGrad { largest, first });
-                    Ok(vec![
-                        Some(g.zip(name, &share(true)?, Mul)?),
-                        Some(g.zip(name, &share(false)?, Mul)?),
-                    ])
-                })
-            },
-        ))
+        Ok(Tensor::from_op(out, name, &[self, other], move |g, ctx| {
+            let need = [ctx.needs_grad(0), ctx.needs_grad(1)];
+            ctx.with_inputs(&[0, 1], |ab| {
+                let share = |first| ab[0].zip(name, ab[1], PickGrad { largest, first });
+                let side = |i: usize| match need[i] {
+                    true => Ok(Some(g.zip(name, &share(i == 0)?, Mul)?)),
+                    false => Ok(None),
+                };
+                Ok(vec![side(0)?, side(1)?])
+            })
+        }))
     }
 
     /// Per-sample cross-entropy of `logits` `(N, C)` against class indices (`N` of them), or
@@ -185,8 +197,8 @@ impl Tensor {
             loss,
             "cross_entropy",
             &[self],
-            move |g, p, _| {
-                let x = p[0].array();
+            move |g, ctx| {
+                let x = ctx.input(0)?;
                 let g = g.as_dtype(x.dtype());
                 let grad = match (&*x, g.as_ref(), &lse) {
                     (DynArray::F32(a), DynArray::F32(g), DynArray::F32(s)) => DynArray::F32(
@@ -215,7 +227,7 @@ impl Tensor {
         let out = x.gather(&offsets, &out_shape).map(Neg)?;
         let input_shape = x.shape().to_vec();
         drop(x);
-        Ok(Tensor::from_op(out, "nll_loss", &[self], move |g, _, _| {
+        Ok(Tensor::from_op(out, "nll_loss", &[self], move |g, _| {
             Ok(vec![Some(g.map(Neg)?.scatter_add(&input_shape, &offsets)?)])
         }))
     }
@@ -293,47 +305,56 @@ fn add_rows<T: Float>(out: &mut [T], bias: &[T]) {
     }
 }
 
-/// dX = G @ W, dW = Gᵀ @ X and db = the column sums of G, with the batch axes of X and G
-/// flattened into rows; `need` says which of dX and dW are wanted.
+/// dX = G @ W (when `w` is given) and dW = Gᵀ @ X (when `x` is given), with the batch axes
+/// of X and G flattened into rows; `shapes` are X's and W's at the forward.
 fn linear_backward(
     g: &DynArray,
-    x: &DynArray,
-    w: &DynArray,
-    has_bias: bool,
-    need: [bool; 2],
+    x: Option<&DynArray>,
+    w: Option<&DynArray>,
+    shapes: &[Vec<usize>; 2],
 ) -> Result<Vec<Option<DynArray>>> {
-    let (&[out_f, in_f], Some(&k)) = (w.shape(), x.shape().last()) else {
+    let [xs, ws] = shapes;
+    let (&[out_f, in_f], Some(_)) = (ws.as_slice(), xs.last()) else {
         return Err(changed("linear"));
     };
-    if k != in_f || g.shape().last() != Some(&out_f) {
+    let unchanged = x.is_none_or(|x| x.shape() == xs.as_slice())
+        && w.is_none_or(|w| w.shape() == ws.as_slice())
+        && g.shape().last() == Some(&out_f);
+    if !unchanged {
         return Err(changed("linear"));
     }
-    let rows: usize = x.shape()[..x.ndim() - 1].iter().product();
+    let rows: usize = xs[..xs.len() - 1].iter().product();
     let g2 = as_matrix(g, rows, out_f)?;
-    let dx = || match need[0] {
-        true => Ok(Some(g2.matmul(w)?.into_shape(x.shape())?)),
-        false => Ok(None),
+    let dx = || match w {
+        Some(w) => Ok(Some(g2.matmul(w)?.into_shape(xs)?)),
+        None => Ok(None),
     };
-    let dw = || match need[1] {
-        true => Ok(Some(g2.matmul_t(
+    let dw = || match x {
+        Some(x) => Ok(Some(g2.matmul_t(
             as_matrix(x, rows, in_f)?.as_ref(),
             true,
             false,
         )?)),
-        false => Ok(None),
+        None => Ok(None),
     };
     // dX and dW are GEMMs of equal work (rows·out·in each): run them side by side.
-    let (dx, dw) = if need[0] && need[1] && rows * out_f * in_f >= GEMM_PARALLEL_WORK {
+    let (dx, dw) = if x.is_some() && w.is_some() && rows * out_f * in_f >= GEMM_PARALLEL_WORK {
         join_split(dx, dw)
     } else {
         (dx(), dw())
     };
     let (dx, dw): (Option<DynArray>, Option<DynArray>) = (dx?, dw?);
-    let mut grads = vec![dx, dw];
-    if has_bias {
-        grads.push(Some(g2.reduce(ReduceOp::Sum, Some(&[0]), false)?));
+    Ok(vec![dx, dw])
+}
+
+/// db = the column sums of G, its batch axes flattened into rows.
+fn linear_bias_grad(g: &DynArray, shapes: &[Vec<usize>; 2]) -> Result<DynArray> {
+    let (xs, out_f) = (&shapes[0], shapes[1].first().copied().unwrap_or(0));
+    if g.shape().last() != Some(&out_f) || xs.is_empty() {
+        return Err(changed("linear"));
     }
-    Ok(grads)
+    let rows: usize = xs[..xs.len() - 1].iter().product();
+    as_matrix(g, rows, out_f)?.reduce(ReduceOp::Sum, Some(&[0]), false)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -362,9 +383,19 @@ fn gelu_grad_f32(x: f32) -> f32 {
 
 /// `min(max(x, lo), hi)`, NaN kept (a NaN bound gives NaN, as in PyTorch).
 #[derive(Clone, Copy)]
-struct Clamp {
+pub(super) struct Clamp {
     lo: f64,
     hi: f64,
+}
+
+impl Clamp {
+    /// The bounds, a missing one unbounded.
+    pub(super) fn new(min: Option<f64>, max: Option<f64>) -> Self {
+        Clamp {
+            lo: min.unwrap_or(f64::NEG_INFINITY),
+            hi: max.unwrap_or(f64::INFINITY),
+        }
+    }
 }
 
 impl UnaryFn for Clamp {

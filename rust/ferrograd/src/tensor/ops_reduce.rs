@@ -42,7 +42,7 @@ impl Tensor {
         let input_shape = x.shape().to_vec();
         let count: usize = axes.iter().map(|&a| input_shape[a]).product();
         drop(x);
-        Ok(Tensor::from_op(out, op.name(), &[self], move |g, p, y| {
+        Ok(Tensor::from_op(out, op.name(), &[self], move |g, ctx| {
             let g = unreduce(g, &input_shape, &axes)?;
             let grad = match op {
                 ReduceOp::Sum => g.broadcast_to(&input_shape)?,
@@ -51,8 +51,8 @@ impl Tensor {
                     .broadcast_to(&input_shape)?,
                 ReduceOp::Max | ReduceOp::Min => {
                     // Share among the elements equal to the extreme: mask / (ties per slot).
-                    let y = unreduce(y, &input_shape, &axes)?;
-                    let mask = p[0].array().zip("max", &y, EqMask)?;
+                    let y = unreduce(&*ctx.output()?, &input_shape, &axes)?;
+                    let mask = ctx.input(0)?.zip("max", &y, EqMask)?;
                     let ties = mask.reduce(ReduceOp::Sum, Some(&ax), true)?;
                     mask.zip("max", &g.zip("max", &ties, Div)?, Mul)?
                 }
@@ -83,7 +83,8 @@ impl Tensor {
         let ax = normalize_axis("softmax", axis, x.ndim().max(1))? as isize;
         let out = softmax_forward(&x, ax, false)?;
         drop(x);
-        Ok(Tensor::from_op(out, "softmax", &[self], move |g, _, y| {
+        Ok(Tensor::from_op(out, "softmax", &[self], move |g, ctx| {
+            let y = &*ctx.output()?;
             // dx = y * (g - sum(g * y))
             let gy = g.zip("softmax", y, Mul)?;
             // A 0-d input is its own (one-element) axis: the sum is the element itself.
@@ -111,7 +112,8 @@ impl Tensor {
             out,
             "log_softmax",
             &[self],
-            move |g, _, y| {
+            move |g, ctx| {
+                let y = &*ctx.output()?;
                 // dx = g - softmax * sum(g)
                 let s = if g.ndim() == 0 {
                     g.clone()

@@ -14,7 +14,7 @@ impl Tensor {
         let out = x.reshape(shape)?;
         let input_shape = x.shape().to_vec();
         drop(x);
-        Ok(Tensor::from_op(out, "reshape", &[self], move |g, _, _| {
+        Ok(Tensor::from_op(out, "reshape", &[self], move |g, _| {
             Ok(vec![Some(g.clone().into_shape(&input_shape)?)])
         }))
     }
@@ -44,7 +44,7 @@ impl Tensor {
         for (i, &p) in perm.iter().enumerate() {
             inverse[p] = i;
         }
-        Ok(Tensor::from_op(out, "permute", &[self], move |g, _, _| {
+        Ok(Tensor::from_op(out, "permute", &[self], move |g, _| {
             Ok(vec![Some(g.permute(&inverse)?)])
         }))
     }
@@ -75,7 +75,7 @@ impl Tensor {
         let input_shape = x.shape().to_vec();
         drop(x);
         let offsets = plan.offsets;
-        Ok(Tensor::from_op(out, "index", &[self], move |g, _, _| {
+        Ok(Tensor::from_op(out, "index", &[self], move |g, _| {
             Ok(vec![Some(g.scatter_add(&input_shape, &offsets)?)])
         }))
     }
@@ -119,7 +119,7 @@ impl Tensor {
         let shapes: Vec<Vec<usize>> = arrays.iter().map(|a| a.shape().to_vec()).collect();
         drop(guards);
         let op = if new_axis { "stack" } else { "cat" };
-        Ok(Tensor::from_op(out, op, tensors, move |g, _, _| {
+        Ok(Tensor::from_op(out, op, tensors, move |g, _| {
             let mut start = 0;
             let mut grads = Vec::with_capacity(extents.len());
             for (len, shape) in extents.iter().zip(&shapes) {

@@ -43,17 +43,12 @@ pub fn grad(t: &Tensor) -> Vec<f64> {
     t.grad()
         .expect("the leaf has a gradient")
         .read()
-        .unwrap()
         .to_f64_vec()
 }
 
 /// The dtype of a leaf's gradient (panics if there is none).
 pub fn grad_dtype(t: &Tensor) -> DType {
-    t.grad()
-        .expect("the leaf has a gradient")
-        .read()
-        .unwrap()
-        .dtype()
+    t.grad().expect("the leaf has a gradient").read().dtype()
 }
 
 /// `0, 1, …, n-1` in `shape`, as float64.
@@ -95,9 +90,10 @@ pub fn assert_tensor(t: &Tensor, shape: &[usize], dtype: DType, expected: &[f64]
 
 /// A tolerance fit for hand-computed values in `dtype`.
 pub fn tol(dtype: DType) -> f64 {
-    match dtype {
-        DType::F32 => 1e-6,
-        DType::F64 => 1e-12,
+    if dtype == DType::F32 {
+        1e-6
+    } else {
+        1e-12
     }
 }
 
@@ -180,7 +176,7 @@ pub fn check_grad(f: impl Fn(&[Tensor]) -> Result<Tensor>, inputs: &[(Vec<f64>, 
     for (k, (leaf, (data, shape))) in leaves.iter().zip(inputs).enumerate() {
         let analytic = match leaf.grad() {
             Some(g) => {
-                let g = g.read().unwrap();
+                let g = g.read();
                 assert_eq!(g.shape(), shape.as_slice(), "input {k}: grad shape");
                 assert_eq!(g.dtype(), DType::F64, "input {k}: grad dtype");
                 g.to_f64_vec()
