@@ -3,6 +3,7 @@
 
 mod autograd;
 mod creation;
+mod hooks;
 mod ops_conv;
 mod ops_elementwise;
 mod ops_nn;
@@ -10,6 +11,7 @@ mod ops_reduce;
 mod ops_shape;
 
 pub use autograd::{is_grad_enabled, set_grad_enabled, NoGradGuard};
+pub use hooks::{HookHandle, PostAccumulateGradHook};
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -73,6 +75,8 @@ struct Node {
     op: Option<&'static str>,
     /// `Some` on an op's output until backward without `retain_graph` frees it.
     grad_fn: Mutex<Option<GradFn>>,
+    /// Post-accumulate-grad hooks (leaves only; see `hooks.rs`).
+    hooks: hooks::HookList,
 }
 
 /// A node of the autodiff graph holding an n-d float array. Cloning shares the node.
@@ -109,6 +113,7 @@ impl Tensor {
             requires_grad: AtomicBool::new(requires_grad),
             op,
             grad_fn: Mutex::new(grad_fn),
+            hooks: hooks::HookList::default(),
         }))
     }
 
