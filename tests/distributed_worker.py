@@ -38,8 +38,13 @@ def collectives(rank: int, world: int) -> None:
     # Values that differ per rank, so every op has a distinct, known answer.
     per_rank = [np.array([[1.5, -2.0, 3.0], [0.25, 8.0, -1.0]]) * (r + 1) - r for r in range(world)]
     stacked = np.stack(per_rank)
-    expected = {"sum": stacked.sum(0), "mean": stacked.mean(0), "max": stacked.max(0),
-                "min": stacked.min(0), "product": stacked.prod(0)}
+    expected = {
+        "sum": stacked.sum(0),
+        "mean": stacked.mean(0),
+        "max": stacked.max(0),
+        "min": stacked.min(0),
+        "product": stacked.prod(0),
+    }
     for dtype in ("float32", "float64"):
         for op, want in expected.items():
             t = fg.Tensor(per_rank[rank], dtype=dtype)
@@ -72,13 +77,26 @@ def collectives(rank: int, world: int) -> None:
     assert "rank 0 has shape (3,)" in msg and "rank 1 has shape (4,)" in msg, msg
     expect_error(ValueError, "differ between ranks", dist.broadcast, fg.zeros(2, 3 + rank))
     # Same element count, different shape, is a mismatch too.
-    expect_error(ValueError, "differ between ranks", dist.all_reduce,
-                 fg.zeros((2, 3) if rank == 0 else (3, 2)))
-    expect_error(ValueError, "differ between ranks", dist.all_reduce,
-                 fg.zeros(3, dtype="float32" if rank == 0 else "float64"))
+    expect_error(
+        ValueError,
+        "differ between ranks",
+        dist.all_reduce,
+        fg.zeros((2, 3) if rank == 0 else (3, 2)),
+    )
+    expect_error(
+        ValueError,
+        "differ between ranks",
+        dist.all_reduce,
+        fg.zeros(3, dtype="float32" if rank == 0 else "float64"),
+    )
     # Same tensors, different op: also caught.
-    expect_error(ValueError, "different arguments", dist.all_reduce, fg.zeros(3),
-                 op="sum" if rank == 0 else "max")
+    expect_error(
+        ValueError,
+        "different arguments",
+        dist.all_reduce,
+        fg.zeros(3),
+        op="sum" if rank == 0 else "max",
+    )
     # Bad arguments fail locally, before any communication.
     expect_error(ValueError, "op must be one of", dist.all_reduce, fg.zeros(3), op="median")
     expect_error(ValueError, "src must be a rank", dist.broadcast, fg.zeros(3), src=world)
@@ -90,8 +108,7 @@ def collectives(rank: int, world: int) -> None:
 
     # DDP refuses models that differ between ranks.
     model = nn.Linear(3, 2 + rank)
-    expect_error(ValueError, "the model differs between ranks",
-                 dist.DistributedDataParallel, model)
+    expect_error(ValueError, "the model differs between ranks", dist.DistributedDataParallel, model)
 
 
 def collectives_int64(rank: int, world: int) -> None:
@@ -110,19 +127,21 @@ def collectives_int64(rank: int, world: int) -> None:
 
 def make_model(seed: int) -> nn.Module:
     fg.manual_seed(seed)
-    return nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 8), nn.ReLU(),
-                         nn.Linear(8, 3))
+    return nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 3))
 
 
 def global_batches(steps: int, batch: int) -> list[tuple[np.ndarray, np.ndarray]]:
     rng = np.random.default_rng(1234)
-    return [(rng.normal(size=(batch, 5)).astype(np.float32), rng.integers(0, 3, size=batch))
-            for _ in range(steps)]
+    return [
+        (rng.normal(size=(batch, 5)).astype(np.float32), rng.integers(0, 3, size=batch))
+        for _ in range(steps)
+    ]
 
 
 def max_diff(a: nn.Module, b: nn.Module) -> float:
-    return max(float(np.abs(p.numpy() - q.numpy()).max())
-               for p, q in zip(a.parameters(), b.parameters()))
+    return max(
+        float(np.abs(p.numpy() - q.numpy()).max()) for p, q in zip(a.parameters(), b.parameters())
+    )
 
 
 def ddp(rank: int, world: int) -> None:
@@ -133,7 +152,9 @@ def ddp(rank: int, world: int) -> None:
         model = dist.DistributedDataParallel(local, bucket_cap_mb=cap_mb)
         assert max_diff(local, reference) == 0.0, "wrapping must copy rank 0's parameters"
         assert list(model.state_dict()) == list(reference.state_dict())
-        assert [n for n, _ in model.named_parameters()] == [n for n, _ in reference.named_parameters()]
+        assert [n for n, _ in model.named_parameters()] == [
+            n for n, _ in reference.named_parameters()
+        ]
         if cap_mb < 1:
             assert len(model._buckets) > 2, len(model._buckets)
         opt = fg.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
@@ -236,7 +257,7 @@ def world_of_one(rank: int, world: int) -> None:
     dist.barrier()
     reference, local = make_model(0), make_model(0)
     model = dist.DistributedDataParallel(local)
-    (x, y), = global_batches(1, 8)
+    ((x, y),) = global_batches(1, 8)
     for net in (model, reference):
         fg.loss.cross_entropy(net(fg.Tensor(x)), y).backward()
     for p, q in zip(model.parameters(), reference.parameters()):
@@ -244,8 +265,10 @@ def world_of_one(rank: int, world: int) -> None:
     assert sorted(dist.DistributedSampler(10, shuffle=True)) == list(range(10))
 
 
-CASES = {f.__name__: f for f in (collectives, collectives_int64, ddp, ddp_buffers, sampler,
-                                   fault, world_of_one)}
+CASES = {
+    f.__name__: f
+    for f in (collectives, collectives_int64, ddp, ddp_buffers, sampler, fault, world_of_one)
+}
 
 if __name__ == "__main__":
     case = CASES[sys.argv[1]]

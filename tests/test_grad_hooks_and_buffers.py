@@ -176,8 +176,11 @@ def test_with_buffer_rejects_what_is_not_a_tensor_or_not_callable():
         _core._with_buffer(fg.zeros(3), None)
 
 
-@pytest.mark.xfail(not hasattr(fg.Tensor, "_version"), strict=True,
-                   reason="version counters arrive with the in-place work")
+@pytest.mark.xfail(
+    not hasattr(fg.Tensor, "_version"),
+    strict=True,
+    reason="version counters arrive with the in-place work",
+)
 def test_with_buffer_counts_as_an_in_place_write():
     t = fg.zeros(3)
     before = t._version

@@ -2,7 +2,7 @@
 
 import os
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar, final
+from typing import Any, final
 
 import numpy as np
 import numpy.typing as npt
@@ -342,8 +342,4 @@ class RemovableHandle:
     def __enter__(self) -> Self: ...
     def __exit__(self, *_args: object) -> None: ...
 
-_R = TypeVar("_R")
-
-def _with_buffer(
-    tensor: Tensor | NdArray, callback: Callable[[npt.NDArray[Any]], _R]
-) -> _R: ...
+def _with_buffer(tensor: Tensor | NdArray, callback: Callable[[npt.NDArray[Any]], Any]) -> Any: ...

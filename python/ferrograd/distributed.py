@@ -19,7 +19,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 from weakref import ref
 
 import numpy as np
@@ -69,19 +69,20 @@ def is_available() -> bool:
 
 # ----- the process group ------------------------------------------------------------------------
 
+
 class _Group:
     """The default process group: a private duplicate of MPI's world communicator, so user MPI
     code on COMM_WORLD never matches our messages."""
 
     comm: Any = None
-    previous_excepthook: Optional[Callable[..., Any]] = None
+    previous_excepthook: Callable[..., Any] | None = None
 
 
 _group = _Group()
 
 
 def _abort_on_uncaught_exception(
-    exc_type: type[BaseException], exc: BaseException, tb: Optional[TracebackType]
+    exc_type: type[BaseException], exc: BaseException, tb: TracebackType | None
 ) -> None:
     """sys.excepthook while a group is up: print the traceback as usual, then abort every rank,
     so the others do not wait forever in a collective this rank will never join."""
@@ -113,9 +114,13 @@ def init_process_group(backend: str = "mpi") -> None:
     uncaught exception, instead of leaving the others blocked in a collective.
     """
     if not isinstance(backend, str) or backend.lower() != "mpi":
-        raise ValueError(f"init_process_group: backend must be 'mpi' (the only one), got {backend!r}")
+        raise ValueError(
+            f"init_process_group: backend must be 'mpi' (the only one), got {backend!r}"
+        )
     if _group.comm is not None:
-        raise RuntimeError("init_process_group: trying to initialize the default process group twice")
+        raise RuntimeError(
+            "init_process_group: trying to initialize the default process group twice"
+        )
     MPI = _mpi()
     _group.comm = MPI.COMM_WORLD.Dup()
     _group.previous_excepthook = sys.excepthook
@@ -164,6 +169,7 @@ def barrier() -> None:
 
 # ----- collectives ------------------------------------------------------------------------------
 
+
 class ReduceOp:
     """The reductions :func:`all_reduce` takes (``torch.distributed.ReduceOp``'s names); plain
     strings work too: ``"sum"``, ``"mean"`` (``"avg"``), ``"max"``, ``"min"``, ``"product"``."""
@@ -175,8 +181,15 @@ class ReduceOp:
     PRODUCT = "product"
 
 
-_OPS = {"sum": "sum", "mean": "mean", "avg": "mean", "max": "max", "min": "min",
-        "product": "product", "prod": "product"}
+_OPS = {
+    "sum": "sum",
+    "mean": "mean",
+    "avg": "mean",
+    "max": "max",
+    "min": "min",
+    "product": "product",
+    "prod": "product",
+}
 _OP_CODES = {"sum": 1, "mean": 2, "max": 3, "min": 4, "product": 5}
 _DTYPE_CODES = {"float32": 1, "float64": 2, "int64": 3, "int32": 4, "bool": 5}
 _FLOATS = ("float32", "float64")
@@ -197,8 +210,9 @@ def _mpi_datatype(MPI: Any, dtype: str) -> Any:
 def _mpi_op(MPI: Any, op: str, dtype: str) -> Any:
     if dtype == "bool":  # MPI reduces booleans with logical ops only; sum/max is "any", min "all"
         return {"sum": MPI.LOR, "max": MPI.LOR, "min": MPI.LAND, "product": MPI.LAND}[op]
-    return {"sum": MPI.SUM, "mean": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN,
-            "product": MPI.PROD}[op]
+    return {"sum": MPI.SUM, "mean": MPI.SUM, "max": MPI.MAX, "min": MPI.MIN, "product": MPI.PROD}[
+        op
+    ]
 
 
 def _tensor_arg(what: str, tensor: Any) -> str:
@@ -229,8 +243,10 @@ def _check_same_on_every_rank(comm: Any, what: str, tensor: Any, dtype: str, ext
     """
     MPI = _mpi()
     shape = tuple(tensor.shape)
-    sig = np.array([len(shape), math.prod(shape), _DTYPE_CODES[dtype], extra,
-                    _shape_code(shape)], dtype=np.int64)
+    sig = np.array(
+        [len(shape), math.prod(shape), _DTYPE_CODES[dtype], extra, _shape_code(shape)],
+        dtype=np.int64,
+    )
     both = np.concatenate([sig, -sig])
     agreed = np.empty_like(both)
     comm.Allreduce(both, agreed, op=MPI.MAX)
@@ -255,13 +271,14 @@ def all_reduce(tensor: Tensor | NdArray, op: str = "sum") -> None:
     dtype = _tensor_arg("all_reduce", tensor)
     key = _OPS.get(op.lower()) if isinstance(op, str) else None
     if key is None:
-        raise ValueError(f"all_reduce: op must be one of 'sum', 'mean', 'max', 'min', 'product', "
-                         f"got {op!r}")
+        raise ValueError(
+            f"all_reduce: op must be one of 'sum', 'mean', 'max', 'min', 'product', got {op!r}"
+        )
     if key == "mean" and dtype not in _FLOATS:
-        raise TypeError(f"all_reduce: op='mean' needs a float tensor, got {dtype}; "
-                        "cast first (t.float())")
-    _check_same_on_every_rank(comm, "all_reduce", tensor, dtype,
-                              _ALL_REDUCE * 16 + _OP_CODES[key])
+        raise TypeError(
+            f"all_reduce: op='mean' needs a float tensor, got {dtype}; cast first (t.float())"
+        )
+    _check_same_on_every_rank(comm, "all_reduce", tensor, dtype, _ALL_REDUCE * 16 + _OP_CODES[key])
     MPI = _mpi()
     datatype, mpi_op, world = _mpi_datatype(MPI, dtype), _mpi_op(MPI, key, dtype), comm.Get_size()
 
@@ -291,6 +308,7 @@ def _broadcast(comm: Any, tensor: Tensor | NdArray, dtype: str, src: int) -> Non
 
 
 # ----- DistributedDataParallel ------------------------------------------------------------------
+
 
 class _Bucket:
     """Gradients of a few parameters, flattened into one buffer and all-reduced in one call."""
@@ -328,16 +346,29 @@ class DistributedDataParallel(Module):
     RuntimeError naming the ones that did not.
     """
 
-    def __init__(self, module: Module, bucket_cap_mb: float = 25.0,
-                 broadcast_buffers: bool = True) -> None:
+    module: Module
+    broadcast_buffers: bool
+    _comm: Any
+    _world: int
+    _sync: bool
+    _buckets: list[_Bucket]
+    _slot: dict[int, tuple[_Bucket, int]]
+    _waiting: int
+    _next_to_start: int
+    _handles: list[Any]
+
+    def __init__(
+        self, module: Module, bucket_cap_mb: float = 25.0, broadcast_buffers: bool = True
+    ) -> None:
         super().__init__()
         if not isinstance(module, Module):
             raise TypeError(
                 f"DistributedDataParallel: expected a Module, got {type(module).__name__}"
             )
         if not bucket_cap_mb > 0:
-            raise ValueError(f"DistributedDataParallel: bucket_cap_mb must be > 0, got "
-                             f"{bucket_cap_mb}")
+            raise ValueError(
+                f"DistributedDataParallel: bucket_cap_mb must be > 0, got {bucket_cap_mb}"
+            )
         comm = _comm("DistributedDataParallel")
         d = self.__dict__
         # Kept outside the registries: the Module methods reach the module's tensors through
@@ -373,14 +404,19 @@ class DistributedDataParallel(Module):
 
     @staticmethod
     def _check_same_model(comm: Any, module: Module) -> None:
-        layout = [(name, tuple(t.shape), str(t.dtype), bool(t.requires_grad))
-                  for name, t in [*module.named_parameters(), *module.named_buffers()]]
+        layout = [
+            (name, tuple(t.shape), str(t.dtype), bool(t.requires_grad))
+            for name, t in [*module.named_parameters(), *module.named_buffers()]
+        ]
         layouts = comm.allgather(layout)
         for rank, other in enumerate(layouts):
             if other != layout:
                 first = next(
-                    (f"{a} on rank {comm.Get_rank()} but {b} on rank {rank}"
-                     for a, b in zip(layout, other) if a != b),
+                    (
+                        f"{a} on rank {comm.Get_rank()} but {b} on rank {rank}"
+                        for a, b in zip(layout, other)
+                        if a != b
+                    ),
                     f"{len(layout)} tensors on rank {comm.Get_rank()} but {len(other)} on "
                     f"rank {rank}",
                 )
@@ -421,7 +457,10 @@ class DistributedDataParallel(Module):
                 + ", ".join(self._missing())
             )
         start, n = bucket.offsets[i], bucket.sizes[i]
-        _core._with_buffer(p.grad, lambda g: np.copyto(bucket.flat[start:start + n], g.reshape(-1)))
+        grad = p.grad
+        if grad is None:  # the engine runs the hook only after accumulating a grad
+            raise RuntimeError("DistributedDataParallel: a gradient hook ran without a gradient")
+        _core._with_buffer(grad, lambda g: np.copyto(bucket.flat[start : start + n], g.reshape(-1)))
         bucket.arrived[i] = True
         bucket.waiting -= 1
         self.__dict__["_waiting"] = self._waiting - 1
@@ -437,8 +476,9 @@ class DistributedDataParallel(Module):
         k = self._next_to_start
         while k < len(buckets) and buckets[k].waiting == 0:
             b = buckets[k]
-            b.request = self._comm.Iallreduce(MPI.IN_PLACE, [b.flat, _mpi_datatype(MPI, b.dtype)],
-                                              op=MPI.SUM)
+            b.request = self._comm.Iallreduce(
+                MPI.IN_PLACE, [b.flat, _mpi_datatype(MPI, b.dtype)], op=MPI.SUM
+            )
             k += 1
         self.__dict__["_next_to_start"] = k
         # MPI moves non-blocking collectives on only inside MPI calls: give the started ones a
@@ -453,12 +493,14 @@ class DistributedDataParallel(Module):
         world = self._world
         for b in self._buckets:
             for p, start, n in zip(b.params, b.offsets, b.sizes):
-                src = b.flat[start:start + n]
+                src = b.flat[start : start + n]
 
                 def write_mean(g: np.ndarray, src: np.ndarray = src) -> None:
                     np.divide(src.reshape(g.shape), world, out=g)
 
-                _core._with_buffer(p.grad, write_mean)
+                grad = p.grad
+                if grad is not None:
+                    _core._with_buffer(grad, write_mean)
         self._reset()
 
     def _reset(self) -> None:
@@ -472,12 +514,17 @@ class DistributedDataParallel(Module):
     def _missing(self) -> list[str]:
         """The names of the parameters whose gradient has not arrived in this reduction."""
         names = {p._id: name for name, p in self.module.named_parameters()}
-        return [names.get(p._id, "?") for b in self._buckets
-                for p, arrived in zip(b.params, b.arrived) if not arrived]
+        return [
+            names.get(p._id, "?")
+            for b in self._buckets
+            for p, arrived in zip(b.params, b.arrived)
+            if not arrived
+        ]
 
     # ----- Module interface ---------------------------------------------------------------------
-    def named_modules(self, prefix: str = "", _memo: set[int] | None = None
-                      ) -> Iterator[tuple[str, Module]]:
+    def named_modules(
+        self, prefix: str = "", _memo: set[int] | None = None
+    ) -> Iterator[tuple[str, Module]]:
         """The wrapped module's modules, under its own names (no ``module.`` prefix)."""
         return self.module.named_modules(prefix, _memo)
 
@@ -522,6 +569,7 @@ class DistributedDataParallel(Module):
 
 # ----- DistributedSampler -----------------------------------------------------------------------
 
+
 class DistributedSampler:
     """The indices of this rank's shard of a dataset of ``n`` samples
     (``torch.utils.data.DistributedSampler``, with ``n`` or any object with ``len()``).
@@ -538,8 +586,15 @@ class DistributedSampler:
     the sampler to a ``DataLoader``.
     """
 
-    def __init__(self, n: Any, num_replicas: int | None = None, rank: int | None = None,
-                 shuffle: bool = True, seed: int = 0, drop_last: bool = False) -> None:
+    def __init__(
+        self,
+        n: Any,
+        num_replicas: int | None = None,
+        rank: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+    ) -> None:
         if isinstance(n, bool):
             raise TypeError("DistributedSampler: n must be an int or have len(), got a bool")
         if isinstance(n, (int, np.integer)):
@@ -608,6 +663,8 @@ class DistributedSampler:
         return self.num_samples
 
     def __repr__(self) -> str:
-        return (f"DistributedSampler(n={self.n}, num_replicas={self.num_replicas}, "
-                f"rank={self.rank}, shuffle={self.shuffle}, seed={self.seed}, "
-                f"drop_last={self.drop_last})")
+        return (
+            f"DistributedSampler(n={self.n}, num_replicas={self.num_replicas}, "
+            f"rank={self.rank}, shuffle={self.shuffle}, seed={self.seed}, "
+            f"drop_last={self.drop_last})"
+        )
