@@ -396,7 +396,12 @@ class DistributedDataParallel(Module):
             if ddp is not None:
                 ddp._on_grad_ready(p)
 
-        d["_handles"] = [p.register_post_accumulate_grad_hook(on_grad_ready) for p in params]
+        # In a world of one each gradient already is the mean: no hooks, no cost.
+        d["_handles"] = (
+            [p.register_post_accumulate_grad_hook(on_grad_ready) for p in params]
+            if self._world > 1
+            else []
+        )
 
     def __del__(self) -> None:
         for handle in self.__dict__.get("_handles", ()):
