@@ -40,7 +40,9 @@ impl HookHandle {
 
 impl std::fmt::Debug for HookHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HookHandle").field("id", &self.id).finish_non_exhaustive()
+        f.debug_struct("HookHandle")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -123,7 +125,13 @@ mod tests {
         }))
         .unwrap();
         // w appears twice in the graph (w * w + w): the hook still runs once, on the sum.
-        let y = w.mul(&w).unwrap().add(&w).unwrap().sum(None, false).unwrap();
+        let y = w
+            .mul(&w)
+            .unwrap()
+            .add(&w)
+            .unwrap()
+            .sum(None, false)
+            .unwrap();
         y.backward(None, true).unwrap();
         y.backward(None, false).unwrap();
         // d/dw (w² + w) = 2w + 1; the second pass adds the same again.
@@ -142,7 +150,12 @@ mod tests {
             Ok(())
         }))
         .unwrap();
-        w.mul_scalar(4.0).unwrap().sum(None, false).unwrap().backward(None, false).unwrap();
+        w.mul_scalar(4.0)
+            .unwrap()
+            .sum(None, false)
+            .unwrap()
+            .backward(None, false)
+            .unwrap();
         assert_eq!(grad_of(&w), vec![2.0, 2.0, 2.0]);
     }
 
@@ -181,7 +194,11 @@ mod tests {
             Ok(())
         }))
         .unwrap();
-        let err = w.sum(None, false).unwrap().backward(None, false).unwrap_err();
+        let err = w
+            .sum(None, false)
+            .unwrap()
+            .backward(None, false)
+            .unwrap_err();
         assert_eq!(err, Error::Value("the hook refused".into()));
         assert_eq!(grad_of(&w), vec![1.0, 1.0]);
         assert_eq!(later.load(Ordering::Relaxed), 0);
@@ -223,7 +240,10 @@ mod tests {
                 Ok(())
             }))
             .unwrap();
-        used.sum(None, false).unwrap().backward(None, false).unwrap();
+        used.sum(None, false)
+            .unwrap()
+            .backward(None, false)
+            .unwrap();
         assert_eq!(calls.load(Ordering::Relaxed), 0);
     }
 }
