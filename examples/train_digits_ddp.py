@@ -86,7 +86,8 @@ def main() -> None:
     first = fg.Tensor(weights)
     dist.broadcast(first, src=0)
     if not np.array_equal(first.numpy(), weights):
-        raise SystemExit(f"rank {rank}: the weights differ from rank 0's")
+        # An exception (not SystemExit, which skips the excepthook) aborts every rank.
+        raise RuntimeError(f"rank {rank}: the weights differ from rank 0's")
     if rank == 0:
         acc = accuracy(model.module, x_test, y_test)
         args.out.mkdir(parents=True, exist_ok=True)
