@@ -28,7 +28,7 @@ def expect_error(kind: type[BaseException], fragment: str, fn, *args, **kwargs) 
 
 
 def int64_tensor(values) -> fg.Tensor:
-    """An int64 tensor, once tensors can be int64 (the dtype work); raises until then."""
+    """An int64 tensor."""
     t = fg.Tensor(np.asarray(values, dtype=np.int64), dtype="int64")
     assert t.dtype == "int64", t.dtype
     return t
@@ -112,6 +112,7 @@ def collectives(rank: int, world: int) -> None:
 
 
 def collectives_int64(rank: int, world: int) -> None:
+    """int64, int32 and bool tensors (the integer dtypes)."""
     values = [np.array([3, -7, 2**40 + 5]) * (r + 1) for r in range(world)]
     stacked = np.stack(values)
     for op, want in {"sum": stacked.sum(0), "max": stacked.max(0), "min": stacked.min(0)}.items():
@@ -123,6 +124,16 @@ def collectives_int64(rank: int, world: int) -> None:
     b = int64_tensor(values[rank])
     dist.broadcast(b, src=1)
     np.testing.assert_array_equal(b.numpy(), values[1])
+    # int32 and bool too (bool reduces logically: sum/max is "any", min "all").
+    small = fg.Tensor(np.array([1, -2], dtype=np.int32) * (rank + 1), dtype="int32")
+    dist.all_reduce(small)
+    assert small.dtype == "int32"
+    np.testing.assert_array_equal(small.numpy(), np.array([1, -2]) * sum(range(1, world + 1)))
+    for op, want in (("max", [True, True, False]), ("min", [False, True, False])):
+        flags = fg.Tensor(np.array([rank == 0, True, False]), dtype="bool")
+        dist.all_reduce(flags, op=op)
+        assert flags.dtype == "bool"
+        np.testing.assert_array_equal(flags.numpy(), want)
 
 
 def make_model(seed: int) -> nn.Module:

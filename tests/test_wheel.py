@@ -55,3 +55,8 @@ def test_the_abi3_wheel_installs_into_a_fresh_venv_and_runs_the_autodiff_tour(tm
     out = _run([str(python), str(ROOT / "examples" / "autodiff_tour.py")], cwd=work,
                env=_clean_env())
     assert out.strip()
+    # The data sets ship inside the wheel (package data, no download).
+    check = ("import ferrograd as fg; print(len(fg.datasets.load_digits()[0]), "
+             "len(fg.datasets.load_tiny_shakespeare()))")
+    sizes = _run([str(python), "-c", check], cwd=work, env=_clean_env())
+    assert sizes.split() == ["1797", "1115394"]

@@ -528,10 +528,10 @@ class DistributedDataParallel(Module):
 
     # ----- Module interface ---------------------------------------------------------------------
     def named_modules(
-        self, prefix: str = "", _memo: set[int] | None = None
+        self, prefix: str = "", _memo: set[int] | None = None, remove_duplicate: bool = True
     ) -> Iterator[tuple[str, Module]]:
         """The wrapped module's modules, under its own names (no ``module.`` prefix)."""
-        return self.module.named_modules(prefix, _memo)
+        return self.module.named_modules(prefix, _memo, remove_duplicate)
 
     def train(self, mode: bool = True) -> DistributedDataParallel:
         """Sets training mode on the wrapped module (and on this wrapper); returns self."""

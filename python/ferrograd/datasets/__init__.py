@@ -1,7 +1,10 @@
-"""Data sets: the UCI handwritten digits (shipped in the package) and MNIST (IDX files).
+"""Data sets: the UCI handwritten digits and Tiny Shakespeare (both shipped in the package)
+and MNIST (IDX files).
 
 ``load_digits()`` works offline: the data (UCI "Optical Recognition of Handwritten Digits",
 E. Alpaydin and C. Kaynak 1998, CC BY 4.0 — see ``DIGITS_LICENSE.txt``) ships with ferrograd.
+So does ``load_tiny_shakespeare()``'s text (Shakespeare, public domain, as compiled for
+char-rnn by A. Karpathy, 2015 — see ``TINYSHAKESPEARE_LICENSE.txt``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["load_digits", "load_mnist", "mnist_cache_dir"]
+__all__ = ["load_digits", "load_mnist", "load_tiny_shakespeare", "mnist_cache_dir"]
 
 _DIGITS_CACHE: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -36,6 +39,39 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
         _DIGITS_CACHE = ((table[:, :64] / 16.0).astype(np.float32), table[:, 64].copy())
     X, y = _DIGITS_CACHE
     return X.copy(), y.copy()
+
+
+# ----- Tiny Shakespeare -------------------------------------------------------------------
+
+_SHAKESPEARE_MD5 = "6fb458f1232090904fb40fe944165e91"  # of the text, as published with it
+_SHAKESPEARE_CACHE: str | None = None
+
+
+def load_tiny_shakespeare() -> str:
+    """Tiny Shakespeare, the text of nanoGPT's character-level recipe: 1,115,394
+    characters (65 distinct) of Shakespeare's plays, as one ``str``. Shipped in the package
+    (no download); checked against its published MD5 (ValueError if the file is corrupt).
+
+    nanoGPT's ``shakespeare_char`` recipe uses the first 90 % for training and the rest for
+    validation, with the sorted distinct characters as the vocabulary::
+
+        text = fg.datasets.load_tiny_shakespeare()
+        chars = sorted(set(text))
+        stoi = {c: i for i, c in enumerate(chars)}
+        n = int(0.9 * len(text))
+        train, val = text[:n], text[n:]
+    """
+    global _SHAKESPEARE_CACHE
+    if _SHAKESPEARE_CACHE is None:
+        raw = resources.files(__name__).joinpath("tinyshakespeare.txt.gz").read_bytes()
+        try:
+            data = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"tinyshakespeare.txt.gz: corrupt gzip data ({exc})") from exc
+        if hashlib.md5(data).hexdigest() != _SHAKESPEARE_MD5:
+            raise ValueError("tinyshakespeare.txt.gz: the text does not match its MD5")
+        _SHAKESPEARE_CACHE = data.decode("utf-8")
+    return _SHAKESPEARE_CACHE
 
 
 # ----- MNIST ------------------------------------------------------------------------------

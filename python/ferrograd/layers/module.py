@@ -1,4 +1,5 @@
-"""``Module`` — the base class of every layer — and the containers ``Sequential``/``ModuleList``.
+"""``Module`` — the base class of every layer — and the containers ``Sequential``,
+``ModuleList`` and ``ModuleDict``.
 
 A ``Module`` registers what is assigned to it: a ``Tensor`` becomes a
 parameter, a ``Module`` a sub-module, and ``Module.register_buffer`` adds state that is
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from typing import TYPE_CHECKING, Any, NamedTuple, TextIO, cast
 
 import numpy as np
@@ -81,13 +82,13 @@ class Module:
         d = self.__dict__
         params, buffers, modules = d["_parameters"], d["_buffers"], d["_modules"]
         if isinstance(value, Module):
-            self._forget(name)
+            self._forget(name, keep="_modules")
             modules[name] = value
         elif isinstance(value, Tensor):
             if name in buffers:
                 buffers[name] = value
             else:
-                self._forget(name)
+                self._forget(name, keep="_parameters")
                 params[name] = value
         elif value is None and (name in params or name in buffers or name in modules):
             for registry in (params, buffers, modules):
@@ -97,10 +98,13 @@ class Module:
             self._forget(name)
             object.__setattr__(self, name, value)
 
-    def _forget(self, name: str) -> None:
+    def _forget(self, name: str, keep: str | None = None) -> None:
+        # ``keep`` is the registry about to receive ``name``: replacing an entry there keeps
+        # its position (``seq[0] = m`` must not move the first layer to the end).
         d = self.__dict__
         for key in ("_parameters", "_buffers", "_modules"):
-            d[key].pop(name, None)
+            if key != keep:
+                d[key].pop(name, None)
         d.pop(name, None)
 
     def __getattr__(self, name: str) -> Any:
@@ -129,27 +133,29 @@ class Module:
         """Registers ``param`` (a Tensor, or None for an absent optional parameter)."""
         if param is not None and not isinstance(param, Tensor):
             raise TypeError(f"register_parameter: {name!r} must be a Tensor or None")
-        self._forget(name)
+        self._forget(name, keep="_parameters")
         self.__dict__["_parameters"][name] = param
 
     def register_buffer(self, name: str, tensor: Tensor | None) -> None:
         """Registers state that is saved in ``state_dict`` but is not a parameter."""
         if tensor is not None and not isinstance(tensor, Tensor):
             raise TypeError(f"register_buffer: {name!r} must be a Tensor or None")
-        self._forget(name)
+        self._forget(name, keep="_buffers")
         self.__dict__["_buffers"][name] = tensor
 
     def add_module(self, name: str, module: Module | None) -> None:
         """Registers ``module`` as the sub-module ``name`` (what attribute assignment does)."""
         if module is not None and not isinstance(module, Module):
             raise TypeError(f"add_module: {name!r} must be a Module or None")
-        self._forget(name)
+        self._forget(name, keep="_modules")
         self.__dict__["_modules"][name] = module
 
     # ----- traversal ----------------------------------------------------------------------
-    def named_modules(self, prefix: str = "", _memo: set[int] | None = None
-                      ) -> Iterator[tuple[str, Module]]:
-        """This module and every sub-module (each once), with dotted names; ``""`` is self."""
+    def named_modules(self, prefix: str = "", _memo: set[int] | None = None,
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
+        """This module and every sub-module, with dotted names; ``""`` is self. A module
+        reachable by several paths comes once (the first path) unless
+        ``remove_duplicate=False``, which yields it under every name."""
         memo = set() if _memo is None else _memo
         if id(self) in memo:
             return
@@ -157,7 +163,12 @@ class Module:
         yield prefix, self
         for name, child in self._modules.items():
             if child is not None:
-                yield from child.named_modules(f"{prefix}.{name}" if prefix else name, memo)
+                yield from child.named_modules(f"{prefix}.{name}" if prefix else name, memo,
+                                               remove_duplicate)
+        if not remove_duplicate:
+            # Without deduplication the memo holds only the current path, which still stops
+            # a module that contains itself from recursing forever.
+            memo.discard(id(self))
 
     def modules(self) -> Iterator[Module]:
         """This module and every sub-module, each once."""
@@ -177,38 +188,45 @@ class Module:
         for _, child in self.named_children():
             yield child
 
-    def _named_tensors(self, registry: str, recurse: bool) -> Iterator[tuple[str, Tensor]]:
+    def _named_tensors(self, registry: str, prefix: str, recurse: bool, remove_duplicate: bool
+                       ) -> Iterator[tuple[str, Tensor]]:
+        # A tied Tensor (one object assigned to two modules) is one node: its id says so.
         seen: set[int] = set()
-        modules = self.named_modules() if recurse else iter([("", self)])
-        for prefix, module in modules:
+        modules = (self.named_modules(prefix, remove_duplicate=remove_duplicate) if recurse
+                   else iter([(prefix, self)]))
+        for module_prefix, module in modules:
             for name, t in module.__dict__[registry].items():
-                if t is None or t._id in seen:
+                if t is None or (remove_duplicate and t._id in seen):
                     continue
                 seen.add(t._id)
-                yield (f"{prefix}.{name}" if prefix else name), t
+                yield (f"{module_prefix}.{name}" if module_prefix else name), t
 
-    def named_parameters(self, recurse: bool = True) -> Iterator[tuple[str, Tensor]]:
-        """``(name, parameter)`` pairs, each parameter once even when shared."""
-        return self._named_tensors("_parameters", recurse)
+    def named_parameters(self, prefix: str = "", recurse: bool = True,
+                         remove_duplicate: bool = True) -> Iterator[tuple[str, Tensor]]:
+        """``(name, parameter)`` pairs. A parameter shared by several modules (weight tying)
+        comes once, under the first name met, unless ``remove_duplicate=False``; ``prefix``
+        is put in front of every name (PyTorch's signature)."""
+        return self._named_tensors("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse: bool = True) -> list[Tensor]:
         """The parameters as a list (no duplicates), ready for an optimizer."""
-        return [p for _, p in self.named_parameters(recurse)]
+        return [p for _, p in self.named_parameters(recurse=recurse)]
 
-    def named_buffers(self, recurse: bool = True) -> Iterator[tuple[str, Tensor]]:
+    def named_buffers(self, prefix: str = "", recurse: bool = True,
+                      remove_duplicate: bool = True) -> Iterator[tuple[str, Tensor]]:
         """``(name, buffer)`` pairs (state such as BatchNorm's running statistics)."""
-        return self._named_tensors("_buffers", recurse)
+        return self._named_tensors("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse: bool = True) -> list[Tensor]:
         """The buffers as a list."""
-        return [b for _, b in self.named_buffers(recurse)]
+        return [b for _, b in self.named_buffers(recurse=recurse)]
 
     # ----- state --------------------------------------------------------------------------
     def _state_targets(self) -> OrderedDict[str, Tensor]:
         """Every saved tensor by its state-dict name (a shared tensor appears under each name,
         as in PyTorch)."""
         out: OrderedDict[str, Tensor] = OrderedDict()
-        for prefix, module in self.named_modules():
+        for prefix, module in self.named_modules(remove_duplicate=False):
             for registry in ("_parameters", "_buffers"):
                 for name, t in module.__dict__[registry].items():
                     if t is not None:
@@ -400,3 +418,90 @@ class ModuleList(Module):
     def __iter__(self) -> Iterator[Module]:
         # An entry set to None (``add_module(name, None)``) is yielded as it is, as in PyTorch.
         return cast("Iterator[Module]", iter(self._modules.values()))
+
+
+class ModuleDict(Module):
+    """A dict of modules whose parameters are registered under their keys (``"key.weight"``),
+    in insertion order, as PyTorch's ``nn.ModuleDict``. Entries are also attributes
+    (``md.wte`` is ``md["wte"]``). Built from a mapping, another ``ModuleDict`` or an
+    iterable of ``(key, module)`` pairs."""
+
+    def __init__(self, modules: Any = None) -> None:
+        super().__init__()
+        if modules is not None:
+            self.update(modules)
+
+    def _check_key(self, key: Any) -> str:
+        # PyTorch's add_module rules: a key becomes an attribute and a part of dotted names.
+        if not isinstance(key, str):
+            raise TypeError(f"ModuleDict keys must be strings, got {type(key).__name__}")
+        if key == "":
+            raise KeyError('ModuleDict: a key cannot be the empty string ""')
+        if "." in key:
+            raise KeyError(f"ModuleDict: a key cannot contain '.', got {key!r}")
+        if key not in self._modules and hasattr(self, key):
+            raise KeyError(f"ModuleDict: attribute {key!r} already exists; use another key")
+        return key
+
+    def __getitem__(self, key: str) -> Any:
+        return self._modules[key]
+
+    def __setitem__(self, key: str, module: Module) -> None:
+        self.add_module(self._check_key(key), module)
+
+    def __delitem__(self, key: str) -> None:
+        del self._modules[key]
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._modules)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._modules
+
+    def clear(self) -> None:
+        """Removes every entry."""
+        self._modules.clear()
+
+    def pop(self, key: str) -> Any:
+        """Removes the entry ``key`` and returns its module (KeyError when absent)."""
+        return self._modules.pop(key)
+
+    def keys(self) -> KeysView[str]:
+        """The keys, in insertion order."""
+        return self._modules.keys()
+
+    def items(self) -> ItemsView[str, Module | None]:
+        """``(key, module)`` pairs, in insertion order."""
+        return self._modules.items()
+
+    def values(self) -> ValuesView[Module | None]:
+        """The modules, in insertion order."""
+        return self._modules.values()
+
+    def update(self, modules: Any) -> None:
+        """Adds or replaces entries from a mapping, a ``ModuleDict`` or an iterable of
+        ``(key, module)`` pairs (TypeError/ValueError for anything else)."""
+        if isinstance(modules, (Mapping, ModuleDict)):
+            entries: Iterable[tuple[Any, Any]] = modules.items()
+            for key, module in entries:
+                self[key] = module
+            return
+        if isinstance(modules, (str, bytes)) or not isinstance(modules, Iterable):
+            raise TypeError(
+                "ModuleDict.update takes a mapping or an iterable of (key, module) pairs, "
+                f"got {type(modules).__name__}"
+            )
+        for j, pair in enumerate(modules):
+            if not isinstance(pair, (tuple, list)):
+                raise TypeError(
+                    f"ModuleDict.update: element #{j} must be a (key, module) pair, "
+                    f"got {type(pair).__name__}"
+                )
+            if len(pair) != 2:
+                raise ValueError(
+                    f"ModuleDict.update: element #{j} has length {len(pair)}; 2 is required"
+                )
+            self[pair[0]] = pair[1]

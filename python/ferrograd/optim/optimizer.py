@@ -89,10 +89,12 @@ class Optimizer:
         self._check_group(group)
         self.param_groups.append(group)
 
-    def _check_group(self, group: dict[str, Any]) -> None:
-        """Raises ValueError for hyper-parameters out of range (subclasses extend this)."""
+    def _check_group(self, group: dict[str, Any], loading: bool = False) -> None:
+        """Raises ValueError for hyper-parameters out of range (subclasses extend this).
+        A loaded state dict may hold lr 0, where a schedule such as cosine annealing to
+        ``eta_min=0`` ended."""
         lr = _check_number("lr", group["lr"])
-        if not lr > 0.0:
+        if not (lr > 0.0 or (loading and lr == 0.0)):
             raise ValueError(f"invalid learning rate {group['lr']!r}: lr must be positive")
         for name in ("weight_decay", "momentum", "eps"):
             if name in group:
@@ -150,9 +152,9 @@ class Optimizer:
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restores hyper-parameters and buffers from ``state_dict``'s output. Everything
-        is checked first — group and parameter counts, buffer shapes — so a failed load
-        (ValueError) leaves the optimizer unchanged. Buffers are copied in the parameter's
-        dtype."""
+        is checked first — group and parameter counts, buffer shapes, each group's
+        hyper-parameters — so a failed load (ValueError) leaves the optimizer unchanged.
+        Buffers are copied in the parameter's dtype."""
         if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= set(state_dict):
             raise ValueError(
                 "an optimizer state dict is a dict with 'state' and 'param_groups' entries"
@@ -197,10 +199,16 @@ class Optimizer:
             new_state[p] = restored
         new_groups = []
         for ours, saved in zip(self.param_groups, saved_groups):
-            group = {k: copy.deepcopy(v) for k, v in saved.items() if k != "params"}
+            # Hyper-parameters the saved group lacks (an older file) come from the defaults;
+            # the saved ones are checked like a new group's, before anything changes.
+            group = {
+                **copy.deepcopy(self.defaults),
+                **{k: copy.deepcopy(v) for k, v in saved.items() if k != "params"},
+            }
             if isinstance(group.get("betas"), list):
                 group["betas"] = tuple(group["betas"])
             group["params"] = ours["params"]
+            self._check_group(group, loading=True)
             new_groups.append(group)
         self.param_groups = new_groups
         self.state = new_state
@@ -237,8 +245,8 @@ class SGD(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _check_group(self, group: dict[str, Any]) -> None:
-        super()._check_group(group)
+    def _check_group(self, group: dict[str, Any], loading: bool = False) -> None:
+        super()._check_group(group, loading)
         _check_number("dampening", group["dampening"])
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a positive momentum and zero dampening")
@@ -279,8 +287,8 @@ class Adam(Optimizer):
         defaults = {"lr": lr, "betas": betas, "eps": eps, "weight_decay": weight_decay}
         super().__init__(params, defaults)
 
-    def _check_group(self, group: dict[str, Any]) -> None:
-        super()._check_group(group)
+    def _check_group(self, group: dict[str, Any], loading: bool = False) -> None:
+        super()._check_group(group, loading)
         betas = group["betas"]
         if not isinstance(betas, (tuple, list)) or len(betas) != 2:
             raise ValueError(f"betas must be a pair (beta1, beta2), got {betas!r}")
@@ -350,8 +358,8 @@ class RMSprop(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _check_group(self, group: dict[str, Any]) -> None:
-        super()._check_group(group)
+    def _check_group(self, group: dict[str, Any], loading: bool = False) -> None:
+        super()._check_group(group, loading)
         alpha = _check_number("alpha", group["alpha"])
         if not 0.0 <= alpha <= 1.0 or math.isnan(alpha):
             raise ValueError(f"invalid alpha {group['alpha']!r}: it must be in [0, 1]")

@@ -1,14 +1,13 @@
 //! The methods `Tensor` and `NdArray` share — every non-autodiff method and operator — written
 //! once as a macro that expands to a `#[pymethods]` block for each class.
 
-use ferrograd::{DynArray, Tensor};
+use ferrograd::dynarray::{Arith, Bitwise, Compare};
+use ferrograd::{DynArray, Scalar, Tensor};
 use pyo3::prelude::*;
-use pyo3::types::PyFloat;
-use pyo3::types::PyInt;
 
-use crate::convert::{array_from_py, numpy, to_numpy};
+use crate::convert::{array_from_py, numpy, ours, scalar_of, to_numpy, Infer};
 use crate::errors::IntoPyResult;
-use crate::tensor::{PyNdArray, PyTensor};
+use crate::tensor::PyTensor;
 
 /// Work on more elements than this releases the GIL: below it, the release costs more than
 /// it frees.
@@ -34,51 +33,54 @@ pub trait ArrayClass: pyo3::PyClass + Sized + Into<PyClassInitializer<Self>> {
 /// The right-hand side of a binary operator.
 pub enum Operand {
     Array(Tensor),
-    Scalar(f64),
+    Scalar(Scalar),
 }
 
 /// Which binary operator.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum BinOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    Pow,
+    Arith(Arith),
     MatMul,
+    Compare(Compare),
+    Bitwise(Bitwise),
 }
 
 impl BinOp {
     fn apply(self, a: &Tensor, b: &Tensor) -> ferrograd::Result<Tensor> {
         match self {
-            BinOp::Add => a.add(b),
-            BinOp::Sub => a.sub(b),
-            BinOp::Mul => a.mul(b),
-            BinOp::Div => a.div(b),
-            BinOp::Pow => a.pow(b),
+            BinOp::Arith(Arith::Add) => a.add(b),
+            BinOp::Arith(Arith::Sub) => a.sub(b),
+            BinOp::Arith(Arith::Mul) => a.mul(b),
+            BinOp::Arith(Arith::Div) => a.div(b),
+            BinOp::Arith(Arith::Pow) => a.pow(b),
+            BinOp::Arith(Arith::FloorDiv) => a.floor_divide(b),
+            BinOp::Arith(Arith::Rem) => a.remainder(b),
             BinOp::MatMul => a.matmul(b),
+            BinOp::Compare(op) => a.compare(op, b),
+            BinOp::Bitwise(op) => a.bitwise(op, b),
         }
     }
 
-    /// `a op s`, or `s op a` when `reflected`, with a scalar that never promotes.
-    fn apply_scalar(self, a: &Tensor, s: f64, reflected: bool) -> ferrograd::Result<Tensor> {
+    /// `a op s`, or `s op a` when `reflected`, with a scalar that never widens.
+    fn apply_scalar(self, a: &Tensor, s: Scalar, reflected: bool) -> ferrograd::Result<Tensor> {
         match (self, reflected) {
-            (BinOp::Add, _) => a.add_scalar(s),
-            (BinOp::Mul, _) => a.mul_scalar(s),
-            (BinOp::Sub, false) => a.sub_scalar(s),
-            (BinOp::Sub, true) => a.rsub_scalar(s),
-            (BinOp::Div, false) => a.div_scalar(s),
-            (BinOp::Div, true) => a.rdiv_scalar(s),
-            (BinOp::Pow, false) => a.pow_scalar(s),
-            (BinOp::Pow, true) => a.rpow_scalar(s),
-            (BinOp::MatMul, _) => {
-                let b = Tensor::new(DynArray::full(&[], s, a.dtype())?, false);
-                if reflected {
-                    b.matmul(a)
-                } else {
-                    a.matmul(&b)
-                }
-            }
+            (BinOp::Arith(Arith::Add), _) => a.add_scalar(s),
+            (BinOp::Arith(Arith::Mul), _) => a.mul_scalar(s),
+            (BinOp::Arith(Arith::Sub), false) => a.sub_scalar(s),
+            (BinOp::Arith(Arith::Sub), true) => a.rsub_scalar(s),
+            (BinOp::Arith(Arith::Div), false) => a.div_scalar(s),
+            (BinOp::Arith(Arith::Div), true) => a.rdiv_scalar(s),
+            (BinOp::Arith(Arith::Pow), false) => a.pow_scalar(s),
+            (BinOp::Arith(Arith::Pow), true) => a.rpow_scalar(s),
+            (BinOp::Arith(Arith::FloorDiv), r) => a.floor_divide_scalar(s, r),
+            (BinOp::Arith(Arith::Rem), r) => a.remainder_scalar(s, r),
+            (BinOp::MatMul, _) => Err(ferrograd::Error::Shape(
+                "matmul: both operands must have at least one dimension; use * for a scalar"
+                    .into(),
+            )),
+            // A reflected comparison flips: `s < a` is `a > s`.
+            (BinOp::Compare(op), r) => a.compare_scalar(if r { op.flipped() } else { op }, s),
+            (BinOp::Bitwise(op), _) => a.bitwise_scalar(op, s),
         }
     }
 }
@@ -86,32 +88,23 @@ impl BinOp {
 /// Classifies an operand; `None` means "not ours" (Python then tries the other side).
 /// `NdArray` leaves `Tensor` operands to `Tensor`'s reflected method, so the result is a Tensor.
 pub fn operand<C: ArrayClass>(obj: &Bound<'_, PyAny>) -> PyResult<Option<Operand>> {
-    if let Ok(t) = obj.cast::<PyTensor>() {
-        if C::CLASS_NAME == "NdArray" {
-            return Ok(None);
-        }
-        return Ok(Some(Operand::Array(t.get().inner.clone())));
+    if obj.is_instance_of::<PyTensor>() && C::CLASS_NAME == "NdArray" {
+        return Ok(None);
     }
-    if let Ok(t) = obj.cast::<PyNdArray>() {
-        return Ok(Some(Operand::Array(t.get().inner.clone())));
+    if let Some(t) = ours(obj) {
+        return Ok(Some(Operand::Array(t)));
     }
-    if obj.is_instance_of::<PyFloat>() || obj.is_instance_of::<PyInt>() {
-        return Ok(Some(Operand::Scalar(obj.extract()?)));
+    if let Some(s) = scalar_of(obj)? {
+        return Ok(Some(Operand::Scalar(s)));
     }
-    let np = numpy(obj.py())?;
     if obj.is_instance_of::<numpy::PyUntypedArray>()
         || obj.is_instance_of::<pyo3::types::PyList>()
         || obj.is_instance_of::<pyo3::types::PyTuple>()
     {
         return Ok(Some(Operand::Array(Tensor::new(
-            array_from_py(obj, None)?,
+            array_from_py(obj, None, Infer::Natural)?,
             false,
         ))));
-    }
-    // NumPy scalars (np.float32(2), np.int64(3)) act like Python scalars.
-    if obj.is_instance(&np.getattr("generic")?)? {
-        let x: f64 = obj.call_method0("__float__")?.extract()?;
-        return Ok(Some(Operand::Scalar(x)));
     }
     Ok(None)
 }
@@ -228,7 +221,7 @@ macro_rules! shared_array_methods {
                 self.tensor().array().size()
             }
 
-            /// `"float32"` or `"float64"`.
+            /// `"float32"`, `"float64"`, `"int64"`, `"int32"` or `"bool"`.
             #[getter]
             fn dtype(&self) -> &'static str {
                 self.tensor().dtype().name()
@@ -280,39 +273,115 @@ macro_rules! shared_array_methods {
                 $crate::convert::to_numpy(py, &self.tensor().array())?.call_method0("tolist")
             }
 
-            /// The value of a one-element array as a Python float.
-            fn item(&self) -> PyResult<f64> {
-                self.tensor().array().item().py()
+            /// The value of a one-element array as a Python float, int or bool (by dtype).
+            fn item<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+                let s = self.tensor().array().item_scalar().py()?;
+                Ok(match s {
+                    ferrograd::Scalar::Float(x) => x.into_pyobject(py)?.into_any(),
+                    ferrograd::Scalar::Int(i) => i.into_pyobject(py)?.into_any(),
+                    ferrograd::Scalar::Bool(b) => pyo3::types::PyBool::new(py, b).to_owned().into_any(),
+                })
             }
 
             fn __float__(&self) -> PyResult<f64> {
-                self.item()
+                self.tensor().array().item().py()
+            }
+
+            fn __int__(&self) -> PyResult<i64> {
+                Ok(self.tensor().array().item_scalar().py()?.to_i64())
+            }
+
+            /// One-element integer tensors index Python sequences, like PyTorch's.
+            fn __index__(&self) -> PyResult<i64> {
+                let a = self.tensor().array();
+                if a.dtype().is_float() {
+                    return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                        "only integer tensors of a single element can be converted to an index, got {}",
+                        a.dtype()
+                    )));
+                }
+                Ok(a.item_scalar().py()?.to_i64())
             }
 
             fn __bool__(&self) -> PyResult<bool> {
                 self.tensor().array().item().py().map(|x| x != 0.0)
             }
 
-            fn __add__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Add, false) }
-            fn __radd__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Add, true) }
-            fn __sub__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Sub, false) }
-            fn __rsub__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Sub, true) }
-            fn __mul__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Mul, false) }
-            fn __rmul__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Mul, true) }
-            fn __truediv__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Div, false) }
-            fn __rtruediv__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Div, true) }
+            fn __add__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Arith(Arith::Add), false) }
+            fn __radd__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Arith(Arith::Add), true) }
+            fn __sub__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Arith(Arith::Sub), false) }
+            fn __rsub__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Arith(Arith::Sub), true) }
+            fn __mul__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Arith(Arith::Mul), false) }
+            fn __rmul__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Arith(Arith::Mul), true) }
+            fn __truediv__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Arith(Arith::Div), false) }
+            fn __rtruediv__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Arith(Arith::Div), true) }
             fn __matmul__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::MatMul, false) }
             fn __rmatmul__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::MatMul, true) }
             fn __pow__(&self, o: &Bound<'_, PyAny>, _modulo: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
-                binary(self, o, BinOp::Pow, false)
+                binary(self, o, BinOp::Arith(Arith::Pow), false)
             }
             fn __rpow__(&self, o: &Bound<'_, PyAny>, _modulo: Option<&Bound<'_, PyAny>>) -> PyResult<Py<PyAny>> {
-                binary(self, o, BinOp::Pow, true)
+                binary(self, o, BinOp::Arith(Arith::Pow), true)
             }
-            fn __iadd__(&self, o: &Bound<'_, PyAny>) -> PyResult<()> { in_place(self, o, BinOp::Add) }
-            fn __isub__(&self, o: &Bound<'_, PyAny>) -> PyResult<()> { in_place(self, o, BinOp::Sub) }
-            fn __imul__(&self, o: &Bound<'_, PyAny>) -> PyResult<()> { in_place(self, o, BinOp::Mul) }
-            fn __itruediv__(&self, o: &Bound<'_, PyAny>) -> PyResult<()> { in_place(self, o, BinOp::Div) }
+            fn __floordiv__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Arith(Arith::FloorDiv), false) }
+            fn __rfloordiv__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Arith(Arith::FloorDiv), true) }
+            fn __mod__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Arith(Arith::Rem), false) }
+            fn __rmod__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Arith(Arith::Rem), true) }
+            fn __and__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Bitwise(Bitwise::And), false) }
+            fn __rand__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Bitwise(Bitwise::And), true) }
+            fn __or__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Bitwise(Bitwise::Or), false) }
+            fn __ror__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Bitwise(Bitwise::Or), true) }
+            fn __xor__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Bitwise(Bitwise::Xor), false) }
+            fn __rxor__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Bitwise(Bitwise::Xor), true) }
+            fn __invert__(&self, py: Python<'_>) -> PyResult<Self> { self.unary(py, Tensor::bitwise_not) }
+            /// `==`, `!=`, `<`, `<=`, `>`, `>=`: bool tensors, never differentiable.
+            fn __richcmp__(&self, o: &Bound<'_, PyAny>, op: pyo3::basic::CompareOp) -> PyResult<Py<PyAny>> {
+                use pyo3::basic::CompareOp as C;
+                let cmp = match op {
+                    C::Eq => Compare::Eq,
+                    C::Ne => Compare::Ne,
+                    C::Lt => Compare::Lt,
+                    C::Le => Compare::Le,
+                    C::Gt => Compare::Gt,
+                    C::Ge => Compare::Ge,
+                };
+                binary(self, o, BinOp::Compare(cmp), false)
+            }
+            /// Hashed by identity, as in PyTorch (`==` is elementwise).
+            fn __hash__(slf: &Bound<'_, Self>) -> isize {
+                slf.as_ptr() as isize
+            }
+            /// Elementwise equality as a bool tensor (`==`).
+            fn eq(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Compare(Compare::Eq), false) }
+            /// Elementwise inequality as a bool tensor (`!=`).
+            fn ne(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Compare(Compare::Ne), false) }
+            /// `self < other` as a bool tensor.
+            fn lt(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Compare(Compare::Lt), false) }
+            /// `self <= other` as a bool tensor.
+            fn le(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Compare(Compare::Le), false) }
+            /// `self > other` as a bool tensor.
+            fn gt(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Compare(Compare::Gt), false) }
+            /// `self >= other` as a bool tensor.
+            fn ge(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Compare(Compare::Ge), false) }
+
+            /// This array in another dtype (`"int64"`, `fg.float64`, a NumPy dtype, …).
+            fn to(&self, py: Python<'_>, dtype: &Bound<'_, PyAny>) -> PyResult<Self> { self.astype(py, dtype) }
+            /// As float32 (differentiable from float64).
+            fn float(&self, py: Python<'_>) -> PyResult<Self> { self.unary(py, |t| t.astype(ferrograd::DType::F32)) }
+            /// As float64 (differentiable from float32).
+            fn double(&self, py: Python<'_>) -> PyResult<Self> { self.unary(py, |t| t.astype(ferrograd::DType::F64)) }
+            /// As int64 (floats truncate toward zero).
+            fn long(&self, py: Python<'_>) -> PyResult<Self> { self.unary(py, |t| t.astype(ferrograd::DType::I64)) }
+            /// As int32 (floats truncate toward zero).
+            fn int(&self, py: Python<'_>) -> PyResult<Self> { self.unary(py, |t| t.astype(ferrograd::DType::I32)) }
+            /// As bool (`x != 0`).
+            #[pyo3(name = "bool")]
+            fn to_bool(&self, py: Python<'_>) -> PyResult<Self> { self.unary(py, |t| t.astype(ferrograd::DType::Bool)) }
+
+            fn __iadd__(&self, o: &Bound<'_, PyAny>) -> PyResult<()> { in_place(self, o, BinOp::Arith(Arith::Add)) }
+            fn __isub__(&self, o: &Bound<'_, PyAny>) -> PyResult<()> { in_place(self, o, BinOp::Arith(Arith::Sub)) }
+            fn __imul__(&self, o: &Bound<'_, PyAny>) -> PyResult<()> { in_place(self, o, BinOp::Arith(Arith::Mul)) }
+            fn __itruediv__(&self, o: &Bound<'_, PyAny>) -> PyResult<()> { in_place(self, o, BinOp::Arith(Arith::Div)) }
 
             fn __neg__(&self, py: Python<'_>) -> PyResult<Self> { self.unary(py, Tensor::neg) }
             fn __pos__(&self) -> Self { Self::wrap(self.tensor().clone()) }
@@ -356,13 +425,13 @@ macro_rules! shared_array_methods {
                 let axes = $crate::convert::parse_axes(axis)?;
                 self.unary(py, |t| t.min(axes.as_deref(), keepdims))
             }
-            /// Index of the maximum along `axis` (None = flattened), as whole-number floats.
+            /// Index of the maximum along `axis` (None = flattened), as int64.
             #[pyo3(signature = (axis=None, keepdims=false))]
             fn argmax(&self, py: Python<'_>, axis: Option<&Bound<'_, PyAny>>, keepdims: bool) -> PyResult<Self> {
                 let axis = axis.filter(|a| !a.is_none()).map(|a| $crate::convert::parse_axis(a)).transpose()?;
                 self.unary(py, |t| t.argmax(axis, keepdims))
             }
-            /// Index of the minimum along `axis` (None = flattened), as whole-number floats.
+            /// Index of the minimum along `axis` (None = flattened), as int64.
             #[pyo3(signature = (axis=None, keepdims=false))]
             fn argmin(&self, py: Python<'_>, axis: Option<&Bound<'_, PyAny>>, keepdims: bool) -> PyResult<Self> {
                 let axis = axis.filter(|a| !a.is_none()).map(|a| $crate::convert::parse_axis(a)).transpose()?;

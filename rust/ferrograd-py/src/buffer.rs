@@ -72,6 +72,9 @@ fn with_buffer(tensor: &Bound<'_, PyAny>, callback: &Bound<'_, PyAny>) -> PyResu
     let view = match &mut *guard {
         DynArray::F32(a) => view_of(a, &lease)?,
         DynArray::F64(a) => view_of(a, &lease)?,
+        DynArray::I64(a) => view_of(a, &lease)?,
+        DynArray::I32(a) => view_of(a, &lease)?,
+        DynArray::Bool(a) => view_of(a, &lease)?,
     };
     // The argument tuple owns the only reference to the view: it is gone once `call1` returns,
     // unless the callback kept it somewhere.

@@ -2,7 +2,7 @@
 //! and index keys. NumPy parses lists in C and data crosses in one copy.
 
 use ferrograd::ndarray::IndexItem;
-use ferrograd::{DType, DynArray, NdArray};
+use ferrograd::{DType, DynArray, NdArray, Scalar};
 use numpy::{
     PyArray, PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
 };
@@ -22,8 +22,8 @@ pub fn numpy(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
         .map(|m| m.bind(py))
 }
 
-/// Parses a `dtype=` argument: "float32"/"float64", `fg.float32`/`fg.float64`, a NumPy dtype
-/// or type (float16 → float32), or `None`.
+/// Parses a `dtype=` argument: a name ("float32", "int64", "bool", "long", …), `fg.int64`
+/// and friends (which are those names), a NumPy dtype or type, or `None`.
 pub fn parse_dtype(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<DType>> {
     let Some(obj) = obj.filter(|o| !o.is_none()) else {
         return Ok(None);
@@ -31,23 +31,38 @@ pub fn parse_dtype(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Option<DType>> {
     if let Ok(s) = obj.cast::<PyString>() {
         return DType::parse(&s.to_cow()?).py().map(Some);
     }
-    // NumPy dtypes, scalar types (np.float64) and anything np.dtype() understands.
+    // Python's own `bool`, `int` and `float` types, as NumPy reads them.
     let np = numpy(obj.py())?;
     let described = np.getattr("dtype")?.call1((obj,)).map_err(|_| {
         PyTypeError::new_err(format!(
-            "dtype must be \"float32\" or \"float64\", got {}",
+            "dtype must be one of float32, float64, int64, int32, bool, got {}",
             repr(obj)
         ))
     })?;
     let kind: String = described.getattr("kind")?.extract()?;
     let size: usize = described.getattr("itemsize")?.extract()?;
-    match (kind.as_str(), size) {
-        ("f", 2 | 4) => Ok(Some(DType::F32)),
-        ("f", _) => Ok(Some(DType::F64)),
-        _ => Err(PyTypeError::new_err(format!(
-            "dtype must be float32 or float64, got {}",
-            described.str()?
-        ))),
+    natural_dtype(kind.as_bytes().first().copied().unwrap_or(0), size, true)
+        .map(Some)
+        .ok_or_else(|| {
+            PyTypeError::new_err(format!(
+                "dtype must be one of float32, float64, int64, int32, bool, got {}",
+                described.str().map_or_else(|_| "?".into(), |s| s.to_string())
+            ))
+        })
+}
+
+/// The dtype a NumPy array of this kind and item size keeps: float16 → float32, int32 stays,
+/// other integer kinds → int64. `exact_floats` keeps float64 (NumPy input) rather than
+/// taking the float32 default (Python lists).
+fn natural_dtype(kind: u8, size: usize, exact_floats: bool) -> Option<DType> {
+    match (kind, size) {
+        (b'f', 2 | 4) => Some(DType::F32),
+        (b'f', _) if exact_floats => Some(DType::F64),
+        (b'f', _) => Some(DType::F32),
+        (b'i', 4) => Some(DType::I32),
+        (b'i' | b'u', _) => Some(DType::I64),
+        (b'b', _) => Some(DType::Bool),
+        _ => None,
     }
 }
 
@@ -56,29 +71,47 @@ fn repr(obj: &Bound<'_, PyAny>) -> String {
         .map_or_else(|_| "<object>".into(), |r| r.to_string())
 }
 
-/// Converts array-like input into a `DynArray`. Python numbers and lists become float32,
-/// NumPy float arrays keep their precision (float16 → float32), integer and bool arrays
-/// become float32; `dtype` overrides.
-pub fn array_from_py(obj: &Bound<'_, PyAny>, dtype: Option<DType>) -> PyResult<DynArray> {
-    if let Ok(t) = obj.cast::<PyTensor>() {
-        return Ok(cast(&t.get().inner.array(), dtype));
+/// How a constructor picks the dtype of data that does not name one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Infer {
+    /// `fg.Tensor(data)`/`fg.NdArray(data)`, the float constructors: everything becomes
+    /// float32 except NumPy float64, which keeps its precision.
+    Float,
+    /// `fg.tensor(data)`/`fg.from_numpy`, like `torch.tensor`: Python bools → bool, ints →
+    /// int64, floats → float32; NumPy arrays keep float32/float64/int64/int32/bool.
+    Natural,
+}
+
+/// Converts array-like input (a number, nested list, NumPy array or scalar, Tensor, NdArray,
+/// anything with `__array__`) into a `DynArray`: the one conversion path of the bindings.
+/// `dtype`, when given, always wins.
+pub fn array_from_py(obj: &Bound<'_, PyAny>, dtype: Option<DType>, infer: Infer) -> PyResult<DynArray> {
+    if let Some(t) = ours(obj) {
+        let a = t.array();
+        return Ok(match dtype {
+            Some(d) => a.to_dtype(d),
+            None => a.clone(),
+        });
     }
-    if let Ok(t) = obj.cast::<PyNdArray>() {
-        return Ok(cast(&t.get().inner.array(), dtype));
+    if let Some(s) = scalar_of(obj)? {
+        let natural = match infer {
+            Infer::Natural => DType::default_for(s.category()),
+            Infer::Float => DType::F32,
+        };
+        let is_numpy = is_numpy_scalar(obj);
+        if !is_numpy {
+            return DynArray::full_scalar(&[], s, dtype.unwrap_or(natural)).py();
+        }
     }
-    if obj.is_instance_of::<PyFloat>() || obj.is_instance_of::<PyInt>() {
-        let x: f64 = obj.extract()?;
-        return DynArray::from_f64(vec![x], &[], dtype.unwrap_or(DType::F32)).py();
-    }
-    let py = obj.py();
-    let np = numpy(py)?;
-    let from_numpy = obj.is_instance_of::<PyUntypedArray>() || is_numpy_scalar(obj);
     if obj.is_instance_of::<PyString>() {
         return Err(PyTypeError::new_err(format!(
             "expected numbers, got the string {}",
             repr(obj)
         )));
     }
+    let py = obj.py();
+    let np = numpy(py)?;
+    let from_numpy = obj.is_instance_of::<PyUntypedArray>() || is_numpy_scalar(obj);
     let sequence = obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>();
     if !(from_numpy || sequence || obj.hasattr("__array__")?) {
         return Err(PyTypeError::new_err(format!(
@@ -89,23 +122,72 @@ pub fn array_from_py(obj: &Bound<'_, PyAny>, dtype: Option<DType>) -> PyResult<D
     let arr = np.call_method1("asarray", (obj,))?;
     let arr = arr.cast_into::<PyUntypedArray>()?;
     let descr = arr.dtype();
-    let natural = match (descr.kind(), descr.itemsize()) {
-        (b'f', 2 | 4) => DType::F32,
-        (b'f', _) if from_numpy => DType::F64,
-        (b'f' | b'i' | b'u' | b'b', _) => DType::F32,
-        _ => {
-            return Err(PyTypeError::new_err(format!(
-                "expected numbers, got data of dtype {} ({})",
-                descr.str()?,
-                short(obj)
-            )))
+    let (kind, size) = (descr.kind(), descr.itemsize());
+    // An empty list is float64 to NumPy; it has no elements to say otherwise.
+    let natural = match infer {
+        Infer::Natural => natural_dtype(kind, size, from_numpy),
+        Infer::Float if matches!(kind, b'f' | b'i' | b'u' | b'b') => {
+            Some(if kind == b'f' && size == 8 && from_numpy {
+                DType::F64
+            } else {
+                DType::F32
+            })
         }
+        Infer::Float => None,
     };
-    let target = dtype.unwrap_or(natural);
-    match target {
+    let Some(natural) = natural else {
+        return Err(PyTypeError::new_err(format!(
+            "expected numbers, got data of dtype {} ({})",
+            descr.str()?,
+            short(obj)
+        )));
+    };
+    match dtype.unwrap_or(natural) {
         DType::F32 => read_numpy::<f32>(np, arr).map(DynArray::F32),
         DType::F64 => read_numpy::<f64>(np, arr).map(DynArray::F64),
+        DType::I64 => read_numpy::<i64>(np, arr).map(DynArray::I64),
+        DType::I32 => read_numpy::<i32>(np, arr).map(DynArray::I32),
+        DType::Bool => read_numpy::<bool>(np, arr).map(DynArray::Bool),
     }
+}
+
+/// The core tensor behind a `Tensor` or `NdArray` (shared, not copied).
+pub fn ours(obj: &Bound<'_, PyAny>) -> Option<ferrograd::Tensor> {
+    if let Ok(t) = obj.cast::<PyTensor>() {
+        return Some(t.get().inner.clone());
+    }
+    obj.cast::<PyNdArray>().ok().map(|t| t.get().inner.clone())
+}
+
+/// A Python or NumPy scalar (bool, int or float) as a core scalar; `None` for anything else.
+/// Python ints beyond int64 are a ValueError (they fit no tensor dtype).
+pub fn scalar_of(obj: &Bound<'_, PyAny>) -> PyResult<Option<Scalar>> {
+    if obj.is_instance_of::<PyBool>() {
+        return Ok(Some(Scalar::Bool(obj.extract()?)));
+    }
+    if obj.is_instance_of::<PyInt>() {
+        return obj.extract::<i64>().map(|i| Some(Scalar::Int(i))).map_err(|_| {
+            PyValueError::new_err(format!(
+                "the integer {} does not fit in int64",
+                short(obj)
+            ))
+        });
+    }
+    if obj.is_instance_of::<PyFloat>() {
+        return Ok(Some(Scalar::Float(obj.extract()?)));
+    }
+    if !is_numpy_scalar(obj) {
+        return Ok(None);
+    }
+    let kind: String = obj.getattr("dtype")?.getattr("kind")?.extract()?;
+    Ok(match kind.as_str() {
+        "b" => Some(Scalar::Bool(obj.call_method0("__bool__")?.extract()?)),
+        "i" | "u" => Some(Scalar::Int(obj.call_method0("__int__")?.extract().map_err(
+            |_| PyValueError::new_err(format!("the integer {} does not fit in int64", short(obj))),
+        )?)),
+        "f" => Some(Scalar::Float(obj.call_method0("__float__")?.extract()?)),
+        _ => None,
+    })
 }
 
 fn short(obj: &Bound<'_, PyAny>) -> String {
@@ -127,23 +209,19 @@ fn is_numpy_scalar(obj: &Bound<'_, PyAny>) -> bool {
         && obj.hasattr("dtype").unwrap_or(false)
 }
 
-fn cast(a: &DynArray, dtype: Option<DType>) -> DynArray {
-    match dtype {
-        Some(d) => a.to_dtype(d),
-        None => a.clone(),
-    }
-}
-
-/// Copies a NumPy array into an `NdArray<T>`: one `astype`/`ascontiguousarray` in C when the
-/// dtype, byte order or layout differ, then one memcpy.
-fn read_numpy<T: numpy::Element + Copy + ferrograd::ndarray::Float>(
+/// Copies a NumPy array into an `NdArray<T>`: one `asarray(dtype=…, order="C")` in C when the
+/// dtype, byte order or layout differ (keeping a 0-d array 0-d), then one memcpy.
+fn read_numpy<T: numpy::Element + Copy + Clone>(
     np: &Bound<'_, PyModule>,
     arr: Bound<'_, PyUntypedArray>,
 ) -> PyResult<NdArray<T>> {
     let py = arr.py();
     let want = numpy::dtype::<T>(py);
     let arr = if !arr.dtype().is_equiv_to(&want) || !arr.is_c_contiguous() {
-        np.call_method1("ascontiguousarray", (arr, want))?
+        let kwargs = pyo3::types::PyDict::new(py);
+        kwargs.set_item("dtype", want)?;
+        kwargs.set_item("order", "C")?;
+        np.call_method("asarray", (arr,), Some(&kwargs))?
             .cast_into::<PyUntypedArray>()?
     } else {
         arr
@@ -163,14 +241,19 @@ fn read_numpy<T: numpy::Element + Copy + ferrograd::ndarray::Float>(
 
 /// A writable NumPy copy of the array.
 pub fn to_numpy<'py>(py: Python<'py>, a: &DynArray) -> PyResult<Bound<'py, PyAny>> {
-    Ok(match a {
-        DynArray::F32(x) => PyArray::from_slice(py, x.data())
-            .reshape(x.shape())?
-            .into_any(),
-        DynArray::F64(x) => PyArray::from_slice(py, x.data())
-            .reshape(x.shape())?
-            .into_any(),
-    })
+    fn copy<'py, T: numpy::Element + Copy>(
+        py: Python<'py>,
+        x: &NdArray<T>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        Ok(PyArray::from_slice(py, x.data()).reshape(x.shape())?.into_any())
+    }
+    match a {
+        DynArray::F32(x) => copy(py, x),
+        DynArray::F64(x) => copy(py, x),
+        DynArray::I64(x) => copy(py, x),
+        DynArray::I32(x) => copy(py, x),
+        DynArray::Bool(x) => copy(py, x),
+    }
 }
 
 /// A dimension: a non-negative int (huge ones are a MemoryError, negative a ValueError).
@@ -345,72 +428,49 @@ fn parse_index_item(k: &Bound<'_, PyAny>) -> PyResult<IndexItem> {
     integer_array(k)
 }
 
-/// An integer list/array (or a Tensor holding whole numbers) as an advanced index.
+/// An integer or bool list, NumPy array, Tensor or NdArray as an advanced index: integers
+/// pick positions on one axis, a bool mask selects where it is true (NumPy's rules).
 fn integer_array(k: &Bound<'_, PyAny>) -> PyResult<IndexItem> {
-    let py = k.py();
-    let np = numpy(py)?;
-    let ours = k.is_instance_of::<PyTensor>() || k.is_instance_of::<PyNdArray>();
-    let arr = if ours {
-        k.call_method0("numpy")?
-    } else {
-        np.call_method1("asarray", (k,))?
-    };
-    let arr = arr.cast_into::<PyUntypedArray>()?;
-    let descr = arr.dtype();
-    let shape = arr.shape().to_vec();
-    let ints = match descr.kind() {
-        b'i' | b'u' => arr,
-        b'b' => {
-            return Err(PyTypeError::new_err(
-                "boolean mask indices are not supported; use integer indices",
-            ))
-        }
-        _ if arr.len() == 0 => arr,
-        // Our arrays hold indices as whole-number floats (e.g. from argmax); fractions are not.
-        b'f' if ours => {
-            // Whole-number floats (e.g. from argmax) are accepted; fractions are not.
-            let whole: bool = np
-                .call_method1(
-                    "all",
-                    (np.call_method1("equal", (&arr, np.call_method1("floor", (&arr,))?))?,),
-                )?
-                .extract()?;
-            if !whole {
-                return Err(PyIndexError::new_err(
-                    "index arrays must hold whole numbers",
-                ));
+    let arr = match ours(k) {
+        Some(t) => t.array().clone(),
+        None => {
+            let empty_list = k.cast::<PyList>().is_ok_and(|l| l.is_empty());
+            let arr = array_from_py(k, None, Infer::Natural)?;
+            // `a[[]]` selects nothing; NumPy reads `[]` as float64, but it holds no floats.
+            if empty_list {
+                arr.to_dtype(DType::I64)
+            } else {
+                arr
             }
-            arr
-        }
-        _ => {
-            return Err(PyTypeError::new_err(format!(
-                "index arrays must be integers, got dtype {}",
-                descr.str()?
-            )))
         }
     };
-    let as_i64 = np.call_method1("ascontiguousarray", (ints, numpy::dtype::<i64>(py)))?;
-    let typed = as_i64.cast_into::<PyArrayDyn<i64>>()?;
-    let ro = typed
-        .try_readonly()
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let indices = ro
-        .as_slice()
-        .map_err(|e| PyValueError::new_err(e.to_string()))?
-        .iter()
-        .map(|&i| i as isize)
-        .collect();
-    Ok(IndexItem::Array { indices, shape })
+    index_item(&arr)
+}
+
+/// The index item an integer or bool array stands for.
+pub fn index_item(arr: &DynArray) -> PyResult<IndexItem> {
+    let shape = arr.shape().to_vec();
+    match arr {
+        DynArray::Bool(m) => Ok(IndexItem::Mask {
+            mask: m.data().to_vec(),
+            shape,
+        }),
+        DynArray::I64(_) | DynArray::I32(_) => Ok(IndexItem::Array {
+            indices: arr.to_i64_vec().into_iter().map(|i| i as isize).collect(),
+            shape,
+        }),
+        other => Err(PyTypeError::new_err(format!(
+            "tensors used as indices must be int64, int32 or bool, got {}; cast with .long()",
+            other.dtype()
+        ))),
+    }
 }
 
 /// The core tensor behind a `Tensor` or `NdArray` argument (shared, not copied); `what`
 /// names the argument in the TypeError.
 pub fn tensor_of(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<ferrograd::Tensor> {
-    if let Ok(t) = obj.cast::<PyTensor>() {
-        return Ok(t.get().inner.clone());
-    }
-    if let Ok(t) = obj.cast::<PyNdArray>() {
-        return Ok(t.get().inner.clone());
+    if let Some(t) = ours(obj) {
+        return Ok(t);
     }
     Err(PyTypeError::new_err(format!(
         "{what} must be a Tensor or NdArray, got {}",

@@ -20,8 +20,12 @@ use crate::errors::IntoPyResult;
 
 /// `kDLCPU`: host memory.
 pub const DL_CPU: i32 = 1;
+/// `kDLInt`: signed integers.
+const DL_INT: u8 = 0;
 /// `kDLFloat`: IEEE floats.
 const DL_FLOAT: u8 = 2;
+/// `kDLBool`: one byte per bool (DLPack ≥ 0.8).
+const DL_BOOL: u8 = 6;
 /// `DLPACK_FLAG_BITMASK_IS_COPIED` (DLPack 1.1): the producer made a copy for this export.
 const FLAG_IS_COPIED: u64 = 1 << 1;
 
@@ -80,6 +84,9 @@ struct DLManagedTensorVersioned {
 enum Buffer {
     F32(Vec<f32>),
     F64(Vec<f64>),
+    I64(Vec<i64>),
+    I32(Vec<i32>),
+    Bool(Vec<bool>),
 }
 
 struct Export {
@@ -98,6 +105,9 @@ impl Export {
             Ok(match &*a {
                 DynArray::F32(x) => Buffer::F32(copy_of(x.data())?),
                 DynArray::F64(x) => Buffer::F64(copy_of(x.data())?),
+                DynArray::I64(x) => Buffer::I64(copy_of(x.data())?),
+                DynArray::I32(x) => Buffer::I32(copy_of(x.data())?),
+                DynArray::Bool(x) => Buffer::Bool(copy_of(x.data())?),
             })
         })
         .py()?;
@@ -116,9 +126,13 @@ impl Export {
     /// The `DLTensor` describing this export; its pointers stay valid while `self` lives
     /// (moving an `Export` moves the `Vec` headers, not their heap buffers).
     fn dl_tensor(&mut self) -> DLTensor {
-        let (data, bits) = match &mut self.buffer {
-            Buffer::F32(v) => (v.as_mut_ptr().cast::<c_void>(), 32),
-            Buffer::F64(v) => (v.as_mut_ptr().cast::<c_void>(), 64),
+        let (data, code, bits) = match &mut self.buffer {
+            Buffer::F32(v) => (v.as_mut_ptr().cast::<c_void>(), DL_FLOAT, 32),
+            Buffer::F64(v) => (v.as_mut_ptr().cast::<c_void>(), DL_FLOAT, 64),
+            Buffer::I64(v) => (v.as_mut_ptr().cast::<c_void>(), DL_INT, 64),
+            Buffer::I32(v) => (v.as_mut_ptr().cast::<c_void>(), DL_INT, 32),
+            // Rust's bool is one byte holding 0 or 1, as kDLBool requires.
+            Buffer::Bool(v) => (v.as_mut_ptr().cast::<c_void>(), DL_BOOL, 8),
         };
         DLTensor {
             data,
@@ -128,7 +142,7 @@ impl Export {
             },
             ndim: self.shape.len() as i32,
             dtype: DLDataType {
-                code: DL_FLOAT,
+                code,
                 bits,
                 lanes: 1,
             },

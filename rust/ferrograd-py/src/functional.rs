@@ -2,16 +2,14 @@
 //! dropout, the losses, clamp, maximum/minimum): argument parsing and the GIL; the math is in
 //! the core.
 
+use ferrograd::tensor::Reduction;
 use ferrograd::Tensor;
-use numpy::{
-    PyArrayDescrMethods, PyArrayDyn, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
-};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyList, PyTuple};
 
 use crate::array_methods::compute;
-use crate::convert::{array_from_py, numpy, tensor_of};
+use crate::convert::{array_from_py, tensor_of, Infer};
 use crate::errors::IntoPyResult;
 use crate::tensor::{PyNdArray, PyTensor};
 
@@ -21,7 +19,7 @@ fn arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Tensor> {
     if obj.is_instance_of::<PyTensor>() || obj.is_instance_of::<PyNdArray>() {
         return tensor_of(obj, what);
     }
-    array_from_py(obj, None)
+    array_from_py(obj, None, Infer::Natural)
         .map(|a| Tensor::new(a, false))
         .map_err(|e| {
             if e.is_instance_of::<PyTypeError>(obj.py()) {
@@ -80,91 +78,15 @@ fn pair(obj: &Bound<'_, PyAny>, op: &str, what: &str) -> PyResult<(usize, usize)
     Ok((v, v))
 }
 
-/// Class indices from a list of ints, an integer array, or a float array/Tensor of whole
-/// numbers (checked and converted by NumPy in C); returns the indices and their `ndim`.
+/// Class indices from an integer Tensor or array, a list of ints, or a float Tensor/array of
+/// whole numbers (validated by the core); returns the indices and their `ndim`.
 fn class_targets(obj: &Bound<'_, PyAny>, op: &str) -> PyResult<(Vec<usize>, usize)> {
-    let py = obj.py();
-    let np = numpy(py)?;
-    if obj.is_instance_of::<PyBool>() {
-        return Err(PyTypeError::new_err(format!(
-            "{op}: target must hold class indices (ints), got a bool"
-        )));
-    }
-    let arr = if obj.is_instance_of::<PyTensor>() || obj.is_instance_of::<PyNdArray>() {
-        obj.call_method0("numpy")?
-    } else {
-        np.call_method1("asarray", (obj,))?
+    let targets = match crate::convert::ours(obj) {
+        Some(t) => t.array().clone(),
+        None => array_from_py(obj, None, Infer::Natural)?,
     };
-    let arr = arr.cast_into::<PyUntypedArray>().map_err(|_| {
-        PyTypeError::new_err(format!("{op}: target must be an array of class indices"))
-    })?;
-    let ndim = arr.ndim();
-    if ndim > 1 {
-        return Err(PyValueError::new_err(format!(
-            "{op}: target must be 1-D class indices, got shape ({})",
-            arr.shape()
-                .iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        )));
-    }
-    if arr.len() == 0 {
-        return Ok((Vec::new(), ndim));
-    }
-    let kind = arr.dtype().kind();
-    match kind {
-        b'i' | b'u' => {}
-        b'f' => {
-            // Whole, finite numbers only: anything else is named in the error.
-            let whole = np.call_method1(
-                "logical_and",
-                (
-                    np.call_method1("isfinite", (&arr,))?,
-                    np.call_method1("equal", (&arr, np.call_method1("floor", (&arr,))?))?,
-                ),
-            )?;
-            let bad = arr.get_item(np.call_method1("logical_not", (whole,))?)?;
-            if bad.len()? > 0 {
-                return Err(PyValueError::new_err(format!(
-                    "{op}: target class {} is not a whole number",
-                    bad.get_item(0)?.str()?
-                )));
-            }
-        }
-        _ => {
-            return Err(PyTypeError::new_err(format!(
-                "{op}: target must hold integer class indices, got dtype {}",
-                arr.dtype().str()?
-            )))
-        }
-    }
-    let lowest = arr.call_method0("min")?;
-    if lowest.lt(0)? {
-        return Err(PyValueError::new_err(format!(
-            "{op}: target class {} is negative; classes are 0 to C-1",
-            lowest.str()?
-        )));
-    }
-    let highest = arr.call_method0("max")?;
-    if kind == b'f' && highest.ge(2f64.powi(53))? {
-        return Err(PyValueError::new_err(format!(
-            "{op}: target class {} is out of range",
-            highest.str()?
-        )));
-    }
-    let as_u64 = np.call_method1("ascontiguousarray", (&arr, numpy::dtype::<u64>(py)))?;
-    let typed = as_u64.cast_into::<PyArrayDyn<u64>>()?;
-    let ro = typed
-        .try_readonly()
-        .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let values = ro
-        .as_slice()
-        .map_err(|e| PyValueError::new_err(e.to_string()))?
-        .iter()
-        .map(|&t| usize::try_from(t).unwrap_or(usize::MAX))
-        .collect();
-    Ok((values, ndim))
+    let indices = ferrograd::tensor::class_indices(op, &targets).py()?;
+    Ok((indices, targets.ndim()))
 }
 
 /// Targets for scores of `shape`: 1-D of length N for `(N, C)`, one class for `(C,)`.
@@ -184,30 +106,12 @@ fn targets_for(
     Ok(targets)
 }
 
-#[derive(Clone, Copy)]
-enum Reduction {
-    Mean,
-    Sum,
-    None,
-}
-
 fn parse_reduction(reduction: &str, op: &str) -> PyResult<Reduction> {
-    match reduction {
-        "mean" => Ok(Reduction::Mean),
-        "sum" => Ok(Reduction::Sum),
-        "none" => Ok(Reduction::None),
-        other => Err(PyValueError::new_err(format!(
-            "{op}: reduction must be \"mean\", \"sum\" or \"none\", got {other:?}"
-        ))),
-    }
+    Reduction::parse(reduction, op).py()
 }
 
 fn reduce(t: Tensor, reduction: Reduction) -> ferrograd::Result<Tensor> {
-    match reduction {
-        Reduction::Mean => t.mean(None, false),
-        Reduction::Sum => t.sum(None, false),
-        Reduction::None => Ok(t),
-    }
+    t.reduce_loss(reduction)
 }
 
 /// `x @ weight.T + bias` in one fused call.

@@ -1,11 +1,11 @@
 //! Module-level functions: creation (`zeros`, `randn`, …), `cat`/`stack`, the seed, grad
 //! mode and the thread knob.
 
-use ferrograd::{DType, Tensor};
+use ferrograd::{DType, Scalar, Tensor};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
-use crate::convert::{array_from_py, parse_dtype, parse_shape};
+use crate::convert::{array_from_py, parse_dtype, parse_shape, scalar_of, Infer};
 use crate::errors::IntoPyResult;
 use crate::tensor::{tensors_from_seq, PyNdArray, PyTensor};
 
@@ -51,17 +51,25 @@ fn ones(
     create(shape, dtype, requires_grad, Tensor::ones)
 }
 
-/// `full(shape, value)`.
+/// `full(shape, value)`: the dtype follows the value when not given (bool → bool, int →
+/// int64, float → float32), as in PyTorch.
 #[pyfunction]
 #[pyo3(signature = (shape, value, dtype=None, requires_grad=false))]
 fn full(
     shape: &Bound<'_, PyAny>,
-    value: f64,
+    value: &Bound<'_, PyAny>,
     dtype: Option<&Bound<'_, PyAny>>,
     requires_grad: bool,
 ) -> PyResult<PyTensor> {
     let shape = parse_shape(&PyTuple::new(shape.py(), [shape])?)?;
-    let t = Tensor::full(&shape, value, dtype_or_default(dtype)?, requires_grad).py()?;
+    let value = scalar_of(value)?.ok_or_else(|| {
+        pyo3::exceptions::PyTypeError::new_err(format!(
+            "full: the fill value must be a bool, int or float, got {}",
+            value.get_type().name().map_or_else(|_| "?".into(), |n| n.to_string())
+        ))
+    })?;
+    let dtype = parse_dtype(dtype)?.unwrap_or(DType::default_for(value.category()));
+    let t = Tensor::full_scalar(&shape, value, dtype, requires_grad).py()?;
     Ok(PyTensor { inner: t })
 }
 
@@ -87,21 +95,40 @@ fn rand(
     create(shape, dtype, requires_grad, Tensor::rand)
 }
 
-/// `arange(stop)` or `arange(start, stop, step=1)`.
+/// `arange(stop)` or `arange(start, stop, step=1)`: int64 when every argument is an integer,
+/// else float32 (PyTorch's rule).
 #[pyfunction]
-#[pyo3(signature = (start, stop=None, step=1.0, dtype=None, requires_grad=false))]
+#[pyo3(signature = (start, stop=None, step=None, dtype=None, requires_grad=false))]
 fn arange(
-    start: f64,
-    stop: Option<f64>,
-    step: f64,
+    start: &Bound<'_, PyAny>,
+    stop: Option<&Bound<'_, PyAny>>,
+    step: Option<&Bound<'_, PyAny>>,
     dtype: Option<&Bound<'_, PyAny>>,
     requires_grad: bool,
 ) -> PyResult<PyTensor> {
-    let (start, stop) = match stop {
-        Some(stop) => (start, stop),
-        None => (0.0, start),
+    let number = |obj: &Bound<'_, PyAny>| -> PyResult<Scalar> {
+        match scalar_of(obj)? {
+            Some(Scalar::Bool(_)) | None => Err(pyo3::exceptions::PyTypeError::new_err(format!(
+                "arange: expected numbers, got {}",
+                obj.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+            ))),
+            Some(s) => Ok(s),
+        }
     };
-    let t = Tensor::arange(start, stop, step, dtype_or_default(dtype)?, requires_grad).py()?;
+    let first = number(start)?;
+    let (start, stop) = match stop.filter(|s| !s.is_none()) {
+        Some(stop) => (first, number(stop)?),
+        None => (Scalar::Int(0), first),
+    };
+    let step = match step.filter(|s| !s.is_none()) {
+        Some(step) => number(step)?,
+        None => Scalar::Int(1),
+    };
+    let all_int = [start, stop, step].iter().all(|s| matches!(s, Scalar::Int(_)));
+    let natural = if all_int { DType::I64 } else { DType::F32 };
+    let dtype = parse_dtype(dtype)?.unwrap_or(natural);
+    let t = Tensor::arange(start.to_f64(), stop.to_f64(), step.to_f64(), dtype, requires_grad)
+        .py()?;
     Ok(PyTensor { inner: t })
 }
 
@@ -123,7 +150,8 @@ fn eye(
     Ok(PyTensor { inner: t })
 }
 
-/// A Tensor copied from a NumPy array, keeping its float precision.
+/// A Tensor copied from a NumPy array, keeping its dtype (float16 → float32, other integer
+/// kinds → int64).
 #[pyfunction]
 #[pyo3(signature = (array, dtype=None, requires_grad=false))]
 fn from_numpy(
@@ -137,8 +165,21 @@ fn from_numpy(
             array.get_type().name()?
         )));
     }
+    tensor(array, dtype, requires_grad)
+}
+
+/// `tensor(data, dtype=None, requires_grad=False)`, inferring the dtype like `torch.tensor`:
+/// Python bools → bool, ints → int64, floats → float32; NumPy arrays keep their dtype.
+#[pyfunction]
+#[pyo3(signature = (data, dtype=None, requires_grad=false))]
+fn tensor(
+    data: &Bound<'_, PyAny>,
+    dtype: Option<&Bound<'_, PyAny>>,
+    requires_grad: bool,
+) -> PyResult<PyTensor> {
+    let array = array_from_py(data, parse_dtype(dtype)?, Infer::Natural)?;
     Ok(PyTensor {
-        inner: Tensor::new(array_from_py(array, parse_dtype(dtype)?)?, requires_grad),
+        inner: Tensor::leaf(array, requires_grad).py()?,
     })
 }
 
@@ -269,6 +310,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(arange, m)?)?;
     m.add_function(wrap_pyfunction!(eye, m)?)?;
     m.add_function(wrap_pyfunction!(from_numpy, m)?)?;
+    m.add_function(wrap_pyfunction!(tensor, m)?)?;
     m.add_function(wrap_pyfunction!(cat, m)?)?;
     m.add_function(wrap_pyfunction!(stack, m)?)?;
     m.add_function(wrap_pyfunction!(manual_seed, m)?)?;

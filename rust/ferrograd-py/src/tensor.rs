@@ -1,13 +1,14 @@
 //! The Python classes `Tensor` (with autodiff) and `NdArray` (without), both thin wrappers
 //! over a core `Tensor`; their shared methods come from `shared_array_methods!`.
 
+use ferrograd::dynarray::{Arith, Bitwise, Compare};
 use ferrograd::Tensor;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use crate::array_methods::{binary, compute, in_place, repr_body, ArrayClass, BinOp};
-use crate::convert::{array_from_py, parse_dtype};
+use crate::convert::{array_from_py, parse_dtype, Infer};
 use crate::errors::IntoPyResult;
 use crate::shared_array_methods;
 
@@ -51,7 +52,7 @@ shared_array_methods!(PyNdArray);
 
 /// Reads a gradient or data argument given as Tensor, NdArray, NumPy array, list or number.
 fn array_arg(obj: &Bound<'_, PyAny>) -> PyResult<ferrograd::DynArray> {
-    array_from_py(obj, None)
+    array_from_py(obj, None, Infer::Float)
 }
 
 #[pymethods]
@@ -67,7 +68,7 @@ impl PyTensor {
     ) -> PyResult<Self> {
         let dtype = parse_dtype(dtype)?;
         Ok(PyTensor {
-            inner: Tensor::new(array_from_py(data, dtype)?, requires_grad),
+            inner: Tensor::leaf(array_from_py(data, dtype, Infer::Float)?, requires_grad).py()?,
         })
     }
 
@@ -119,7 +120,7 @@ impl PyTensor {
 
     #[setter]
     fn set_data(&self, value: &Bound<'_, PyAny>) -> PyResult<()> {
-        let new = array_from_py(value, Some(self.inner.dtype()))?;
+        let new = array_from_py(value, Some(self.inner.dtype()), Infer::Float)?;
         *self.inner.array_mut() = new;
         Ok(())
     }
@@ -173,10 +174,7 @@ impl PyTensor {
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let body = repr_body(py, &self.inner.array(), "Tensor(")?;
-        let mut extra = String::new();
-        if self.inner.dtype() == ferrograd::DType::F64 {
-            extra.push_str(", dtype=float64");
-        }
+        let mut extra = dtype_suffix(self.inner.dtype());
         if self.inner.requires_grad() {
             extra.push_str(", requires_grad=True");
         }
@@ -192,7 +190,7 @@ impl PyNdArray {
     fn py_new(data: &Bound<'_, PyAny>, dtype: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let dtype = parse_dtype(dtype)?;
         Ok(PyNdArray {
-            inner: Tensor::new(array_from_py(data, dtype)?, false),
+            inner: Tensor::new(array_from_py(data, dtype, Infer::Float)?, false),
         })
     }
 
@@ -206,32 +204,39 @@ impl PyNdArray {
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
         let body = repr_body(py, &self.inner.array(), "NdArray(")?;
-        let extra = if self.inner.dtype() == ferrograd::DType::F64 {
-            ", dtype=float64"
-        } else {
-            ""
-        };
-        Ok(format!("NdArray({body}{extra})"))
+        Ok(format!("NdArray({body}{})", dtype_suffix(self.inner.dtype())))
     }
 }
 
-/// Tensors (or NdArrays) from a Python sequence, for `cat`/`stack`.
+/// `, dtype=…` in a repr, for every dtype but the default float32 (as DESIGN.md asks).
+fn dtype_suffix(dtype: ferrograd::DType) -> String {
+    if dtype == ferrograd::DType::F32 {
+        String::new()
+    } else {
+        format!(", dtype={dtype}")
+    }
+}
+
+/// Tensors (or NdArrays) from a Python sequence, for `cat`/`stack`; anything else in it is a
+/// TypeError naming its position, as in PyTorch.
 pub fn tensors_from_seq(seq: &Bound<'_, PyAny>, op: &str) -> PyResult<(Vec<Tensor>, bool)> {
     let mut out = Vec::new();
     let mut any_tensor = false;
-    for item in seq
+    for (i, item) in seq
         .try_iter()
         .map_err(|_| PyTypeError::new_err(format!("{op}: expected a sequence of tensors")))?
+        .enumerate()
     {
         let item = item?;
-        if let Ok(t) = item.cast::<PyTensor>() {
-            any_tensor = true;
-            out.push(t.get().inner.clone());
-        } else if let Ok(t) = item.cast::<PyNdArray>() {
-            out.push(t.get().inner.clone());
-        } else {
-            any_tensor = true;
-            out.push(Tensor::new(array_from_py(&item, None)?, false));
+        any_tensor |= item.is_instance_of::<PyTensor>();
+        match crate::convert::ours(&item) {
+            Some(t) => out.push(t),
+            None => {
+                return Err(PyTypeError::new_err(format!(
+                    "{op}: expected a Tensor as element {i}, got {}",
+                    item.get_type().name()?
+                )))
+            }
         }
     }
     Ok((out, any_tensor))

@@ -1,9 +1,10 @@
 //! safetensors files: named float arrays plus string metadata, written atomically and read
 //! with every header check of Hugging Face's reference implementation (`fg.save`/`fg.load`).
 //!
-//! Arrays are written as plain little-endian `F32`/`F64`, so other safetensors tools open
-//! them. Reading also takes `F16`, `BF16`, integer and bool tensors, converted by DESIGN.md's
-//! dtype rules: float16/bfloat16, integers and bool become float32; float64 stays float64.
+//! Arrays are written as plain little-endian `F32`/`F64`/`I64`/`I32`/`BOOL`, so other
+//! safetensors tools open them. Reading also takes `F16`, `BF16` and the other integer types,
+//! converted by the dtype rules of docs/design.md: float16/bfloat16 become float32, other
+//! integers int64.
 
 use std::borrow::{Borrow, Cow};
 use std::collections::{HashMap, HashSet};
@@ -29,6 +30,9 @@ impl View for ArrayView<'_> {
         match self.0 {
             DynArray::F32(_) => Dtype::F32,
             DynArray::F64(_) => Dtype::F64,
+            DynArray::I64(_) => Dtype::I64,
+            DynArray::I32(_) => Dtype::I32,
+            DynArray::Bool(_) => Dtype::BOOL,
         }
     }
 
@@ -40,14 +44,14 @@ impl View for ArrayView<'_> {
         Cow::Owned(match self.0 {
             DynArray::F32(a) => a.data().iter().flat_map(|x| x.to_le_bytes()).collect(),
             DynArray::F64(a) => a.data().iter().flat_map(|x| x.to_le_bytes()).collect(),
+            DynArray::I64(a) => a.data().iter().flat_map(|x| x.to_le_bytes()).collect(),
+            DynArray::I32(a) => a.data().iter().flat_map(|x| x.to_le_bytes()).collect(),
+            DynArray::Bool(a) => a.data().iter().map(|&x| u8::from(x)).collect(),
         })
     }
 
     fn data_len(&self) -> usize {
-        match self.0 {
-            DynArray::F32(a) => a.size() * 4,
-            DynArray::F64(a) => a.size() * 8,
-        }
+        self.0.size() * self.0.dtype().itemsize()
     }
 }
 
@@ -112,7 +116,7 @@ pub fn load_safetensors(path: impl AsRef<Path>) -> Result<Loaded> {
     Ok((arrays, header.metadata().clone().unwrap_or_default()))
 }
 
-/// Decodes a tensor's little-endian bytes into a float32 or float64 array.
+/// Decodes a tensor's little-endian bytes into an array of the matching dtype.
 fn array_from_bytes(name: &str, dtype: Dtype, shape: &[usize], bytes: &[u8]) -> Result<DynArray> {
     Ok(match dtype {
         Dtype::F64 => DynArray::F64(decode(shape, bytes, f64::from_le_bytes)?),
@@ -121,18 +125,18 @@ fn array_from_bytes(name: &str, dtype: Dtype, shape: &[usize], bytes: &[u8]) -> 
         Dtype::BF16 => DynArray::F32(decode(shape, bytes, |b| {
             f32::from_bits(u32::from(u16::from_le_bytes(b)) << 16)
         })?),
-        Dtype::I64 => DynArray::F32(decode(shape, bytes, |b| i64::from_le_bytes(b) as f32)?),
-        Dtype::U64 => DynArray::F32(decode(shape, bytes, |b| u64::from_le_bytes(b) as f32)?),
-        Dtype::I32 => DynArray::F32(decode(shape, bytes, |b| i32::from_le_bytes(b) as f32)?),
-        Dtype::U32 => DynArray::F32(decode(shape, bytes, |b| u32::from_le_bytes(b) as f32)?),
-        Dtype::I16 => DynArray::F32(decode(shape, bytes, |b| f32::from(i16::from_le_bytes(b)))?),
-        Dtype::U16 => DynArray::F32(decode(shape, bytes, |b| f32::from(u16::from_le_bytes(b)))?),
-        Dtype::I8 => DynArray::F32(decode(shape, bytes, |b: [u8; 1]| {
-            f32::from(i8::from_le_bytes(b))
+        Dtype::I64 => DynArray::I64(decode(shape, bytes, i64::from_le_bytes)?),
+        Dtype::I32 => DynArray::I32(decode(shape, bytes, i32::from_le_bytes)?),
+        Dtype::BOOL => DynArray::Bool(decode(shape, bytes, |b: [u8; 1]| b[0] != 0)?),
+        // Other integer kinds become int64, as NumPy's do.
+        Dtype::U64 => DynArray::I64(decode(shape, bytes, |b| u64::from_le_bytes(b) as i64)?),
+        Dtype::U32 => DynArray::I64(decode(shape, bytes, |b| i64::from(u32::from_le_bytes(b)))?),
+        Dtype::I16 => DynArray::I64(decode(shape, bytes, |b| i64::from(i16::from_le_bytes(b)))?),
+        Dtype::U16 => DynArray::I64(decode(shape, bytes, |b| i64::from(u16::from_le_bytes(b)))?),
+        Dtype::I8 => DynArray::I64(decode(shape, bytes, |b: [u8; 1]| {
+            i64::from(i8::from_le_bytes(b))
         })?),
-        Dtype::U8 | Dtype::BOOL => {
-            DynArray::F32(decode(shape, bytes, |b: [u8; 1]| f32::from(b[0]))?)
-        }
+        Dtype::U8 => DynArray::I64(decode(shape, bytes, |b: [u8; 1]| i64::from(b[0]))?),
         other => {
             return Err(Error::Value(format!(
                 "load: tensor {name:?} has dtype {other:?}, which ferrograd cannot read \

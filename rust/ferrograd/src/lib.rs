@@ -12,6 +12,7 @@
 //! # Ok::<(), ferrograd::Error>(())
 //! ```
 
+pub mod dtype;
 pub mod dynarray;
 pub mod error;
 pub mod io;
@@ -24,7 +25,8 @@ pub mod tensor;
 pub mod value;
 pub mod value_array;
 
-pub use dynarray::{DType, DynArray};
+pub use dtype::{DType, Scalar};
+pub use dynarray::DynArray;
 pub use error::{Error, Result};
 pub use ndarray::NdArray;
 pub use tensor::Tensor;

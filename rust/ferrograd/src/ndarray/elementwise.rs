@@ -383,6 +383,45 @@ pub mod scalar {
             T::zero() * x
         }
     }
+
+    /// Python's `x % y` for floats: `fmod` moved to the divisor's sign (CPython's
+    /// `float_rem`); a zero divisor gives NaN.
+    pub fn py_mod<T: Float>(x: T, y: T) -> T {
+        let m = x % y;
+        if m != T::zero() {
+            if (y < T::zero()) != (m < T::zero()) {
+                m + y
+            } else {
+                m
+            }
+        } else {
+            T::zero().copysign(y)
+        }
+    }
+
+    /// Python's `x // y` for floats (CPython's `float_floor_div`): exact where `floor(x / y)`
+    /// would round the quotient up (`7.0 // 0.1 == 69.0`); a zero divisor gives ±inf or NaN.
+    pub fn floor_div<T: Float>(x: T, y: T) -> T {
+        if y == T::zero() {
+            return x / y;
+        }
+        let m = x % y;
+        let mut div = (x - m) / y;
+        if m != T::zero() && ((y < T::zero()) != (m < T::zero())) {
+            div = div - T::one();
+        }
+        if div != T::zero() {
+            let f = div.floor();
+            let half = T::one() / (T::one() + T::one());
+            if div - f > half {
+                f + T::one()
+            } else {
+                f
+            }
+        } else {
+            T::zero().copysign(x / y)
+        }
+    }
 }
 
 #[cfg(test)]

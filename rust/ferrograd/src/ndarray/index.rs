@@ -31,6 +31,9 @@ pub enum IndexItem {
         indices: Vec<isize>,
         shape: Vec<usize>,
     },
+    /// A bool mask over as many axes as it has dimensions (NumPy's rule): the positions
+    /// where it is true, in row-major order, as one advanced index per masked axis.
+    Mask { mask: Vec<bool>, shape: Vec<usize> },
 }
 
 impl IndexItem {
@@ -65,6 +68,68 @@ pub struct IndexPlan {
     pub shape: Vec<usize>,
 }
 
+/// Replaces each bool mask by one integer index array per axis it covers, after checking
+/// the mask's shape against those axes (IndexError on a mismatch, as NumPy).
+fn expand_masks(shape: &[usize], items: &[IndexItem]) -> Result<Vec<IndexItem>> {
+    let ndim = shape.len();
+    let consumed: usize = items
+        .iter()
+        .map(|it| match it {
+            IndexItem::Ellipsis | IndexItem::NewAxis => 0,
+            IndexItem::Mask { shape, .. } => shape.len(),
+            _ => 1,
+        })
+        .sum();
+    if consumed > ndim {
+        return Err(Error::Index(format!(
+            "too many indices for array: array is {ndim}-dimensional, but {consumed} were indexed"
+        )));
+    }
+    let mut out = Vec::with_capacity(items.len() + 2);
+    let mut axis = 0;
+    for item in items {
+        match item {
+            IndexItem::Ellipsis => {
+                axis += ndim - consumed;
+                out.push(item.clone());
+            }
+            IndexItem::NewAxis => out.push(item.clone()),
+            IndexItem::Mask { mask, shape: mshape } => {
+                if mshape.is_empty() {
+                    return Err(Error::Index(
+                        "a 0-d boolean index is not supported; use a mask with dimensions".into(),
+                    ));
+                }
+                for (k, &m) in mshape.iter().enumerate() {
+                    if shape[axis + k] != m {
+                        return Err(Error::Index(format!(
+                            "boolean index did not match indexed array along axis {}; size of \
+                             axis is {} but size of corresponding boolean axis is {m}",
+                            axis + k,
+                            shape[axis + k]
+                        )));
+                    }
+                }
+                let strides = strides_of(mshape);
+                let hits: Vec<usize> = (0..mask.len()).filter(|&i| mask[i]).collect();
+                for (k, &stride) in strides.iter().enumerate() {
+                    let indices = hits
+                        .iter()
+                        .map(|&i| ((i / stride) % mshape[k]) as isize)
+                        .collect();
+                    out.push(IndexItem::list(indices));
+                }
+                axis += mshape.len();
+            }
+            other => {
+                axis += 1;
+                out.push(other.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// One output slot: a basic axis (a slice or a new axis) as `(first, step, len)`
 /// in source elements, or the block of broadcast advanced-index dimensions.
 enum Slot {
@@ -75,6 +140,13 @@ enum Slot {
 /// Computes the gather map of `items` applied to an array of `shape`, with
 /// NumPy's semantics and error messages.
 pub fn plan_index(shape: &[usize], items: &[IndexItem]) -> Result<IndexPlan> {
+    let expanded;
+    let items = if items.iter().any(|it| matches!(it, IndexItem::Mask { .. })) {
+        expanded = expand_masks(shape, items)?;
+        expanded.as_slice()
+    } else {
+        items
+    };
     let ndim = shape.len();
     let ellipses = items
         .iter()
@@ -144,6 +216,9 @@ pub fn plan_index(shape: &[usize], items: &[IndexItem]) -> Result<IndexPlan> {
                 }
                 advanced.push((pos, offs, ishape));
                 ax += 1;
+            }
+            IndexItem::Mask { .. } => {
+                return Err(Error::Graph("internal error: unexpanded mask".into()))
             }
         }
     }

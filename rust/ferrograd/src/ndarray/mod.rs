@@ -5,6 +5,7 @@
 //! needs `T: Float`.
 
 pub mod elementwise;
+pub mod element;
 mod float;
 pub mod index;
 mod matmul;

@@ -76,6 +76,7 @@ pub fn sgd_step(
     with_locked_arrays("sgd_step", param, buffers, |p, g, bufs| match p.dtype() {
         DType::F32 => sgd_typed::<f32>(options, first_step, p, g, bufs),
         DType::F64 => sgd_typed::<f64>(options, first_step, p, g, bufs),
+        other => Err(crate::dtype::float_only_error("sgd_step", other)),
     })
 }
 
@@ -102,6 +103,7 @@ pub fn adam_step(
     with_locked_arrays("adam_step", param, buffers, |p, g, bufs| match p.dtype() {
         DType::F32 => adam_typed::<f32>(options, step, p, g, bufs),
         DType::F64 => adam_typed::<f64>(options, step, p, g, bufs),
+        other => Err(crate::dtype::float_only_error("adam_step", other)),
     })
 }
 
@@ -135,6 +137,7 @@ pub fn rmsprop_step(
         match p.dtype() {
             DType::F32 => rmsprop_typed::<f32>(options, p, g, bufs),
             DType::F64 => rmsprop_typed::<f64>(options, p, g, bufs),
+            other => Err(crate::dtype::float_only_error("rmsprop_step", other)),
         }
     })
 }
@@ -221,13 +224,13 @@ impl Typed for f32 {
     fn slice(a: &DynArray) -> Option<&[f32]> {
         match a {
             DynArray::F32(x) => Some(x.data()),
-            DynArray::F64(_) => None,
+            _ => None,
         }
     }
     fn slice_mut(a: &mut DynArray) -> Option<&mut [f32]> {
         match a {
             DynArray::F32(x) => Some(x.data_mut()),
-            DynArray::F64(_) => None,
+            _ => None,
         }
     }
 }
@@ -236,13 +239,13 @@ impl Typed for f64 {
     fn slice(a: &DynArray) -> Option<&[f64]> {
         match a {
             DynArray::F64(x) => Some(x.data()),
-            DynArray::F32(_) => None,
+            _ => None,
         }
     }
     fn slice_mut(a: &mut DynArray) -> Option<&mut [f64]> {
         match a {
             DynArray::F64(x) => Some(x.data_mut()),
-            DynArray::F32(_) => None,
+            _ => None,
         }
     }
 }

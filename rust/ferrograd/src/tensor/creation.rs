@@ -1,17 +1,25 @@
 //! Creation functions: zeros, ones, full, arange, eye, randn, rand.
 
 use super::Tensor;
-use crate::dynarray::{DType, DynArray};
+use crate::dtype::{DType, Scalar};
+use crate::dynarray::DynArray;
 use crate::shape::checked_size;
 use crate::{random, Error, Result};
 
 impl Tensor {
     /// A tensor of `shape` filled with `value`.
     pub fn full(shape: &[usize], value: f64, dtype: DType, requires_grad: bool) -> Result<Tensor> {
-        Ok(Tensor::new(
-            DynArray::full(shape, value, dtype)?,
-            requires_grad,
-        ))
+        Self::full_scalar(shape, Scalar::Float(value), dtype, requires_grad)
+    }
+
+    /// A tensor of `shape` filled with a scalar (integers stay exact in integer dtypes).
+    pub fn full_scalar(
+        shape: &[usize],
+        value: Scalar,
+        dtype: DType,
+        requires_grad: bool,
+    ) -> Result<Tensor> {
+        Tensor::leaf(DynArray::full_scalar(shape, value, dtype)?, requires_grad)
     }
 
     /// Zeros.
@@ -24,7 +32,8 @@ impl Tensor {
         Self::full(shape, 1.0, dtype, requires_grad)
     }
 
-    /// `start, start + step, …` up to but excluding `stop`.
+    /// `start, start + step, …` up to but excluding `stop`. Integer dtypes count exactly in
+    /// i64 when all three are whole numbers.
     pub fn arange(
         start: f64,
         stop: f64,
@@ -50,39 +59,46 @@ impl Tensor {
             )));
         }
         let n = n as usize;
-        let mut values = crate::ndarray::try_with_capacity::<f64>(n)?;
-        values.extend((0..n).map(|i| start + i as f64 * step));
-        Ok(Tensor::new(
-            DynArray::from_f64(values, &[n], dtype)?,
-            requires_grad,
-        ))
+        let whole = |x: f64| x.fract() == 0.0 && x.abs() < 9.0e18;
+        let data = if !dtype.is_float() && whole(start) && whole(step) {
+            let (start, step) = (start as i64, step as i64);
+            let mut values = crate::ndarray::try_with_capacity::<i64>(n)?;
+            values.extend((0..n as i64).map(|i| start.wrapping_add(i.wrapping_mul(step))));
+            DynArray::from_i64(values, &[n], dtype)?
+        } else {
+            let mut values = crate::ndarray::try_with_capacity::<f64>(n)?;
+            values.extend((0..n).map(|i| start + i as f64 * step));
+            DynArray::from_f64(values, &[n], dtype)?
+        };
+        Tensor::leaf(data, requires_grad)
     }
 
     /// An `n × m` matrix with ones on the diagonal.
     pub fn eye(n: usize, m: usize, dtype: DType, requires_grad: bool) -> Result<Tensor> {
-        checked_size(&[n, m])?;
-        let mut a = DynArray::full(&[n, m], 0.0, dtype)?;
-        let ones: Vec<usize> = (0..n.min(m)).map(|i| i * m + i).collect();
-        let diag = DynArray::full(&[ones.len()], 1.0, dtype)?;
-        a.add_assign(&diag.scatter_add(&[n, m], &ones)?)?;
-        Ok(Tensor::new(a, requires_grad))
+        let size = checked_size(&[n, m])?;
+        let mut values = crate::ndarray::try_with_capacity::<i64>(size)?;
+        values.resize(size, 0);
+        for i in 0..n.min(m) {
+            values[i * m + i] = 1;
+        }
+        Tensor::leaf(DynArray::from_i64(values, &[n, m], dtype)?, requires_grad)
     }
 
     /// Standard normal samples from the global generator.
     pub fn randn(shape: &[usize], dtype: DType, requires_grad: bool) -> Result<Tensor> {
+        if !dtype.is_float() {
+            return Err(crate::dtype::float_only_error("randn", dtype));
+        }
         let n = checked_size(shape)?;
-        Ok(Tensor::new(
-            DynArray::from_f64(random::normal(n)?, shape, dtype)?,
-            requires_grad,
-        ))
+        Tensor::leaf(DynArray::from_f64(random::normal(n)?, shape, dtype)?, requires_grad)
     }
 
     /// Uniform samples in `[0, 1)` from the global generator.
     pub fn rand(shape: &[usize], dtype: DType, requires_grad: bool) -> Result<Tensor> {
+        if !dtype.is_float() {
+            return Err(crate::dtype::float_only_error("rand", dtype));
+        }
         let n = checked_size(shape)?;
-        Ok(Tensor::new(
-            DynArray::from_f64(random::uniform(n)?, shape, dtype)?,
-            requires_grad,
-        ))
+        Tensor::leaf(DynArray::from_f64(random::uniform(n)?, shape, dtype)?, requires_grad)
     }
 }

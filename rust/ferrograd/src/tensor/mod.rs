@@ -4,7 +4,9 @@
 mod autograd;
 mod creation;
 mod hooks;
+mod loss;
 mod ops_conv;
+mod ops_dtype;
 mod ops_elementwise;
 mod ops_nn;
 mod ops_reduce;
@@ -12,6 +14,7 @@ mod ops_shape;
 
 pub use autograd::{is_grad_enabled, set_grad_enabled, NoGradGuard};
 pub use hooks::{HookHandle, PostAccumulateGradHook};
+pub use loss::{class_indices, Reduction};
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -117,7 +120,8 @@ impl Tensor {
         }))
     }
 
-    /// A leaf tensor holding `data`.
+    /// A leaf tensor holding `data`. Unchecked: [`Tensor::leaf`] refuses `requires_grad` on
+    /// integer and bool arrays, as every user-facing constructor does.
     pub fn new(data: DynArray, requires_grad: bool) -> Self {
         Self::from_parts(Arc::new(RwLock::new(data)), requires_grad, None, None)
     }
@@ -191,8 +195,19 @@ impl Tensor {
                     .into(),
             ));
         }
+        if requires_grad {
+            check_differentiable(self.dtype())?;
+        }
         self.0.requires_grad.store(requires_grad, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// A leaf tensor holding `data`; only float tensors may require grad.
+    pub fn leaf(data: DynArray, requires_grad: bool) -> Result<Self> {
+        if requires_grad {
+            check_differentiable(data.dtype())?;
+        }
+        Ok(Self::new(data, requires_grad))
     }
 
     /// The op that produced this tensor, `None` for leaves.
@@ -251,6 +266,17 @@ impl Tensor {
     /// A copy of the array in a new leaf.
     pub fn deep_copy(&self, requires_grad: bool) -> Tensor {
         Self::new(self.array().clone(), requires_grad)
+    }
+}
+
+/// Only float tensors take part in autodiff (PyTorch's rule).
+fn check_differentiable(dtype: DType) -> Result<()> {
+    if dtype.is_float() {
+        Ok(())
+    } else {
+        Err(Error::Graph(format!(
+            "only floating-point tensors can require gradients, got dtype {dtype}"
+        )))
     }
 }
 

@@ -172,6 +172,7 @@ impl Tensor {
                 let (v, i) = pool_forward(a.data(), &geo)?;
                 (DynArray::F64(NdArray::from_vec(v, &shape)?), i)
             }
+            other => return Err(crate::dtype::float_only_error("max_pool2d", other.dtype())),
         };
         let input_shape = x.shape().to_vec();
         drop(x);
@@ -228,6 +229,7 @@ fn conv_forward(
     let out = match dt {
         DType::F32 => conv_forward_typed::<f32>(&xc, &wc, bref, &geo, o)?,
         DType::F64 => conv_forward_typed::<f64>(&xc, &wc, bref, &geo, o)?,
+        other => return Err(crate::dtype::float_only_error("conv2d", other)),
     };
     Ok((out, geo))
 }
@@ -355,6 +357,7 @@ fn conv_backward(
     let mut grads = match dt {
         DType::F32 => conv_backward_typed::<f32>(&gc, &xc, &wc, geo, need)?,
         DType::F64 => conv_backward_typed::<f64>(&gc, &xc, &wc, geo, need)?,
+        other => return Err(crate::dtype::float_only_error("conv2d", other)),
     };
     grads.truncate(parents);
     Ok(grads)

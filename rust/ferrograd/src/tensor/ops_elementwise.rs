@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use super::{read_pair, Tensor};
 use crate::dynarray::fns::*;
-use crate::dynarray::{BinaryFn, DynArray};
+use crate::dynarray::{Arith, BinaryFn, DynArray, Scalar, UnaryFn};
 use crate::ndarray::GEMM_PARALLEL_WORK;
 use crate::parallel::join_split;
 use crate::Result;
@@ -16,7 +16,7 @@ macro_rules! unary_op {
     ($(#[$doc:meta])* $name:ident, $op:literal, $fwd:expr, |$g:ident, $x:ident, $y:ident| $grad:expr) => {
         $(#[$doc])*
         pub fn $name(&self) -> Result<Tensor> {
-            let out = self.array().map($fwd)?;
+            let out = $fwd(&*self.array())?;
             Ok(Tensor::from_op(out, $op, &[self], |$g, parents, $y| {
                 let $x = &*parents[0].array();
                 Ok(vec![Some($grad)])
@@ -28,7 +28,7 @@ macro_rules! unary_op {
 impl Tensor {
     /// `self + other`, broadcasting.
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {
-        let out = read_pair(self, other, |a, b| a.zip("add", b, Add))?;
+        let out = read_pair(self, other, |a, b| a.arith(Arith::Add, b))?;
         Ok(Tensor::from_op(out, "+", &[self, other], |g, _, _| {
             Ok(vec![Some(g.clone()), Some(g.clone())])
         }))
@@ -36,7 +36,7 @@ impl Tensor {
 
     /// `self - other`, broadcasting.
     pub fn sub(&self, other: &Tensor) -> Result<Tensor> {
-        let out = read_pair(self, other, |a, b| a.zip("sub", b, Sub))?;
+        let out = read_pair(self, other, |a, b| a.arith(Arith::Sub, b))?;
         Ok(Tensor::from_op(out, "-", &[self, other], |g, _, _| {
             Ok(vec![Some(g.clone()), Some(g.map(Neg)?)])
         }))
@@ -44,7 +44,7 @@ impl Tensor {
 
     /// `self * other`, broadcasting.
     pub fn mul(&self, other: &Tensor) -> Result<Tensor> {
-        let out = read_pair(self, other, |a, b| a.zip("mul", b, Mul))?;
+        let out = read_pair(self, other, |a, b| a.arith(Arith::Mul, b))?;
         Ok(Tensor::from_op(out, "*", &[self, other], |g, p, _| {
             read_pair(&p[0], &p[1], |a, b| {
                 Ok(vec![
@@ -57,7 +57,7 @@ impl Tensor {
 
     /// `self / other`, broadcasting; division by zero follows IEEE.
     pub fn div(&self, other: &Tensor) -> Result<Tensor> {
-        let out = read_pair(self, other, |a, b| a.zip("div", b, Div))?;
+        let out = read_pair(self, other, |a, b| a.arith(Arith::Div, b))?;
         Ok(Tensor::from_op(out, "/", &[self, other], |g, p, y| {
             let b = p[1].array();
             let ga = g.zip("div", &b, Div)?;
@@ -70,7 +70,7 @@ impl Tensor {
     /// `self ** other`, broadcasting, differentiable in both; a negative base to a
     /// fractional power is NaN.
     pub fn pow(&self, other: &Tensor) -> Result<Tensor> {
-        let out = read_pair(self, other, |a, b| a.zip("pow", b, Pow))?;
+        let out = read_pair(self, other, |a, b| a.arith(Arith::Pow, b))?;
         Ok(Tensor::from_op(out, "**", &[self, other], |g, p, _| {
             read_pair(&p[0], &p[1], |a, b| {
                 // d/da = b * a^(b-1) (0 where b is 0); d/db = y * ln(a) (0 where a is 0 and
@@ -82,49 +82,53 @@ impl Tensor {
         }))
     }
 
-    /// `self + s` for a scalar `s` (the dtype stays).
-    pub fn add_scalar(&self, s: f64) -> Result<Tensor> {
-        let out = self.array().zip_scalar(s, Add)?;
+    /// `self + s` for a scalar `s` (it lifts an integer tensor to float but never widens).
+    pub fn add_scalar(&self, s: impl Into<Scalar>) -> Result<Tensor> {
+        let out = self.array().arith_scalar(Arith::Add, s.into(), false)?;
         Ok(Tensor::from_op(out, "+", &[self], |g, _, _| {
             Ok(vec![Some(g.clone())])
         }))
     }
 
     /// `self * s` for a scalar `s`.
-    pub fn mul_scalar(&self, s: f64) -> Result<Tensor> {
-        let out = self.array().zip_scalar(s, Mul)?;
+    pub fn mul_scalar(&self, s: impl Into<Scalar>) -> Result<Tensor> {
+        let s = s.into();
+        let out = self.array().arith_scalar(Arith::Mul, s, false)?;
+        let s = s.to_f64();
         Ok(Tensor::from_op(out, "*", &[self], move |g, _, _| {
             Ok(vec![Some(g.zip_scalar(s, Mul)?)])
         }))
     }
 
     /// `self - s`.
-    pub fn sub_scalar(&self, s: f64) -> Result<Tensor> {
-        let out = self.array().zip_scalar(s, Sub)?;
+    pub fn sub_scalar(&self, s: impl Into<Scalar>) -> Result<Tensor> {
+        let out = self.array().arith_scalar(Arith::Sub, s.into(), false)?;
         Ok(Tensor::from_op(out, "-", &[self], |g, _, _| {
             Ok(vec![Some(g.clone())])
         }))
     }
 
     /// `s - self`.
-    pub fn rsub_scalar(&self, s: f64) -> Result<Tensor> {
-        let out = self.array().zip_scalar(s, RSub)?;
+    pub fn rsub_scalar(&self, s: impl Into<Scalar>) -> Result<Tensor> {
+        let out = self.array().arith_scalar(Arith::Sub, s.into(), true)?;
         Ok(Tensor::from_op(out, "-", &[self], |g, _, _| {
             Ok(vec![Some(g.map(Neg)?)])
         }))
     }
 
     /// `self / s`.
-    pub fn div_scalar(&self, s: f64) -> Result<Tensor> {
-        let out = self.array().zip_scalar(s, Div)?;
+    pub fn div_scalar(&self, s: impl Into<Scalar>) -> Result<Tensor> {
+        let s = s.into();
+        let out = self.array().arith_scalar(Arith::Div, s, false)?;
+        let s = s.to_f64();
         Ok(Tensor::from_op(out, "/", &[self], move |g, _, _| {
             Ok(vec![Some(g.zip_scalar(s, Div)?)])
         }))
     }
 
     /// `s / self`.
-    pub fn rdiv_scalar(&self, s: f64) -> Result<Tensor> {
-        let out = self.array().zip_scalar(s, RDiv)?;
+    pub fn rdiv_scalar(&self, s: impl Into<Scalar>) -> Result<Tensor> {
+        let out = self.array().arith_scalar(Arith::Div, s.into(), true)?;
         Ok(Tensor::from_op(out, "/", &[self], |g, p, y| {
             // d(s/a)/da = -y/a
             let a = p[0].array();
@@ -135,8 +139,10 @@ impl Tensor {
     }
 
     /// `self ** s`.
-    pub fn pow_scalar(&self, s: f64) -> Result<Tensor> {
-        let out = self.array().zip_scalar(s, Pow)?;
+    pub fn pow_scalar(&self, s: impl Into<Scalar>) -> Result<Tensor> {
+        let s = s.into();
+        let out = self.array().arith_scalar(Arith::Pow, s, false)?;
+        let s = s.to_f64();
         Ok(Tensor::from_op(out, "**", &[self], move |g, p, _| {
             let a = p[0].array();
             Ok(vec![Some(g.zip(
@@ -148,8 +154,10 @@ impl Tensor {
     }
 
     /// `s ** self`.
-    pub fn rpow_scalar(&self, s: f64) -> Result<Tensor> {
-        let out = self.array().zip_scalar(s, RPow)?;
+    pub fn rpow_scalar(&self, s: impl Into<Scalar>) -> Result<Tensor> {
+        let s = s.into();
+        let out = self.array().arith_scalar(Arith::Pow, s, true)?;
+        let s = s.to_f64();
         Ok(Tensor::from_op(out, "**", &[self], move |g, _, y| {
             // d(s^a)/da = s^a ln(s)
             let factor = if s == 0.0 {
@@ -161,22 +169,22 @@ impl Tensor {
         }))
     }
 
-    unary_op!(/// `-self`.
-        neg, "neg", Neg, |g, _x, _y| g.map(Neg)?);
+    unary_op!(/// `-self` (integers wrap).
+        neg, "neg", DynArray::neg, |g, _x, _y| g.map(Neg)?);
     unary_op!(/// `e ** self`.
-        exp, "exp", Exp, |g, _x, y| g.zip("exp", y, Mul)?);
+        exp, "exp", float_fn("exp", Exp), |g, _x, y| g.zip("exp", y, Mul)?);
     unary_op!(/// Natural log (NaN below 0, -inf at 0).
-        log, "log", Log, |g, x, _y| g.zip("log", x, Div)?);
+        log, "log", float_fn("log", Log), |g, x, _y| g.zip("log", x, Div)?);
     unary_op!(/// Square root.
-        sqrt, "sqrt", Sqrt, |g, _x, y| g.zip("sqrt", &y.zip_scalar(2.0, Mul)?, Div)?);
+        sqrt, "sqrt", float_fn("sqrt", Sqrt), |g, _x, y| g.zip("sqrt", &y.zip_scalar(2.0, Mul)?, Div)?);
     unary_op!(/// Absolute value (gradient 0 at 0).
-        abs, "abs", Abs, |g, x, _y| g.zip("abs", &x.map(Sign)?, Mul)?);
+        abs, "abs", DynArray::abs, |g, x, _y| g.zip("abs", &x.map(Sign)?, Mul)?);
     unary_op!(/// `max(self, 0)`.
-        relu, "relu", Relu, |g, _x, y| g.zip("relu", y, ReluBackward)?);
+        relu, "relu", DynArray::relu, |g, _x, y| g.zip("relu", y, ReluBackward)?);
     unary_op!(/// The logistic function, stable for large inputs.
-        sigmoid, "sigmoid", Sigmoid, |g, _x, y| g.zip("sigmoid", y, SigmoidBackward)?);
+        sigmoid, "sigmoid", float_fn("sigmoid", Sigmoid), |g, _x, y| g.zip("sigmoid", y, SigmoidBackward)?);
     unary_op!(/// Hyperbolic tangent.
-        tanh, "tanh", Tanh, |g, _x, y| g.zip("tanh", y, TanhBackward)?);
+        tanh, "tanh", float_fn("tanh", Tanh), |g, _x, y| g.zip("tanh", y, TanhBackward)?);
 
     /// Matrix product with NumPy `@` semantics (1-D, 2-D, batched with broadcast batch dims).
     pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
@@ -185,6 +193,14 @@ impl Tensor {
             let need = [p[0].requires_grad(), p[1].requires_grad()];
             read_pair(&p[0], &p[1], |a, b| matmul_backward(g, a, b, need))
         }))
+    }
+}
+
+/// The forward of a float-only elementwise op: a TypeError naming `op` on other dtypes.
+fn float_fn(op: &'static str, f: impl UnaryFn + Copy) -> impl Fn(&DynArray) -> Result<DynArray> {
+    move |x| {
+        x.require_float(op)?;
+        x.map(f)
     }
 }
 

@@ -7,6 +7,7 @@ use rayon::prelude::*;
 
 use super::{read_pair, Tensor};
 use crate::dynarray::fns::{Add, Mul, Neg};
+use crate::dtype::float_only_error;
 use crate::dynarray::{BinaryFn, DynArray, Element, UnaryFn};
 use crate::ndarray::{Float, NdArray, ReduceOp, GEMM_PARALLEL_WORK};
 use crate::parallel::{join_split, num_threads, PARALLEL_THRESHOLD};
@@ -64,12 +65,14 @@ impl Tensor {
         let out = match &*self.array() {
             DynArray::F32(a) => DynArray::F32(a.unary(gelu_f32)?),
             DynArray::F64(a) => DynArray::F64(a.unary(gelu_f64)?),
+            other => return Err(float_only_error("gelu", other.dtype())),
         };
         Ok(Tensor::from_op(out, "gelu", &[self], |g, p, _| {
             // d/dx = Φ(x) + x·φ(x)
             let d = match &*p[0].array() {
                 DynArray::F32(a) => DynArray::F32(a.unary(gelu_grad_f32)?),
                 DynArray::F64(a) => DynArray::F64(a.unary(gelu_grad_f64)?),
+                _ => return Err(mismatch()),
             };
             Ok(vec![Some(g.zip("gelu", &d, Mul)?)])
         }))
@@ -174,6 +177,7 @@ impl Tensor {
         let (loss, lse) = match &*x {
             DynArray::F32(a) => ce_forward(a.data(), n, c, targets, label_smoothing, &out_shape)?,
             DynArray::F64(a) => ce_forward(a.data(), n, c, targets, label_smoothing, &out_shape)?,
+            other => return Err(float_only_error("cross_entropy", other.dtype())),
         };
         drop(x);
         let targets = targets.to_vec();

@@ -61,8 +61,7 @@ impl Tensor {
         }))
     }
 
-    /// Indices of the maxima along `axis` (`None` = flattened), as a tensor of this dtype
-    /// holding whole numbers (there is no integer dtype); not differentiable.
+    /// Indices of the maxima along `axis` (`None` = flattened), as int64; not differentiable.
     pub fn argmax(&self, axis: Option<isize>, keepdims: bool) -> Result<Tensor> {
         self.arg_extreme(axis, keepdims, true)
     }
@@ -73,19 +72,14 @@ impl Tensor {
     }
 
     fn arg_extreme(&self, axis: Option<isize>, keepdims: bool, largest: bool) -> Result<Tensor> {
-        let x = self.array();
-        let idx = x.arg_extreme(axis, keepdims, largest)?;
-        let shape = idx.shape().to_vec();
-        let values = idx.into_vec().into_iter().map(|i| i as f64).collect();
-        Ok(Tensor::new(
-            DynArray::from_f64(values, &shape, x.dtype())?,
-            false,
-        ))
+        let idx = self.array().arg_extreme(axis, keepdims, largest)?;
+        Ok(Tensor::new(idx, false))
     }
 
     /// Softmax along `axis`, computed as exp(x - max) / sum for stability.
     pub fn softmax(&self, axis: isize) -> Result<Tensor> {
         let x = self.array();
+        x.require_float("softmax")?;
         let ax = normalize_axis("softmax", axis, x.ndim().max(1))? as isize;
         let out = softmax_forward(&x, ax, false)?;
         drop(x);
@@ -109,6 +103,7 @@ impl Tensor {
     /// Log-softmax along `axis`: x - max - log(sum(exp(x - max))), finite for huge logits.
     pub fn log_softmax(&self, axis: isize) -> Result<Tensor> {
         let x = self.array();
+        x.require_float("log_softmax")?;
         let ax = normalize_axis("log_softmax", axis, x.ndim().max(1))? as isize;
         let out = softmax_forward(&x, ax, true)?;
         drop(x);

@@ -19,14 +19,6 @@ impl Tensor {
         }))
     }
 
-    /// This tensor in another dtype; gradients flow back in the original dtype.
-    pub fn astype(&self, dtype: crate::DType) -> Result<Tensor> {
-        let out = self.array().to_dtype(dtype);
-        Ok(Tensor::from_op(out, "astype", &[self], |g, _, _| {
-            Ok(vec![Some(g.clone())])
-        }))
-    }
-
     /// All elements in one dimension.
     pub fn flatten(&self) -> Result<Tensor> {
         self.reshape(&[-1])
