@@ -149,7 +149,7 @@ def test_the_docs_scripts_for_mpiexec_run_on_two_ranks(tmp_path):
 
 
 def test_the_allreduce_benchmark_runs(tmp_path):
-    proc, _ = _launch(ROOT / "benchmarks" / "bench_allreduce.py", "--quick", cwd=tmp_path)
+    proc, _ = _launch(ROOT / "benchmarks" / "mpi_allreduce.py", "--quick", cwd=tmp_path)
     assert proc.returncode == 0, _report(proc)
     assert "the speed of mpi4py's Allreduce" in proc.stdout
 

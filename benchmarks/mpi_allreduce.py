@@ -1,7 +1,7 @@
 """All-reduce of a ferrograd Tensor against mpi4py's own Allreduce on a NumPy array of the same
 bytes: the cost of going through ferrograd.distributed (lock, zero-copy view, shape check).
 
-Run: mpiexec -n 2 python benchmarks/bench_allreduce.py [--mb 64] [--repeats 15] [--quick]
+Run: mpiexec -n 2 python benchmarks/mpi_allreduce.py [--mb 64] [--repeats 15] [--quick]
 
 Both run in the same processes, alternating, each sample timed between barriers as the slowest
 rank's time; the figure is the median. Rank 0 prints one JSON line per implementation (the
