@@ -27,10 +27,12 @@ FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 def _python_blocks(page: Path) -> list[tuple[int, str]]:
     """(line number of the block's first line, code) for each ```python block."""
     text = page.read_text(encoding="utf-8")
+    # A block whose first line is "# mpiexec ..." is a script for several processes:
+    # tests/test_distributed.py runs those under mpiexec instead.
     return [
         (text.count("\n", 0, m.start(2)) + 1, m.group(2))
         for m in FENCE.finditer(text)
-        if m.group(1).strip() == "python"
+        if m.group(1).strip() == "python" and not m.group(2).startswith("# mpiexec ")
     ]
 
 
@@ -126,7 +128,7 @@ def test_the_api_reference_covers_every_public_name(site: Path) -> None:
     anchors = _anchors(site)
     expected = {f"ferrograd.{name}" for name in fg.__all__ if name != "__version__"}
     expected |= {"ferrograd.save", "ferrograd.load"}
-    for module in ("layers", "loss", "optim", "data", "datasets", "functional"):
+    for module in ("layers", "loss", "optim", "data", "datasets", "functional", "distributed"):
         mod = getattr(fg, module)
         expected |= {f"ferrograd.{module}.{name}" for name in mod.__all__}
     expected.discard("ferrograd.optim.lr_scheduler")  # a submodule; its classes are listed

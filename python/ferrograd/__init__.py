@@ -46,13 +46,14 @@ long = int64
 double = float64
 
 # Submodules load on first use (`fg.layers`, `fg.optim`, …), keeping `import ferrograd` fast.
-_SUBMODULES = {"data", "datasets", "functional", "layers", "loss", "optim"}
+_SUBMODULES = {"data", "datasets", "distributed", "functional", "layers", "loss", "optim"}
 _LAZY_NAMES = {"save": "serialization", "load": "serialization"}
 
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from ferrograd import data as data
     from ferrograd import datasets as datasets
+    from ferrograd import distributed as distributed
     from ferrograd import functional as functional
     from ferrograd import layers as layers
     from ferrograd import loss as loss

@@ -36,6 +36,9 @@ pub fn to_py(err: Error) -> PyErr {
         Error::Type(m) => PyTypeError::new_err(m),
         Error::Graph(m) => PyRuntimeError::new_err(m),
         Error::Memory(m) => PyMemoryError::new_err(m),
+        Error::Hook(m) => {
+            crate::hooks::take_hook_error().unwrap_or_else(|| PyRuntimeError::new_err(m))
+        }
         Error::Axis(m) => Python::attach(|py| match axis_error_type(py) {
             Ok(ty) => PyErr::from_type(ty.clone(), m),
             Err(e) => e,

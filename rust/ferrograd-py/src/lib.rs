@@ -3,11 +3,13 @@
 use pyo3::prelude::*;
 
 mod array_methods;
+mod buffer;
 mod convert;
 mod dlpack;
 mod errors;
 mod functional;
 mod functions;
+mod hooks;
 mod inplace;
 mod io;
 mod notebook;
@@ -27,5 +29,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     value::register(m)?;
     optim::register(m)?;
     io::register(m)?;
+    buffer::register(m)?;
+    hooks::register(m)?;
     Ok(())
 }

@@ -24,6 +24,10 @@ pub enum Error {
     /// An allocation that cannot be satisfied (Python `MemoryError`).
     #[error("{0}")]
     Memory(String),
+    /// User code that the core called back (a hook) failed; the bindings raise the hook's own
+    /// exception (Python `RuntimeError` when there is none).
+    #[error("{0}")]
+    Hook(String),
 }
 
 /// The core's result type.

@@ -89,6 +89,8 @@ impl Tensor {
             };
             if node.is_leaf() {
                 accumulate_leaf(node, g)?;
+                // After the grad lock is released: a hook may read or rewrite the grad.
+                node.run_post_accumulate_grad_hooks()?;
                 continue;
             }
             let mut slot = lock(&node.0.grad_fn);

@@ -4,6 +4,7 @@
 mod autograd;
 mod context;
 mod creation;
+mod hooks;
 mod inplace;
 mod loss;
 mod ops_conv;
@@ -16,6 +17,7 @@ mod storage;
 
 pub use autograd::{is_grad_enabled, set_grad_enabled, NoGradGuard};
 pub use context::BackwardCtx;
+pub use hooks::{HookHandle, PostAccumulateGradHook};
 pub use inplace::{InplaceOp, Operand};
 pub use loss::{class_indices, Reduction};
 pub use storage::{Storage, WriteGuard};
@@ -82,6 +84,8 @@ struct Node {
     op: Option<&'static str>,
     /// `Some` on an op's output until backward without `retain_graph` frees it.
     grad_fn: Mutex<Option<GradFn>>,
+    /// Post-accumulate-grad hooks (leaves only; see `hooks.rs`).
+    hooks: hooks::HookList,
 }
 
 /// A node of the autodiff graph holding an n-d float array. Cloning shares the node.
@@ -110,6 +114,7 @@ impl Tensor {
             requires_grad: AtomicBool::new(requires_grad),
             op,
             grad_fn: Mutex::new(grad_fn),
+            hooks: hooks::HookList::default(),
         }))
     }
 
