@@ -1,4 +1,4 @@
-"""In-place writes and version counters (DESIGN.md, "In-place writes and versions").
+"""In-place writes and version counters (docs/design.md, "In-place writes and versions").
 
 Every in-place op (``+= -= *= /=``, ``t[key] = v``, ``zero_ fill_ copy_ clamp_``) is done
 by the core, bumps the storage's ``_version`` through every alias, and a backward rule that

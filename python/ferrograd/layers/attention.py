@@ -68,7 +68,7 @@ class MultiheadAttention(Module):
 
     Initialised as in PyTorch: ``in_proj_weight`` Xavier-uniform, both biases zero,
     ``out_proj.weight`` like any ``Linear``. Inputs are (N, L, E) with ``batch_first=True``
-    (the default here, as DESIGN.md settles), (L, N, E) with ``batch_first=False``, or
+    (the default here, as docs/design.md records), (L, N, E) with ``batch_first=False``, or
     unbatched (L, E). ``dropout`` drops attention weights in training mode.
     """
 

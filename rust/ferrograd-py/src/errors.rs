@@ -28,7 +28,7 @@ pub fn axis_error_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
         .map(|t| t.bind(py))
 }
 
-/// Converts a core error into the Python exception DESIGN.md assigns to its kind.
+/// Converts a core error into the Python exception its kind stands for (docs/design.md).
 pub fn to_py(err: Error) -> PyErr {
     match err {
         Error::Shape(m) | Error::Value(m) => PyValueError::new_err(m),

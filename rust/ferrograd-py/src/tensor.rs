@@ -211,7 +211,7 @@ impl PyNdArray {
     }
 }
 
-/// `, dtype=…` in a repr, for every dtype but the default float32 (as DESIGN.md asks).
+/// `, dtype=…` in a repr, for every dtype but the default float32 (docs/design.md).
 fn dtype_suffix(dtype: ferrograd::DType) -> String {
     if dtype == ferrograd::DType::F32 {
         String::new()
