@@ -74,9 +74,15 @@ impl BinOp {
             (BinOp::Arith(Arith::Pow), true) => a.rpow_scalar(s),
             (BinOp::Arith(Arith::FloorDiv), r) => a.floor_divide_scalar(s, r),
             (BinOp::Arith(Arith::Rem), r) => a.remainder_scalar(s, r),
-            (BinOp::MatMul, _) => Err(ferrograd::Error::Shape(
-                "matmul: both operands must have at least one dimension; use * for a scalar".into(),
-            )),
+            // A number is a 0-d operand; the core's matmul says why that has no product.
+            (BinOp::MatMul, r) => {
+                let s = Tensor::new(DynArray::full_scalar(&[], s, a.dtype())?, false);
+                if r {
+                    s.matmul(a)
+                } else {
+                    a.matmul(&s)
+                }
+            }
             // A reflected comparison flips: `s < a` is `a > s`.
             (BinOp::Compare(op), r) => a.compare_scalar(if r { op.flipped() } else { op }, s),
             (BinOp::Bitwise(op), _) => a.bitwise_scalar(op, s),
