@@ -49,7 +49,7 @@ impl Tensor {
             let zero = g.zip_scalar(0.0, Mul)?;
             Ok(vec![
                 ctx.needs_grad(0).then(|| zero.clone()),
-                ctx.needs_grad(1).then(|| zero),
+                ctx.needs_grad(1).then_some(zero),
             ])
         }))
     }
