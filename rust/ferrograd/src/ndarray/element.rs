@@ -20,8 +20,10 @@ pub trait Elem: Copy + Default + PartialOrd + Send + Sync + std::fmt::Debug + 's
     fn from_i64(x: i64) -> Self;
 }
 
-macro_rules! float_elem {
-    ($t:ty, $d:expr) => {
+/// `Elem` for a primitive number type: `as` casts do what the trait promises (floats round,
+/// integers truncate toward zero and saturate from floats, wrap from integers).
+macro_rules! number_elem {
+    ($($t:ty => $d:expr),*) => {$(
         impl Elem for $t {
             const DTYPE: DType = $d;
             fn to_f64(self) -> f64 {
@@ -37,32 +39,9 @@ macro_rules! float_elem {
                 x as $t
             }
         }
-    };
+    )*};
 }
-float_elem!(f32, DType::F32);
-float_elem!(f64, DType::F64);
-
-macro_rules! int_elem {
-    ($t:ty, $d:expr) => {
-        impl Elem for $t {
-            const DTYPE: DType = $d;
-            fn to_f64(self) -> f64 {
-                self as f64
-            }
-            fn to_i64(self) -> i64 {
-                self as i64
-            }
-            fn from_f64(x: f64) -> Self {
-                x as $t
-            }
-            fn from_i64(x: i64) -> Self {
-                x as $t
-            }
-        }
-    };
-}
-int_elem!(i64, DType::I64);
-int_elem!(i32, DType::I32);
+number_elem!(f32 => DType::F32, f64 => DType::F64, i64 => DType::I64, i32 => DType::I32);
 
 impl Elem for bool {
     const DTYPE: DType = DType::Bool;
@@ -143,13 +122,29 @@ impl<T: Elem> NdArray<T> {
         largest: bool,
     ) -> Result<NdArray<usize>> {
         let name = if largest { "argmax" } else { "argmin" };
+        self.arg_best(name, axis, keepdims, |x, best| {
+            if largest {
+                x > best
+            } else {
+                x < best
+            }
+        })
+    }
+}
+
+impl<T: Copy> NdArray<T> {
+    /// The index along `axis` (or over the flattened array when `None`) of the element that
+    /// `better(x, best_so_far)` prefers, the first one on ties.
+    pub fn arg_best(
+        &self,
+        name: &str,
+        axis: Option<usize>,
+        keepdims: bool,
+        better: impl Fn(T, T) -> bool,
+    ) -> Result<NdArray<usize>> {
         let (outer, n, inner, shape) = match axis {
             None => {
-                let shape = if keepdims {
-                    vec![1; self.ndim()]
-                } else {
-                    vec![]
-                };
+                let shape = if keepdims { vec![1; self.ndim()] } else { vec![] };
                 (1, self.size(), 1, shape)
             }
             Some(ax) => (
@@ -171,12 +166,7 @@ impl<T: Elem> NdArray<T> {
                 let at = |k: usize| self.data[(o * n + k) * inner + i];
                 let mut best = 0;
                 for k in 1..n {
-                    let better = if largest {
-                        at(k) > at(best)
-                    } else {
-                        at(k) < at(best)
-                    };
-                    if better {
+                    if better(at(k), at(best)) {
                         best = k;
                     }
                 }

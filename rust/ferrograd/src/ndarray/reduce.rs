@@ -171,49 +171,9 @@ impl<T: Float> NdArray<T> {
         largest: bool,
     ) -> Result<NdArray<usize>> {
         let name = if largest { "argmax" } else { "argmin" };
-        let better = |x: T, best: T| {
+        self.arg_best(name, axis, keepdims, |x: T, best: T| {
             !best.is_nan() && (x.is_nan() || if largest { x > best } else { x < best })
-        };
-        let (outer, n, inner, shape) = match axis {
-            None => {
-                let shape = if keepdims {
-                    vec![1; self.ndim()]
-                } else {
-                    vec![]
-                };
-                (1, self.size(), 1, shape)
-            }
-            Some(ax) => {
-                let outer = self.shape[..ax].iter().product();
-                let inner = self.shape[ax + 1..].iter().product();
-                (
-                    outer,
-                    self.shape[ax],
-                    inner,
-                    reduced_shape(&self.shape, &[ax], keepdims),
-                )
-            }
-        };
-        if n == 0 {
-            return Err(Error::Value(format!(
-                "{name}: attempt to get {name} of an empty sequence (shape {})",
-                fmt_shape(&self.shape)
-            )));
-        }
-        let mut out = super::try_with_capacity(outer * inner)?;
-        for o in 0..outer {
-            for i in 0..inner {
-                let at = |k: usize| self.data[(o * n + k) * inner + i];
-                let mut best = 0;
-                for k in 1..n {
-                    if better(at(k), at(best)) {
-                        best = k;
-                    }
-                }
-                out.push(best);
-            }
-        }
-        NdArray::from_vec(out, &shape)
+        })
     }
 }
 
