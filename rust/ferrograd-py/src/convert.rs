@@ -12,7 +12,7 @@ use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyEllipsis, PyFloat, PyInt, PyList, PySlice, PyString, PyTuple};
 
 use crate::errors::IntoPyResult;
-use crate::tensor::{PyNdArray, PyTensor};
+use crate::classes::{PyNdArray, PyTensor};
 
 /// The `numpy` module, imported once.
 pub fn numpy(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
@@ -162,7 +162,7 @@ pub fn ours(obj: &Bound<'_, PyAny>) -> Option<ferrograd::Tensor> {
     if let Ok(t) = obj.cast::<PyTensor>() {
         return Some(t.get().inner.clone());
     }
-    obj.cast::<PyNdArray>().ok().map(|t| t.get().inner.clone())
+    obj.cast::<PyNdArray>().ok().map(|t| t.get().as_tensor())
 }
 
 /// A Python or NumPy scalar (bool, int or float) as a core scalar; `None` for anything else.

@@ -11,7 +11,7 @@ use pyo3::types::{PyBool, PyList, PyTuple};
 use crate::array_methods::compute;
 use crate::convert::{array_from_py, tensor_of, Infer};
 use crate::errors::IntoPyResult;
-use crate::tensor::{PyNdArray, PyTensor};
+use crate::classes::{PyNdArray, PyTensor};
 
 /// A Tensor or NdArray argument (shared, not copied); a NumPy array, list or number is
 /// copied into a constant Tensor.

@@ -16,7 +16,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyWeakrefReference;
 
 use crate::errors::IntoPyResult;
-use crate::tensor::PyTensor;
+use crate::classes::PyTensor;
 
 thread_local! {
     static PENDING: RefCell<Option<PyErr>> = const { RefCell::new(None) };

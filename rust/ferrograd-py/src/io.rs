@@ -11,7 +11,7 @@ use pyo3::types::{PyDict, PyString};
 
 use crate::convert::tensor_of;
 use crate::errors::IntoPyResult;
-use crate::tensor::PyTensor;
+use crate::classes::PyTensor;
 
 const ENOENT: i32 = 2;
 const EISDIR: i32 = 21;

@@ -33,7 +33,8 @@ impl Tensor {
         let loss = Tensor::from_op(out, OP, &[self, target], |g, ctx| {
             let need = [ctx.needs_grad(0), ctx.needs_grad(1)];
             ctx.with_inputs(&[0, 1], |py| {
-                let (p, y) = (py[0], &*as_float_of(py[1], py[0]));
+                let (p, y) = (py[0], as_float_of(py[1], py[0]));
+                let y = y.as_ref();
                 let side = |i: usize, f: &dyn Fn() -> Result<DynArray>| match need[i] {
                     true => Ok(Some(g.zip(OP, &f()?, Mul)?)),
                     false => Ok(None),
@@ -63,7 +64,8 @@ impl Tensor {
         let loss = Tensor::from_op(out, OP, &[self, target], |g, ctx| {
             let need = [ctx.needs_grad(0), ctx.needs_grad(1)];
             ctx.with_inputs(&[0, 1], |xy| {
-                let (x, y) = (xy[0], &*as_float_of(xy[1], xy[0]));
+                let (x, y) = (xy[0], as_float_of(xy[1], xy[0]));
+                let y = y.as_ref();
                 let gx = match need[0] {
                     true => Some(g.zip(OP, &x.zip(OP, y, LogitsGradInput)?, Mul)?),
                     false => None,
