@@ -14,6 +14,7 @@ rng = np.random.default_rng(7)
 
 # ----- binary cross-entropy -----------------------------------------------------------------
 
+
 def np_bce(p, y):
     return -(y * np.maximum(np.log(p), -100) + (1 - y) * np.maximum(np.log1p(-p), -100))
 
@@ -33,14 +34,14 @@ def test_bce_is_one_fused_core_op_that_matches_numpy_in_float32():
 def test_bce_with_logits_is_one_fused_core_op_that_matches_numpy():
     x = rng.standard_normal((5, 3)) * 30
     y = rng.uniform(size=(5, 3))
-    out = loss.binary_cross_entropy_with_logits(fg.Tensor(x, requires_grad=True), y,
-                                                reduction="none")
+    out = loss.binary_cross_entropy_with_logits(
+        fg.Tensor(x, requires_grad=True), y, reduction="none"
+    )
     assert out._op == "binary_cross_entropy_with_logits"
     assert_close(out, np_bce_logits(x, y), rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("fn", [loss.binary_cross_entropy,
-                                loss.binary_cross_entropy_with_logits])
+@pytest.mark.parametrize("fn", [loss.binary_cross_entropy, loss.binary_cross_entropy_with_logits])
 def test_binary_losses_pass_gradcheck_in_the_input_and_the_target(fn):
     p = rng.uniform(0.1, 0.9, (4, 2))
     y = rng.uniform(0.0, 1.0, (4, 2))
@@ -69,6 +70,7 @@ def test_bce_on_an_integer_input_is_a_type_error_naming_the_dtype():
 
 
 # ----- BatchNorm running statistics ---------------------------------------------------------
+
 
 def test_running_statistics_are_updated_in_place_and_bump_the_buffers_versions():
     bn = BatchNorm2d(3)
@@ -113,8 +115,16 @@ def test_the_core_running_stats_update_refuses_mismatched_buffers():
 
 # ----- Embedding: the core's indexing rule --------------------------------------------------
 
-@pytest.mark.parametrize("ids", [fg.tensor([[3, 0], [1, 3]]), np.array([[3, 0], [1, 3]]),
-                                 [[3, 0], [1, 3]], fg.tensor([[3, 0], [1, 3]]).int()])
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        fg.tensor([[3, 0], [1, 3]]),
+        np.array([[3, 0], [1, 3]]),
+        [[3, 0], [1, 3]],
+        fg.tensor([[3, 0], [1, 3]]).int(),
+    ],
+)
 def test_embedding_takes_int64_and_int32_ids_of_any_form(ids):
     emb = Embedding(4, 2)
     out = emb(ids)
@@ -122,15 +132,18 @@ def test_embedding_takes_int64_and_int32_ids_of_any_form(ids):
     assert_close(out, emb.weight.numpy()[np.array([[3, 0], [1, 3]])])
 
 
-@pytest.mark.parametrize("bad,error,text", [
-    (fg.tensor([4]), IndexError, "4"),
-    (fg.tensor([0, 9]), IndexError, "9"),
-    (fg.tensor([-1]), IndexError, "-1"),
-    ([2, 7], IndexError, "7"),
-    (fg.Tensor([1.0]), TypeError, "float32"),
-    (np.array([1.0]), TypeError, "float64"),
-    (fg.tensor([True, False]), TypeError, "bool"),
-])
+@pytest.mark.parametrize(
+    "bad,error,text",
+    [
+        (fg.tensor([4]), IndexError, "4"),
+        (fg.tensor([0, 9]), IndexError, "9"),
+        (fg.tensor([-1]), IndexError, "-1"),
+        ([2, 7], IndexError, "7"),
+        (fg.Tensor([1.0]), TypeError, "float32"),
+        (np.array([1.0]), TypeError, "float64"),
+        (fg.tensor([True, False]), TypeError, "bool"),
+    ],
+)
 def test_embedding_refuses_bad_ids_by_the_core_rule_and_stays_usable(bad, error, text):
     emb = Embedding(4, 2)
     with pytest.raises(error, match=text):
@@ -147,6 +160,7 @@ def test_a_float_tensor_index_is_a_type_error_wherever_it_indexes():
 
 
 # ----- NdArray: graph-free by type ----------------------------------------------------------
+
 
 def test_data_and_grad_are_ndarrays_that_share_the_tensors_storage():
     t = fg.Tensor([1.0, 2.0], requires_grad=True)

@@ -11,8 +11,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyEllipsis, PyFloat, PyInt, PyList, PySlice, PyString, PyTuple};
 
-use crate::errors::IntoPyResult;
 use crate::classes::{PyNdArray, PyTensor};
+use crate::errors::IntoPyResult;
 
 /// The `numpy` module, imported once.
 pub fn numpy(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
@@ -454,7 +454,11 @@ pub fn index_array(k: &Bound<'_, PyAny>) -> PyResult<DynArray> {
     let empty_list = k.cast::<PyList>().is_ok_and(|l| l.is_empty());
     let arr = array_from_py(k, None, Infer::Natural)?;
     // `a[[]]` selects nothing; NumPy reads `[]` as float64, but it holds no floats.
-    Ok(if empty_list { arr.to_dtype(DType::I64) } else { arr })
+    Ok(if empty_list {
+        arr.to_dtype(DType::I64)
+    } else {
+        arr
+    })
 }
 
 /// The core tensor behind a `Tensor` or `NdArray` argument (shared, not copied); `what`

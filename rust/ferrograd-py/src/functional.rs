@@ -9,9 +9,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyList, PyTuple};
 
 use crate::array_methods::compute;
+use crate::classes::{PyNdArray, PyTensor};
 use crate::convert::{array_from_py, tensor_of, Infer};
 use crate::errors::IntoPyResult;
-use crate::classes::{PyNdArray, PyTensor};
 
 /// A Tensor or NdArray argument (shared, not copied); a NumPy array, list or number is
 /// copied into a constant Tensor.
@@ -271,9 +271,11 @@ fn binary_cross_entropy_with_logits(
     let reduction = parse_reduction(reduction, "binary_cross_entropy_with_logits")?;
     let (x, y) = (arg(input, "input")?, arg(target, "target")?);
     let work = x.array().size();
-    compute(py, work, || x.binary_cross_entropy_with_logits(&y, reduction))
-        .py()
-        .map(wrap)
+    compute(py, work, || {
+        x.binary_cross_entropy_with_logits(&y, reduction)
+    })
+    .py()
+    .map(wrap)
 }
 
 /// The rows of `weight` at the integer ids `input` (PyTorch's `F.embedding` argument order).
@@ -285,7 +287,9 @@ fn embedding(
 ) -> PyResult<PyTensor> {
     let w = tensor_of(weight, "weight")?;
     let ids = crate::convert::index_array(input)?;
-    let work = ids.size().saturating_mul(w.shape().last().copied().unwrap_or(1));
+    let work = ids
+        .size()
+        .saturating_mul(w.shape().last().copied().unwrap_or(1));
     compute(py, work, || w.embedding(&ids)).py().map(wrap)
 }
 

@@ -5,9 +5,9 @@ use ferrograd::{DType, Scalar, Tensor};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
+use crate::classes::{PyNdArray, PyTensor};
 use crate::convert::{array_from_py, parse_dtype, parse_shape, scalar_of, Infer};
 use crate::errors::IntoPyResult;
-use crate::classes::{PyNdArray, PyTensor};
 use crate::tensor::tensors_from_seq;
 
 fn dtype_or_default(dtype: Option<&Bound<'_, PyAny>>) -> PyResult<DType> {
@@ -223,9 +223,7 @@ fn join(
     if any_tensor {
         Ok(Bound::new(py, PyTensor { inner: out })?.into_any().unbind())
     } else {
-        Ok(Bound::new(py, PyNdArray::of(&out))?
-            .into_any()
-            .unbind())
+        Ok(Bound::new(py, PyNdArray::of(&out))?.into_any().unbind())
     }
 }
 

@@ -10,9 +10,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
 use crate::array_methods::{compute, operand, ArrayClass, Operand as PyOperand};
+use crate::classes::{PyNdArray, PyTensor};
 use crate::convert::{array_from_py, scalar_of, Infer};
 use crate::errors::IntoPyResult;
-use crate::classes::{PyNdArray, PyTensor};
 
 /// Reads the right-hand side of an in-place op on a tensor of `dtype`: a Tensor or NdArray,
 /// a number, or anything array-like. A Python list takes a float target's dtype (a float64

@@ -74,7 +74,9 @@ impl IndexItem {
                 indices: arr
                     .to_i64_vec()
                     .into_iter()
-                    .map(|i| isize::try_from(i).unwrap_or(if i < 0 { isize::MIN } else { isize::MAX }))
+                    .map(|i| {
+                        isize::try_from(i).unwrap_or(if i < 0 { isize::MIN } else { isize::MAX })
+                    })
                     .collect(),
                 shape,
             }),

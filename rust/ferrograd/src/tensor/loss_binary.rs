@@ -232,7 +232,10 @@ mod tests {
     #[test]
     fn bce_takes_an_integer_target_as_floats_of_the_input_dtype() {
         let p = t(&[0.5], DType::F32, false);
-        let y = Tensor::new(DynArray::from_i64(vec![1], &[1], DType::I64).unwrap(), false);
+        let y = Tensor::new(
+            DynArray::from_i64(vec![1], &[1], DType::I64).unwrap(),
+            false,
+        );
         let l = p.binary_cross_entropy(&y, Reduction::Mean).unwrap();
         assert_eq!(l.dtype(), DType::F32);
         assert!((l.array().item().unwrap() - 2f64.ln()).abs() < 1e-6);
@@ -255,7 +258,10 @@ mod tests {
 
     #[test]
     fn bce_refuses_an_integer_input() {
-        let p = Tensor::new(DynArray::from_i64(vec![1], &[1], DType::I64).unwrap(), false);
+        let p = Tensor::new(
+            DynArray::from_i64(vec![1], &[1], DType::I64).unwrap(),
+            false,
+        );
         let err = p
             .binary_cross_entropy_with_logits(&p, Reduction::Mean)
             .unwrap_err();

@@ -27,7 +27,9 @@ pub fn update_running_stats(
         ));
     }
     if !momentum.is_finite() {
-        return Err(value_err!("{OP}: momentum must be a finite number, got {momentum}"));
+        return Err(value_err!(
+            "{OP}: momentum must be a finite number, got {momentum}"
+        ));
     }
     let channels = running_mean.array().size();
     for (name, t) in [("running_mean", running_mean), ("running_var", running_var)] {
