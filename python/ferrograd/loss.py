@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from ferrograd import _core
-from ferrograd._core import NdArray, Tensor, stack, zeros
+from ferrograd._core import NdArray, Tensor
 from ferrograd.layers.module import Module
 
 _REDUCTIONS = ("mean", "sum", "none")
@@ -53,19 +53,22 @@ def _check_input(name: str, x: Any) -> Tensor:
     return x
 
 
-def _as_target(name: str, target: Any, like: Tensor) -> Tensor:
+def _target_tensor(name: str, target: Any, like: Tensor) -> Tensor:
     """Tensors stay as they are (and stay differentiable); anything else becomes a constant
     Tensor of the input's dtype, so a float64 numpy target does not promote a float32 loss."""
     if isinstance(target, Tensor):
-        t = target
-    else:
-        if isinstance(target, NdArray):
-            target = target.numpy()
-        arr = np.asarray(target)
-        if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
-                                       or arr.dtype == np.bool_):
-            raise TypeError(f"{name}: the target must be numeric, got {type(target).__name__}")
-        t = Tensor(np.asarray(arr, dtype=like.dtype))
+        return target
+    if isinstance(target, NdArray):
+        target = target.numpy()
+    arr = np.asarray(target)
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise TypeError(f"{name}: the target must be numeric, got {type(target).__name__}")
+    return Tensor(np.asarray(arr, dtype=like.dtype))
+
+
+def _as_target(name: str, target: Any, like: Tensor) -> Tensor:
+    """The target as a Tensor (see ``_target_tensor``) of exactly the input's shape."""
+    t = _target_tensor(name, target, like)
     if tuple(t.shape) != tuple(like.shape):
         raise ValueError(
             f"{name}: input shape {tuple(like.shape)} and target shape {tuple(t.shape)} differ; "
@@ -112,47 +115,23 @@ def nll(log_probs: Tensor, classes: Any, reduction: str = "mean") -> Tensor:
 
 
 def binary_cross_entropy(p: Tensor, y: Any, reduction: str = "mean") -> Tensor:
-    """``-(y·log p + (1-y)·log(1-p))`` for probabilities ``p``; each log is clamped to
-    ≥ -100 and the gradient is PyTorch's ``(p - y) / max(p(1-p), 1e-12)``, so p = 0 or 1
-    gives finite values and gradients.
-
-    The value and the gradients are computed in NumPy and attached to the graph as
-    ``value + (p - p.detach()) * grad`` (first-order exact; the term adds zero)."""
+    """``-(y·log p + (1-y)·log(1-p))`` for probabilities ``p`` in [0, 1] and targets ``y`` of
+    the same shape; each log is clamped to ≥ -100 and the gradient is PyTorch's
+    ``(p - y) / max(p(1-p), 1e-12)``, so p = 0 or 1 gives finite values and gradients.
+    One fused op in Rust (differentiable in ``p`` and in a float ``y``)."""
     _check_reduction(reduction)
     p = _check_input("binary_cross_entropy", p)
-    target = _as_target("binary_cross_entropy", y, p)
-    pn = p.numpy().astype(np.float64)
-    yn = target.numpy().astype(np.float64)
-    if np.any((pn < 0) | (pn > 1)):
-        raise ValueError("binary_cross_entropy: input probabilities must lie in [0, 1]")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        log_p = np.maximum(np.log(pn), -100.0)
-        log_1mp = np.maximum(np.log1p(-pn), -100.0)
-    value = -(yn * log_p + (1.0 - yn) * log_1mp)
-    dtype = p.dtype
-    out = Tensor(value.astype(dtype))
-    if p.requires_grad:
-        grad_p = (pn - yn) / np.maximum(pn * (1.0 - pn), 1e-12)
-        out = out + (p - p.detach()) * Tensor(grad_p.astype(dtype))
-    if target.requires_grad:
-        grad_y = log_1mp - log_p
-        out = out + (target - target.detach()) * Tensor(grad_y.astype(dtype))
-    return _reduce(out, reduction)
+    target = _target_tensor("binary_cross_entropy", y, p)
+    return _core.binary_cross_entropy(p, target, reduction=reduction)
 
 
 def binary_cross_entropy_with_logits(x: Tensor, y: Any, reduction: str = "mean") -> Tensor:
-    """BCE on logits, stable for any ``x``: ``max(x, 0) - x·y + log(1 + exp(-|x|))``.
-
-    Computed as ``-(y·logσ(x) + (1-y)·logσ(-x))`` with both log-sigmoids from one
-    log-softmax over ``[0, x]``, which has the same value and an exact gradient
-    ``σ(x) - y`` everywhere (also at x = 0, where ``relu`` and ``abs`` have kinks)."""
+    """BCE on logits, stable for any ``x``: ``max(x, 0) - x·y + log(1 + exp(-|x|))``, with
+    the exact gradient ``σ(x) - y`` everywhere (also at x = 0). One fused op in Rust."""
     _check_reduction(reduction)
     x = _check_input("binary_cross_entropy_with_logits", x)
-    target = _as_target("binary_cross_entropy_with_logits", y, x)
-    pair = stack([zeros(*x.shape, dtype=x.dtype), x], axis=-1).log_softmax(axis=-1)
-    log_sig_neg, log_sig = pair[..., 0], pair[..., 1]
-    loss = -(target * log_sig + (1.0 - target) * log_sig_neg)
-    return _reduce(loss, reduction)
+    target = _target_tensor("binary_cross_entropy_with_logits", y, x)
+    return _core.binary_cross_entropy_with_logits(x, target, reduction=reduction)
 
 
 class _Loss(Module):

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ferrograd import _core
 from ferrograd._core import Tensor
 from ferrograd.autograd import no_grad
 from ferrograd.layers._init import _check_dtype, constant_parameter
@@ -70,24 +71,21 @@ class _BatchNorm(Module):
                 self._update_running(mean, var, count)
             xhat = centred / (var + self.eps).sqrt()
         else:
-            mean = Tensor(self.running_mean.numpy().reshape(bshape))
-            std = Tensor(np.sqrt(self.running_var.numpy().reshape(bshape) + self.eps))
+            mean = self.running_mean.reshape(bshape)
+            std = (self.running_var.reshape(bshape) + self.eps).sqrt()
             xhat = (x - mean) / std
         if self.affine:
             xhat = xhat * self.weight.reshape(bshape) + self.bias.reshape(bshape)
         return xhat
 
     def _update_running(self, mean: Tensor, var: Tensor, count: int) -> None:
+        # In place, in the core: the buffers keep their identity, dtype and shape, and each
+        # write bumps their version.
         with no_grad():
-            tracked = float(self.num_batches_tracked.item()) + 1.0
-            self.num_batches_tracked.data = np.asarray(tracked)
+            self.num_batches_tracked += 1
+            tracked = float(self.num_batches_tracked.item())
             m = 1.0 / tracked if self.momentum is None else float(self.momentum)
-            batch_mean = mean.numpy().reshape(-1).astype(np.float64)
-            unbiased = var.numpy().reshape(-1).astype(np.float64) * (count / (count - 1))
-            rm = self.running_mean.numpy().astype(np.float64)
-            rv = self.running_var.numpy().astype(np.float64)
-            self.running_mean.data = (1.0 - m) * rm + m * batch_mean
-            self.running_var.data = (1.0 - m) * rv + m * unbiased
+            _core.update_running_stats(self.running_mean, self.running_var, mean, var, count, m)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

@@ -1,13 +1,17 @@
 //! The methods `Tensor` and `NdArray` share — every non-autodiff method and operator — written
 //! once as a macro that expands to a `#[pymethods]` block for each class.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use ferrograd::dynarray::{Arith, Bitwise, Compare};
+use ferrograd::tensor::Storage;
 use ferrograd::{DynArray, Scalar, Tensor};
 use pyo3::prelude::*;
 
+use crate::classes::{PyNdArray, PyTensor};
 use crate::convert::{array_from_py, numpy, ours, scalar_of, to_numpy, Infer};
 use crate::errors::IntoPyResult;
-use crate::tensor::PyTensor;
 
 /// Work on more elements than this releases the GIL: below it, the release costs more than
 /// it frees.
@@ -22,12 +26,53 @@ pub fn compute<R: Send>(py: Python<'_>, elements: usize, f: impl FnOnce() -> R +
     }
 }
 
-/// What a Python class wrapping a `Tensor` provides to the shared methods.
+/// What a Python array class provides to the shared methods. Reads go through the storage;
+/// ops run on a core `Tensor`, which each class produces its own way: a `Tensor` is its own
+/// graph node, an `NdArray` lends a transient non-grad tensor over its storage, so the same
+/// op code serves both and an NdArray's ops are never recorded.
 pub trait ArrayClass: pyo3::PyClass + Sized + Into<PyClassInitializer<Self>> {
     /// The class name in messages and `repr`.
     const CLASS_NAME: &'static str;
-    fn tensor(&self) -> &Tensor;
+    /// The storage holding the values (and their version counter).
+    fn storage(&self) -> &Arc<Storage>;
+    /// A core tensor to run an op on.
+    fn tensor(&self) -> Cow<'_, Tensor>;
+    /// Wraps an op's result.
     fn wrap(t: Tensor) -> Self;
+    /// A unique id: the graph node's for a Tensor, the storage's for an NdArray.
+    fn object_id(&self) -> usize;
+}
+
+impl ArrayClass for PyTensor {
+    const CLASS_NAME: &'static str = "Tensor";
+    fn storage(&self) -> &Arc<Storage> {
+        self.inner.storage()
+    }
+    fn tensor(&self) -> Cow<'_, Tensor> {
+        Cow::Borrowed(&self.inner)
+    }
+    fn wrap(t: Tensor) -> Self {
+        PyTensor::new(t)
+    }
+    fn object_id(&self) -> usize {
+        self.inner.id()
+    }
+}
+
+impl ArrayClass for PyNdArray {
+    const CLASS_NAME: &'static str = "NdArray";
+    fn storage(&self) -> &Arc<Storage> {
+        PyNdArray::storage(self)
+    }
+    fn tensor(&self) -> Cow<'_, Tensor> {
+        Cow::Owned(self.as_tensor())
+    }
+    fn wrap(t: Tensor) -> Self {
+        PyNdArray::of(&t)
+    }
+    fn object_id(&self) -> usize {
+        Arc::as_ptr(PyNdArray::storage(self)) as usize
+    }
 }
 
 /// The right-hand side of a binary operator.
@@ -126,6 +171,7 @@ pub fn binary<C: ArrayClass>(
         return Ok(py.NotImplemented());
     };
     let a = slf.tensor();
+    let a: &Tensor = &a;
     let n = a.array().size();
     let out = compute(py, n, || match &rhs {
         Operand::Scalar(s) => op.apply_scalar(a, *s, reflected),
@@ -161,35 +207,35 @@ macro_rules! shared_array_methods {
             /// The dimensions, a tuple of ints.
             #[getter]
             fn shape<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
-                pyo3::types::PyTuple::new(py, self.tensor().array().shape())
+                pyo3::types::PyTuple::new(py, self.storage().read().shape())
             }
 
             /// The number of dimensions.
             #[getter]
             fn ndim(&self) -> usize {
-                self.tensor().array().ndim()
+                self.storage().read().ndim()
             }
 
             /// The number of elements.
             #[getter]
             fn size(&self) -> usize {
-                self.tensor().array().size()
+                self.storage().read().size()
             }
 
             /// `"float32"`, `"float64"`, `"int64"`, `"int32"` or `"bool"`.
             #[getter]
             fn dtype(&self) -> &'static str {
-                self.tensor().dtype().name()
+                self.storage().read().dtype().name()
             }
 
-            /// A unique id of the underlying graph node.
+            /// A unique id: the graph node's (Tensor) or the storage's (NdArray).
             #[getter]
             fn _id(&self) -> usize {
-                self.tensor().id()
+                self.object_id()
             }
 
             fn __len__(&self) -> PyResult<usize> {
-                match self.tensor().array().shape().first() {
+                match self.storage().read().shape().first() {
                     Some(&n) => Ok(n),
                     None => Err(pyo3::exceptions::PyTypeError::new_err("len() of a 0-d array")),
                 }
@@ -197,7 +243,7 @@ macro_rules! shared_array_methods {
 
             /// A writable NumPy copy.
             fn numpy<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-                $crate::convert::to_numpy(py, &self.tensor().array())
+                $crate::convert::to_numpy(py, &self.storage().read())
             }
 
             #[pyo3(signature = (dtype=None, copy=None))]
@@ -216,7 +262,7 @@ macro_rules! shared_array_methods {
                          updated in place, so it is never shared); use copy=None or copy=True",
                     ));
                 }
-                let arr = $crate::convert::to_numpy(py, &self.tensor().array())?;
+                let arr = $crate::convert::to_numpy(py, &self.storage().read())?;
                 match dtype {
                     Some(d) if !d.is_none() => arr.call_method1("astype", (d,)),
                     _ => Ok(arr),
@@ -225,12 +271,12 @@ macro_rules! shared_array_methods {
 
             /// Nested Python lists of floats.
             fn tolist<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-                $crate::convert::to_numpy(py, &self.tensor().array())?.call_method0("tolist")
+                $crate::convert::to_numpy(py, &self.storage().read())?.call_method0("tolist")
             }
 
             /// The value of a one-element array as a Python float, int or bool (by dtype).
             fn item<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-                let s = self.tensor().array().item_scalar().py()?;
+                let s = self.storage().read().item_scalar().py()?;
                 Ok(match s {
                     ferrograd::Scalar::Float(x) => x.into_pyobject(py)?.into_any(),
                     ferrograd::Scalar::Int(i) => i.into_pyobject(py)?.into_any(),
@@ -239,16 +285,16 @@ macro_rules! shared_array_methods {
             }
 
             fn __float__(&self) -> PyResult<f64> {
-                self.tensor().array().item().py()
+                self.storage().read().item().py()
             }
 
             fn __int__(&self) -> PyResult<i64> {
-                Ok(self.tensor().array().item_scalar().py()?.to_i64())
+                Ok(self.storage().read().item_scalar().py()?.to_i64())
             }
 
             /// One-element integer tensors index Python sequences, like PyTorch's.
             fn __index__(&self) -> PyResult<i64> {
-                let a = self.tensor().array();
+                let a = self.storage().read();
                 if a.dtype().is_float() {
                     return Err(pyo3::exceptions::PyTypeError::new_err(format!(
                         "only integer tensors of a single element can be converted to an index, got {}",
@@ -259,7 +305,7 @@ macro_rules! shared_array_methods {
             }
 
             fn __bool__(&self) -> PyResult<bool> {
-                self.tensor().array().item().py().map(|x| x != 0.0)
+                self.storage().read().item().py().map(|x| x != 0.0)
             }
 
             fn __add__(&self, o: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> { binary(self, o, BinOp::Arith(Arith::Add), false) }
@@ -335,7 +381,7 @@ macro_rules! shared_array_methods {
 
 
             fn __neg__(&self, py: Python<'_>) -> PyResult<Self> { self.unary(py, Tensor::neg) }
-            fn __pos__(&self) -> Self { Self::wrap(self.tensor().clone()) }
+            fn __pos__(&self) -> Self { Self::wrap(self.tensor().into_owned()) }
             fn __abs__(&self, py: Python<'_>) -> PyResult<Self> { self.unary(py, Tensor::abs) }
             /// `e ** x`, elementwise.
             fn exp(&self, py: Python<'_>) -> PyResult<Self> { self.unary(py, Tensor::exp) }
@@ -453,6 +499,7 @@ macro_rules! shared_array_methods {
                 f: impl FnOnce(&Tensor) -> ferrograd::Result<Tensor> + Send,
             ) -> PyResult<Self> {
                 let t = self.tensor();
+                let t: &Tensor = &t;
                 let n = t.array().size();
                 compute(py, n, || f(t)).py().map(Self::wrap)
             }

@@ -18,7 +18,7 @@ use numpy::PyArrayDyn;
 use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
-use crate::tensor::{PyNdArray, PyTensor};
+use crate::classes::{PyNdArray, PyTensor};
 
 /// The base object of a lent view: while a view (or anything derived from it) is alive, this
 /// object's reference count is above one, which is how an escaped view is noticed.
@@ -44,7 +44,7 @@ fn tensor_of(obj: &Bound<'_, PyAny>) -> PyResult<Tensor> {
     if let Ok(t) = obj.cast::<PyTensor>() {
         Ok(t.get().inner.clone())
     } else if let Ok(t) = obj.cast::<PyNdArray>() {
-        Ok(t.get().inner.clone())
+        Ok(t.get().as_tensor())
     } else {
         Err(PyTypeError::new_err(format!(
             "_with_buffer: expected a Tensor or NdArray, got {}",

@@ -11,8 +11,8 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyEllipsis, PyFloat, PyInt, PyList, PySlice, PyString, PyTuple};
 
+use crate::classes::{PyNdArray, PyTensor};
 use crate::errors::IntoPyResult;
-use crate::tensor::{PyNdArray, PyTensor};
 
 /// The `numpy` module, imported once.
 pub fn numpy(py: Python<'_>) -> PyResult<&Bound<'_, PyModule>> {
@@ -162,7 +162,7 @@ pub fn ours(obj: &Bound<'_, PyAny>) -> Option<ferrograd::Tensor> {
     if let Ok(t) = obj.cast::<PyTensor>() {
         return Some(t.get().inner.clone());
     }
-    obj.cast::<PyNdArray>().ok().map(|t| t.get().inner.clone())
+    obj.cast::<PyNdArray>().ok().map(|t| t.get().as_tensor())
 }
 
 /// A Python or NumPy scalar (bool, int or float) as a core scalar; `None` for anything else.
@@ -439,41 +439,26 @@ fn parse_index_item(k: &Bound<'_, PyAny>) -> PyResult<IndexItem> {
 }
 
 /// An integer or bool list, NumPy array, Tensor or NdArray as an advanced index: integers
-/// pick positions on one axis, a bool mask selects where it is true (NumPy's rules).
+/// pick positions on one axis, a bool mask selects where it is true (NumPy's rules; the
+/// core's [`IndexItem::from_array`] holds the rule).
 fn integer_array(k: &Bound<'_, PyAny>) -> PyResult<IndexItem> {
-    let arr = match ours(k) {
-        Some(t) => t.array().clone(),
-        None => {
-            let empty_list = k.cast::<PyList>().is_ok_and(|l| l.is_empty());
-            let arr = array_from_py(k, None, Infer::Natural)?;
-            // `a[[]]` selects nothing; NumPy reads `[]` as float64, but it holds no floats.
-            if empty_list {
-                arr.to_dtype(DType::I64)
-            } else {
-                arr
-            }
-        }
-    };
-    index_item(&arr)
+    IndexItem::from_array(&index_array(k)?).py()
 }
 
-/// The index item an integer or bool array stands for.
-pub fn index_item(arr: &DynArray) -> PyResult<IndexItem> {
-    let shape = arr.shape().to_vec();
-    match arr {
-        DynArray::Bool(m) => Ok(IndexItem::Mask {
-            mask: m.data().to_vec(),
-            shape,
-        }),
-        DynArray::I64(_) | DynArray::I32(_) => Ok(IndexItem::Array {
-            indices: arr.to_i64_vec().into_iter().map(|i| i as isize).collect(),
-            shape,
-        }),
-        other => Err(PyTypeError::new_err(format!(
-            "tensors used as indices must be int64, int32 or bool, got {}; cast with .long()",
-            other.dtype()
-        ))),
+/// The array behind an index argument (a list, NumPy array, Tensor or NdArray), its dtype
+/// kept for the core to judge.
+pub fn index_array(k: &Bound<'_, PyAny>) -> PyResult<DynArray> {
+    if let Some(t) = ours(k) {
+        return Ok(t.array().clone());
     }
+    let empty_list = k.cast::<PyList>().is_ok_and(|l| l.is_empty());
+    let arr = array_from_py(k, None, Infer::Natural)?;
+    // `a[[]]` selects nothing; NumPy reads `[]` as float64, but it holds no floats.
+    Ok(if empty_list {
+        arr.to_dtype(DType::I64)
+    } else {
+        arr
+    })
 }
 
 /// The core tensor behind a `Tensor` or `NdArray` argument (shared, not copied); `what`

@@ -321,7 +321,7 @@ macro_rules! dlpack_methods {
                 copy: Option<bool>,
             ) -> PyResult<Py<PyAny>> {
                 use $crate::array_methods::ArrayClass;
-                export(py, self.tensor(), stream, max_version, dl_device, copy)
+                export(py, &self.tensor(), stream, max_version, dl_device, copy)
             }
 
             /// `(1, 0)`: DLPack's CPU device.
@@ -332,5 +332,5 @@ macro_rules! dlpack_methods {
     };
 }
 
-dlpack_methods!(crate::tensor::PyTensor);
-dlpack_methods!(crate::tensor::PyNdArray);
+dlpack_methods!(crate::classes::PyTensor);
+dlpack_methods!(crate::classes::PyNdArray);

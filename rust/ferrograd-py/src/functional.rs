@@ -9,9 +9,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyList, PyTuple};
 
 use crate::array_methods::compute;
+use crate::classes::{PyNdArray, PyTensor};
 use crate::convert::{array_from_py, tensor_of, Infer};
 use crate::errors::IntoPyResult;
-use crate::tensor::{PyNdArray, PyTensor};
 
 /// A Tensor or NdArray argument (shared, not copied); a NumPy array, list or number is
 /// copied into a constant Tensor.
@@ -240,6 +240,81 @@ fn nll_loss(
         .map(wrap)
 }
 
+/// Binary cross-entropy of probabilities `input` against `target` of the same shape, each
+/// log clamped to >= -100 (PyTorch).
+#[pyfunction]
+#[pyo3(signature = (input, target, reduction="mean"))]
+fn binary_cross_entropy(
+    py: Python<'_>,
+    input: &Bound<'_, PyAny>,
+    target: &Bound<'_, PyAny>,
+    reduction: &str,
+) -> PyResult<PyTensor> {
+    let reduction = parse_reduction(reduction, "binary_cross_entropy")?;
+    let (p, y) = (arg(input, "input")?, arg(target, "target")?);
+    let work = p.array().size();
+    compute(py, work, || p.binary_cross_entropy(&y, reduction))
+        .py()
+        .map(wrap)
+}
+
+/// Binary cross-entropy of logits `input` against `target` of the same shape, stable for
+/// any logit.
+#[pyfunction]
+#[pyo3(signature = (input, target, reduction="mean"))]
+fn binary_cross_entropy_with_logits(
+    py: Python<'_>,
+    input: &Bound<'_, PyAny>,
+    target: &Bound<'_, PyAny>,
+    reduction: &str,
+) -> PyResult<PyTensor> {
+    let reduction = parse_reduction(reduction, "binary_cross_entropy_with_logits")?;
+    let (x, y) = (arg(input, "input")?, arg(target, "target")?);
+    let work = x.array().size();
+    compute(py, work, || {
+        x.binary_cross_entropy_with_logits(&y, reduction)
+    })
+    .py()
+    .map(wrap)
+}
+
+/// The rows of `weight` at the integer ids `input` (PyTorch's `F.embedding` argument order).
+#[pyfunction]
+fn embedding(
+    py: Python<'_>,
+    input: &Bound<'_, PyAny>,
+    weight: &Bound<'_, PyAny>,
+) -> PyResult<PyTensor> {
+    let w = tensor_of(weight, "weight")?;
+    let ids = crate::convert::index_array(input)?;
+    let work = ids
+        .size()
+        .saturating_mul(w.shape().last().copied().unwrap_or(1));
+    compute(py, work, || w.embedding(&ids)).py().map(wrap)
+}
+
+/// Moves BatchNorm's running statistics toward a batch's, in place (see the core's
+/// `update_running_stats`).
+#[pyfunction]
+fn update_running_stats(
+    running_mean: &Bound<'_, PyAny>,
+    running_var: &Bound<'_, PyAny>,
+    batch_mean: &Bound<'_, PyAny>,
+    batch_var: &Bound<'_, PyAny>,
+    count: usize,
+    momentum: f64,
+) -> PyResult<()> {
+    ferrograd::tensor::update_running_stats(
+        &tensor_of(running_mean, "running_mean")?,
+        &tensor_of(running_var, "running_var")?,
+        &tensor_of(batch_mean, "batch_mean")?,
+        &tensor_of(batch_var, "batch_var")?,
+        count,
+        momentum,
+    )
+    .py()
+}
+
 /// Limits `x` to `[min, max]` (either may be None, not both).
 #[pyfunction]
 #[pyo3(signature = (x, min=None, max=None))]
@@ -271,5 +346,9 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(clamp, m)?)?;
     m.add_function(wrap_pyfunction!(maximum, m)?)?;
     m.add_function(wrap_pyfunction!(minimum, m)?)?;
+    m.add_function(wrap_pyfunction!(binary_cross_entropy, m)?)?;
+    m.add_function(wrap_pyfunction!(binary_cross_entropy_with_logits, m)?)?;
+    m.add_function(wrap_pyfunction!(embedding, m)?)?;
+    m.add_function(wrap_pyfunction!(update_running_stats, m)?)?;
     Ok(())
 }

@@ -5,9 +5,10 @@ use ferrograd::{DType, Scalar, Tensor};
 use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
+use crate::classes::{PyNdArray, PyTensor};
 use crate::convert::{array_from_py, parse_dtype, parse_shape, scalar_of, Infer};
 use crate::errors::IntoPyResult;
-use crate::tensor::{tensors_from_seq, PyNdArray, PyTensor};
+use crate::tensor::tensors_from_seq;
 
 fn dtype_or_default(dtype: Option<&Bound<'_, PyAny>>) -> PyResult<DType> {
     Ok(parse_dtype(dtype)?.unwrap_or(DType::F32))
@@ -222,9 +223,7 @@ fn join(
     if any_tensor {
         Ok(Bound::new(py, PyTensor { inner: out })?.into_any().unbind())
     } else {
-        Ok(Bound::new(py, PyNdArray { inner: out })?
-            .into_any()
-            .unbind())
+        Ok(Bound::new(py, PyNdArray::of(&out))?.into_any().unbind())
     }
 }
 

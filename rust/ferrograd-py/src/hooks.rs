@@ -15,8 +15,8 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::PyWeakrefReference;
 
+use crate::classes::PyTensor;
 use crate::errors::IntoPyResult;
-use crate::tensor::PyTensor;
 
 thread_local! {
     static PENDING: RefCell<Option<PyErr>> = const { RefCell::new(None) };

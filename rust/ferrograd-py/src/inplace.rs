@@ -9,10 +9,10 @@ use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
-use crate::array_methods::{compute, operand, Operand as PyOperand};
+use crate::array_methods::{compute, operand, ArrayClass, Operand as PyOperand};
+use crate::classes::{PyNdArray, PyTensor};
 use crate::convert::{array_from_py, scalar_of, Infer};
 use crate::errors::IntoPyResult;
-use crate::tensor::{PyNdArray, PyTensor};
 
 /// Reads the right-hand side of an in-place op on a tensor of `dtype`: a Tensor or NdArray,
 /// a number, or anything array-like. A Python list takes a float target's dtype (a float64
@@ -84,20 +84,20 @@ macro_rules! inplace_methods {
             /// (`.data`, `detach()`, `.grad`, an optimizer step): PyTorch's `_version`.
             #[getter]
             fn _version(&self) -> u64 {
-                self.inner.version()
+                self.storage().version()
             }
 
             fn __iadd__(&self, o: &Bound<'_, PyAny>) -> PyResult<()> {
-                apply(&self.inner, o, InplaceOp::Add)
+                apply(&self.tensor(), o, InplaceOp::Add)
             }
             fn __isub__(&self, o: &Bound<'_, PyAny>) -> PyResult<()> {
-                apply(&self.inner, o, InplaceOp::Sub)
+                apply(&self.tensor(), o, InplaceOp::Sub)
             }
             fn __imul__(&self, o: &Bound<'_, PyAny>) -> PyResult<()> {
-                apply(&self.inner, o, InplaceOp::Mul)
+                apply(&self.tensor(), o, InplaceOp::Mul)
             }
             fn __itruediv__(&self, o: &Bound<'_, PyAny>) -> PyResult<()> {
-                apply(&self.inner, o, InplaceOp::Div)
+                apply(&self.tensor(), o, InplaceOp::Div)
             }
 
             /// `t[key] = value`: ints, slices, None, `...` and integer arrays as in reading;
@@ -107,12 +107,12 @@ macro_rules! inplace_methods {
                 key: &Bound<'_, PyAny>,
                 value: &Bound<'_, PyAny>,
             ) -> PyResult<()> {
-                set_item(&self.inner, key, value)
+                set_item(&self.tensor(), key, value)
             }
 
             /// Sets every element to 0, in place; returns this array.
             fn zero_(slf: Bound<'_, Self>) -> PyResult<Bound<'_, Self>> {
-                run(slf.py(), &slf.get().inner, Tensor::zero_)?;
+                run(slf.py(), &slf.get().tensor(), Tensor::zero_)?;
                 Ok(slf)
             }
 
@@ -124,7 +124,7 @@ macro_rules! inplace_methods {
                 let value = scalar_of(value)?.ok_or_else(|| {
                     PyTypeError::new_err("fill_: the value must be a bool, int or float")
                 })?;
-                run(slf.py(), &slf.get().inner, |t| t.fill_(value))?;
+                run(slf.py(), &slf.get().tensor(), |t| t.fill_(value))?;
                 Ok(slf)
             }
 
@@ -133,7 +133,7 @@ macro_rules! inplace_methods {
                 slf: Bound<'py, Self>,
                 src: &Bound<'py, PyAny>,
             ) -> PyResult<Bound<'py, Self>> {
-                copy(&slf.get().inner, src)?;
+                copy(&slf.get().tensor(), src)?;
                 Ok(slf)
             }
 
@@ -145,7 +145,7 @@ macro_rules! inplace_methods {
                 min: Option<f64>,
                 max: Option<f64>,
             ) -> PyResult<Bound<'_, Self>> {
-                run(slf.py(), &slf.get().inner, |t| t.clamp_(min, max))?;
+                run(slf.py(), &slf.get().tensor(), |t| t.clamp_(min, max))?;
                 Ok(slf)
             }
         }

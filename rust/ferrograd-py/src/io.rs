@@ -9,9 +9,9 @@ use pyo3::exceptions::{PyFileNotFoundError, PyIsADirectoryError, PyTypeError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
+use crate::classes::PyTensor;
 use crate::convert::tensor_of;
 use crate::errors::IntoPyResult;
-use crate::tensor::PyTensor;
 
 const ENOENT: i32 = 2;
 const EISDIR: i32 = 21;

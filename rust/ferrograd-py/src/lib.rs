@@ -4,6 +4,7 @@ use pyo3::prelude::*;
 
 mod array_methods;
 mod buffer;
+mod classes;
 mod convert;
 mod dlpack;
 mod errors;
@@ -21,8 +22,8 @@ mod value;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    m.add_class::<tensor::PyTensor>()?;
-    m.add_class::<tensor::PyNdArray>()?;
+    m.add_class::<classes::PyTensor>()?;
+    m.add_class::<classes::PyNdArray>()?;
     m.add("AxisError", errors::axis_error_type(m.py())?)?;
     functions::register(m)?;
     functional::register(m)?;

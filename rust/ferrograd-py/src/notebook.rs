@@ -91,14 +91,14 @@ macro_rules! html_methods {
             /// The HTML Jupyter shows: shape, dtype, grad state and a value preview.
             fn _repr_html_(&self, py: Python<'_>) -> PyResult<String> {
                 use $crate::array_methods::ArrayClass;
-                array_html(py, Self::CLASS_NAME, self.tensor(), $autodiff)
+                array_html(py, Self::CLASS_NAME, &self.tensor(), $autodiff)
             }
         }
     };
 }
 
-html_methods!(crate::tensor::PyTensor, true);
-html_methods!(crate::tensor::PyNdArray, false);
+html_methods!(crate::classes::PyTensor, true);
+html_methods!(crate::classes::PyNdArray, false);
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,5 @@
-//! The Python classes `Tensor` (with autodiff) and `NdArray` (without), both thin wrappers
-//! over a core `Tensor`; their shared methods come from `shared_array_methods!`.
+//! The methods of the Python classes `Tensor` (with autodiff) and `NdArray` (without), whose
+//! data live in `classes.rs`; their shared methods come from `shared_array_methods!`.
 
 use ferrograd::dynarray::{Arith, Bitwise, Compare};
 use ferrograd::Tensor;
@@ -8,44 +8,10 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 
 use crate::array_methods::{binary, compute, repr_body, ArrayClass, BinOp};
+use crate::classes::{PyNdArray, PyTensor};
 use crate::convert::{array_from_py, parse_dtype, Infer};
 use crate::errors::IntoPyResult;
 use crate::shared_array_methods;
-
-/// An n-d float array with reverse-mode autodiff.
-#[pyclass(name = "Tensor", module = "ferrograd", frozen, weakref)]
-pub struct PyTensor {
-    pub inner: Tensor,
-}
-
-/// An n-d float array without autodiff.
-#[pyclass(name = "NdArray", module = "ferrograd", frozen, weakref)]
-pub struct PyNdArray {
-    pub inner: Tensor,
-}
-
-impl ArrayClass for PyTensor {
-    const CLASS_NAME: &'static str = "Tensor";
-    fn tensor(&self) -> &Tensor {
-        &self.inner
-    }
-    fn wrap(t: Tensor) -> Self {
-        PyTensor { inner: t }
-    }
-}
-
-impl ArrayClass for PyNdArray {
-    const CLASS_NAME: &'static str = "NdArray";
-    fn tensor(&self) -> &Tensor {
-        &self.inner
-    }
-    fn wrap(t: Tensor) -> Self {
-        // An NdArray never takes part in a graph.
-        PyNdArray {
-            inner: if t.requires_grad() { t.detach() } else { t },
-        }
-    }
-}
 
 shared_array_methods!(PyTensor);
 shared_array_methods!(PyNdArray);
@@ -99,9 +65,7 @@ impl PyTensor {
     /// The accumulated gradient (an NdArray sharing memory with the tensor's grad), or None.
     #[getter]
     fn grad(&self) -> Option<PyNdArray> {
-        self.inner.grad().map(|g| PyNdArray {
-            inner: Tensor::from_storage(g, false),
-        })
+        self.inner.grad().map(PyNdArray::from_storage)
     }
 
     #[setter]
@@ -113,9 +77,7 @@ impl PyTensor {
     /// The values as an NdArray sharing this tensor's memory, outside the graph.
     #[getter]
     fn data(&self) -> PyNdArray {
-        PyNdArray {
-            inner: self.inner.detach(),
-        }
+        PyNdArray::of(&self.inner)
     }
 
     #[setter]
@@ -189,25 +151,21 @@ impl PyNdArray {
     #[pyo3(signature = (data, dtype=None))]
     fn py_new(data: &Bound<'_, PyAny>, dtype: Option<&Bound<'_, PyAny>>) -> PyResult<Self> {
         let dtype = parse_dtype(dtype)?;
-        Ok(PyNdArray {
-            inner: Tensor::new(array_from_py(data, dtype, Infer::Float)?, false),
-        })
+        Ok(PyNdArray::new(array_from_py(data, dtype, Infer::Float)?))
     }
 
     /// Pickling (and so `copy.deepcopy`): rebuilt from its values.
     fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
-        let t = &slf.get().inner;
-        let values = crate::convert::to_numpy(slf.py(), &t.array())?;
-        let args = (values, t.dtype().name()).into_pyobject(slf.py())?;
+        let a = slf.get().storage().read();
+        let values = crate::convert::to_numpy(slf.py(), &a)?;
+        let args = (values, a.dtype().name()).into_pyobject(slf.py())?;
         PyTuple::new(slf.py(), [slf.get_type().into_any(), args.into_any()])
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let body = repr_body(py, &self.inner.array(), "NdArray(")?;
-        Ok(format!(
-            "NdArray({body}{})",
-            dtype_suffix(self.inner.dtype())
-        ))
+        let a = self.storage().read();
+        let body = repr_body(py, &a, "NdArray(")?;
+        Ok(format!("NdArray({body}{})", dtype_suffix(a.dtype())))
     }
 }
 

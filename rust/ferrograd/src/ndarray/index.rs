@@ -56,6 +56,36 @@ impl IndexItem {
         let shape = vec![indices.len()];
         IndexItem::Array { indices, shape }
     }
+
+    /// The advanced index an array stands for: an int64 or int32 array picks positions on
+    /// one axis, a bool array is a mask (NumPy's rules). Any other dtype is a TypeError
+    /// naming it: the one rule for every integer-array index (`t[idx]`, `t[idx] = v`,
+    /// `Embedding`).
+    pub fn from_array(arr: &crate::DynArray) -> Result<Self> {
+        use crate::DynArray;
+        let shape = arr.shape().to_vec();
+        match arr {
+            DynArray::Bool(m) => Ok(IndexItem::Mask {
+                mask: m.data().to_vec(),
+                shape,
+            }),
+            DynArray::I64(_) | DynArray::I32(_) => Ok(IndexItem::Array {
+                // Saturating: an id past isize's range is out of bounds all the same.
+                indices: arr
+                    .to_i64_vec()
+                    .into_iter()
+                    .map(|i| {
+                        isize::try_from(i).unwrap_or(if i < 0 { isize::MIN } else { isize::MAX })
+                    })
+                    .collect(),
+                shape,
+            }),
+            other => Err(Error::Type(format!(
+                "tensors used as indices must be int64, int32 or bool, got {}; cast with .long()",
+                other.dtype()
+            ))),
+        }
+    }
 }
 
 /// The result of planning an index: the output `shape` and, for every output

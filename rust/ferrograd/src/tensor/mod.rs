@@ -7,12 +7,15 @@ mod creation;
 mod hooks;
 mod inplace;
 mod loss;
+mod loss_binary;
 mod ops_conv;
 mod ops_dtype;
 mod ops_elementwise;
+mod ops_embedding;
 mod ops_nn;
 mod ops_reduce;
 mod ops_shape;
+mod running_stats;
 mod storage;
 
 pub use autograd::{is_grad_enabled, set_grad_enabled, NoGradGuard};
@@ -20,6 +23,7 @@ pub use context::BackwardCtx;
 pub use hooks::{HookHandle, PostAccumulateGradHook};
 pub use inplace::{InplaceOp, Operand};
 pub use loss::{class_indices, Reduction};
+pub use running_stats::update_running_stats;
 pub use storage::{Storage, WriteGuard};
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
