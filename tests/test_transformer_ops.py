@@ -156,7 +156,9 @@ def test_shape_ops_refuse_bad_axes_and_sizes() -> None:
 )
 def test_expand_matches_numpy_broadcast_and_sums_gradients(shape, target) -> None:
     x = randn(*shape)
-    full = tuple(s if s != -1 else x.shape[i - (len(target) - len(shape))] for i, s in enumerate(target))
+    full = tuple(
+        s if s != -1 else x.shape[i - (len(target) - len(shape))] for i, s in enumerate(target)
+    )
     np.testing.assert_array_equal(t64(x).expand(*target).numpy(), np.broadcast_to(x, full))
     assert fg.gradcheck(lambda a: a.expand(*target), [x])
 
@@ -176,7 +178,7 @@ def test_split_matches_numpy_pieces(n, size, axis) -> None:
 
 def test_split_takes_section_sizes_and_checks_them() -> None:
     x = randn(2, 7)
-    a, b, c = t64(x).split([2, 4, 1], axis=1)
+    _, b, c = t64(x).split([2, 4, 1], axis=1)
     np.testing.assert_array_equal(b.numpy(), x[:, 2:6])
     assert c.shape == (2, 1)
     with pytest.raises(ValueError, match="add up"):

@@ -146,17 +146,22 @@ macro_rules! transformer_methods {
             /// Pieces of `size` positions along `axis` (the last smaller), or of the listed sizes.
             #[pyo3(signature = (size, axis=$crate::convert::Axis(0)), text_signature = "($self, size, axis=0)")]
             fn split<'py>(&self, py: Python<'py>, size: &Bound<'py, PyAny>, axis: $crate::convert::Axis) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
-                let parts = match $crate::transformer_ops::split_arg(size)? {
-                    Ok(s) => self.tensor().split(s, axis.0),
-                    Err(sizes) => self.tensor().split_sizes(&sizes, axis.0),
-                }.py()?;
+                let sizes = $crate::transformer_ops::split_arg(size)?;
+                let t = self.tensor();
+                let n = t.array().size();
+                let parts = compute(py, n, || match sizes {
+                    Ok(s) => t.split(s, axis.0),
+                    Err(sizes) => t.split_sizes(&sizes, axis.0),
+                }).py()?;
                 pyo3::types::PyTuple::new(py, parts.into_iter().map(Self::wrap))
             }
             /// `n` pieces along `axis` of ceil(len / n) positions each, the last smaller.
             #[pyo3(signature = (n, axis=$crate::convert::Axis(0)), text_signature = "($self, n, axis=0)")]
             fn chunk<'py>(&self, py: Python<'py>, n: &Bound<'py, PyAny>, axis: $crate::convert::Axis) -> PyResult<Bound<'py, pyo3::types::PyTuple>> {
                 let n = $crate::transformer_ops::count_arg(n, "chunk", "the number of chunks")?;
-                let parts = self.tensor().chunk(n, axis.0).py()?;
+                let t = self.tensor();
+                let size = t.array().size();
+                let parts = compute(py, size, || t.chunk(n, axis.0)).py()?;
                 pyo3::types::PyTuple::new(py, parts.into_iter().map(Self::wrap))
             }
             /// PyTorch's gather: picks along `axis` at the int64/int32 `index` (same rank).
@@ -264,7 +269,7 @@ fn triu(input: &Bound<'_, PyAny>, k: isize) -> PyResult<PyTensor> {
 
 /// One-hot rows (int64) of integer class indices; `num_classes=-1` infers max + 1.
 #[pyfunction]
-#[pyo3(signature = (input, num_classes=-1))]
+#[pyo3(signature = (input, num_classes=-1), text_signature = "(input, num_classes=-1)")]
 fn one_hot(input: &Bound<'_, PyAny>, num_classes: i64) -> PyResult<PyTensor> {
     let n = match num_classes {
         -1 => None,
