@@ -84,8 +84,12 @@ pub fn clamp_any(
 ) -> PyResult<Tensor> {
     let min = min.filter(|m| !m.is_none());
     let max = max.filter(|m| !m.is_none());
-    let tensor_bound =
-        |b: Option<&Bound<'_, PyAny>>| b.is_some_and(|b| scalar_of(b).ok().flatten().is_none() && ours(b).is_some_and(|t| t.array().size() != 1 || t.array().ndim() != 0));
+    let tensor_bound = |b: Option<&Bound<'_, PyAny>>| {
+        b.is_some_and(|b| {
+            scalar_of(b).ok().flatten().is_none()
+                && ours(b).is_some_and(|t| t.array().size() != 1 || t.array().ndim() != 0)
+        })
+    };
     if !tensor_bound(min) && !tensor_bound(max) {
         let lo = min.map(|m| scalar_arg(m, "clamp", "min")).transpose()?;
         let hi = max.map(|m| scalar_arg(m, "clamp", "max")).transpose()?;
@@ -280,7 +284,10 @@ fn one_hot(input: &Bound<'_, PyAny>, num_classes: i64) -> PyResult<PyTensor> {
         }
         n => Some(n as usize),
     };
-    tensor_arg(input, "one_hot: input")?.one_hot(n).py().map(wrap)
+    tensor_arg(input, "one_hot: input")?
+        .one_hot(n)
+        .py()
+        .map(wrap)
 }
 
 /// Samples `num_samples` category indices per row of the weights `input` (int64).

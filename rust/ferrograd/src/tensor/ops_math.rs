@@ -207,7 +207,11 @@ impl Tensor {
     pub fn rsqrt(&self) -> Result<Tensor> {
         let out = float_map(&self.array(), "rsqrt", Rsqrt)?;
         Ok(Tensor::from_op(out, "rsqrt", &[self], |g, ctx| {
-            Ok(vec![Some(g.zip("rsqrt", &*ctx.output()?, RsqrtBackward)?)])
+            Ok(vec![Some(g.zip(
+                "rsqrt",
+                &*ctx.output()?,
+                RsqrtBackward,
+            )?)])
         }))
     }
 
@@ -245,7 +249,9 @@ impl Tensor {
             let out = if x.ndim() == 0 {
                 x.clone()
             } else {
-                let m = x.reduce(ReduceOp::Max, Some(&axi), true)?.map(FiniteOrZero)?;
+                let m = x
+                    .reduce(ReduceOp::Max, Some(&axi), true)?
+                    .map(FiniteOrZero)?;
                 let s = x.zip("logsumexp", &m, Sub)?.map(Exp)?;
                 let s = s.reduce(ReduceOp::Sum, Some(&axi), true)?.map(Log)?;
                 let y = s.zip("logsumexp", &m, crate::dynarray::fns::Add)?;
@@ -270,7 +276,11 @@ impl Tensor {
             let nd = x.ndim();
             let ax = normalize_axis("cumsum", axis, nd.max(1))?;
             if nd == 0 {
-                (cumsum_any(&x.reshape(&[1])?, 0, false)?.into_shape(&[])?, ax, true)
+                (
+                    cumsum_any(&x.reshape(&[1])?, 0, false)?.into_shape(&[])?,
+                    ax,
+                    true,
+                )
             } else {
                 (cumsum_any(&x, ax, false)?, ax, false)
             }

@@ -163,7 +163,9 @@ impl Tensor {
         let exact = !self.dtype().promote(other.dtype()).is_float();
         if exact {
             // Integers and bools keep their dtype (and take no gradient).
-            let out = read_pair(self, other, |a, b| super::ops_math::pick_exact(a, b, largest))?;
+            let out = read_pair(self, other, |a, b| {
+                super::ops_math::pick_exact(a, b, largest)
+            })?;
             return Ok(Tensor::new(out, false));
         }
         let out = read_pair(self, other, |a, b| a.zip(name, b, Pick { largest }))?;

@@ -17,14 +17,23 @@ impl Tensor {
         }
         let n = checked_size(shape)?;
         let data = random::integers(n, low, high)?;
-        Ok(Tensor::new(DynArray::I64(NdArray::from_vec(data, shape)?), false))
+        Ok(Tensor::new(
+            DynArray::I64(NdArray::from_vec(data, shape)?),
+            false,
+        ))
     }
 
     /// A uniformly random permutation of `0..n`, int64.
     pub fn randperm(n: usize) -> Result<Tensor> {
         crate::ndarray::try_with_capacity::<i64>(n)?;
-        let p: Vec<i64> = random::permutation(n).into_iter().map(|i| i as i64).collect();
-        Ok(Tensor::new(DynArray::I64(NdArray::from_vec(p, &[n])?), false))
+        let p: Vec<i64> = random::permutation(n)
+            .into_iter()
+            .map(|i| i as i64)
+            .collect();
+        Ok(Tensor::new(
+            DynArray::I64(NdArray::from_vec(p, &[n])?),
+            false,
+        ))
     }
 
     /// `num_samples` category indices per row of the weights `self` (1-D `(k,)` or 2-D
@@ -55,7 +64,11 @@ impl Tensor {
         let mut out = crate::ndarray::try_with_capacity::<i64>(total_size)?;
         for r in 0..rows {
             let row = &w[r * k..(r + 1) * k];
-            if let Some((i, &bad)) = row.iter().enumerate().find(|(_, &v)| !(v >= 0.0 && v.is_finite())) {
+            if let Some((i, &bad)) = row
+                .iter()
+                .enumerate()
+                .find(|(_, &v)| !(v >= 0.0 && v.is_finite()))
+            {
                 return Err(Error::Value(format!(
                     "multinomial: weights must be finite and non-negative, got {bad} at \
                      position {i} of row {r}"
@@ -79,7 +92,10 @@ impl Tensor {
                 draw_without_replacement(row, num_samples, &mut out)?;
             }
         }
-        Ok(Tensor::new(DynArray::I64(NdArray::from_vec(out, &out_shape)?), false))
+        Ok(Tensor::new(
+            DynArray::I64(NdArray::from_vec(out, &out_shape)?),
+            false,
+        ))
     }
 }
 
@@ -124,15 +140,24 @@ mod tests {
     use crate::dtype::DType;
 
     fn weights(w: &[f64], shape: &[usize]) -> Tensor {
-        Tensor::new(DynArray::from_f64(w.to_vec(), shape, DType::F64).unwrap(), false)
+        Tensor::new(
+            DynArray::from_f64(w.to_vec(), shape, DType::F64).unwrap(),
+            false,
+        )
     }
 
     #[test]
     fn randint_stays_in_range_and_repeats_under_a_seed() {
         random::manual_seed(3);
-        let a = Tensor::randint(-2, 5, &[1000]).unwrap().array().to_i64_vec();
+        let a = Tensor::randint(-2, 5, &[1000])
+            .unwrap()
+            .array()
+            .to_i64_vec();
         random::manual_seed(3);
-        let b = Tensor::randint(-2, 5, &[1000]).unwrap().array().to_i64_vec();
+        let b = Tensor::randint(-2, 5, &[1000])
+            .unwrap()
+            .array()
+            .to_i64_vec();
         assert_eq!(a, b);
         assert!(a.iter().all(|&v| (-2..5).contains(&v)));
         assert!((-2..5).all(|v| a.contains(&v)));
@@ -170,7 +195,12 @@ mod tests {
 
     #[test]
     fn multinomial_refuses_bad_weights() {
-        for bad in [[1.0, -1.0], [f64::NAN, 1.0], [0.0, 0.0], [f64::INFINITY, 1.0]] {
+        for bad in [
+            [1.0, -1.0],
+            [f64::NAN, 1.0],
+            [0.0, 0.0],
+            [f64::INFINITY, 1.0],
+        ] {
             let e = weights(&bad, &[2]).multinomial(1, true).unwrap_err();
             assert!(matches!(e, Error::Value(_)), "{bad:?}: {e:?}");
         }

@@ -81,18 +81,19 @@ fn zero_where(op: &str, g: &DynArray, mask: &NdArray<bool>, when: bool) -> Resul
 }
 
 /// `cond ? a : b` elementwise under three-way broadcasting (a and b share one dtype).
-fn select<T: Elem>(
-    cond: &NdArray<bool>,
-    a: &NdArray<T>,
-    b: &NdArray<T>,
-) -> Result<NdArray<T>> {
+fn select<T: Elem>(cond: &NdArray<bool>, a: &NdArray<T>, b: &NdArray<T>) -> Result<NdArray<T>> {
     let shape = broadcast_shapes("where", a.shape(), b.shape())?;
     let shape = broadcast_shapes("where", cond.shape(), &shape)?;
     let n = crate::shape::checked_size(&shape)?;
     let (c, x, y) = (cond.data(), a.data(), b.data());
     let mut out = try_with_capacity(n)?;
     if cond.shape() == shape && a.shape() == shape && b.shape() == shape {
-        out.extend(c.iter().zip(x).zip(y).map(|((&k, &p), &q)| if k { p } else { q }));
+        out.extend(
+            c.iter()
+                .zip(x)
+                .zip(y)
+                .map(|((&k, &p), &q)| if k { p } else { q }),
+        );
         return NdArray::from_vec(out, &shape);
     }
     let (sc, sa, sb) = (
@@ -325,11 +326,16 @@ impl Tensor {
             }
             each_dtype!(&*x, a => fill_where("masked_fill", a, mm, true, v(value))?)
         };
-        Ok(Tensor::from_op(out, "masked_fill", &[self, mask], |g, ctx| {
-            let m = ctx.input(1)?;
-            let mm = bool_view("masked_fill", "the mask", &m)?;
-            Ok(vec![Some(zero_where("masked_fill", g, mm, true)?), None])
-        }))
+        Ok(Tensor::from_op(
+            out,
+            "masked_fill",
+            &[self, mask],
+            |g, ctx| {
+                let m = ctx.input(1)?;
+                let mm = bool_view("masked_fill", "the mask", &m)?;
+                Ok(vec![Some(zero_where("masked_fill", g, mm, true)?), None])
+            },
+        ))
     }
 
     /// The lower triangle of the last two axes: elements with `col - row > k` become 0.
@@ -357,14 +363,19 @@ impl Tensor {
             let ax = normalize_axis("gather", axis, x.ndim().max(1))?;
             let idx = index.array();
             if x.ndim() == 0 {
-                return Err(Error::Shape("gather: expected a tensor of at least 1 dimension".into()));
+                return Err(Error::Shape(
+                    "gather: expected a tensor of at least 1 dimension".into(),
+                ));
             }
             let offsets = gather_offsets(x.shape(), &idx, ax)?;
             (x.gather(&offsets, idx.shape()), offsets, x.shape().to_vec())
         };
-        Ok(Tensor::from_op(out, "gather", &[self, index], move |g, _| {
-            Ok(vec![Some(g.scatter_add(&shape, &offsets)?), None])
-        }))
+        Ok(Tensor::from_op(
+            out,
+            "gather",
+            &[self, index],
+            move |g, _| Ok(vec![Some(g.scatter_add(&shape, &offsets)?), None]),
+        ))
     }
 
     /// One-hot rows: int64 of shape `self.shape + (num_classes,)`; `num_classes = None`
@@ -404,7 +415,10 @@ impl Tensor {
         for (i, &c) in classes.iter().enumerate() {
             data[i * n + c as usize] = 1;
         }
-        Ok(Tensor::new(DynArray::I64(NdArray::from_vec(data, &shape)?), false))
+        Ok(Tensor::new(
+            DynArray::I64(NdArray::from_vec(data, &shape)?),
+            false,
+        ))
     }
 
     /// The `k` largest (or smallest) elements along `axis`, sorted (largest first when

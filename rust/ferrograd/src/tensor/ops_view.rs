@@ -55,7 +55,12 @@ fn unnarrow(g: &DynArray, shape: &[usize], axis: usize, start: usize) -> Result<
     Ok(match g {
         DynArray::F32(a) => DynArray::F32(typed(a, shape, axis, start)?),
         DynArray::F64(a) => DynArray::F64(typed(a, shape, axis, start)?),
-        other => return Err(crate::dtype::float_only_error("narrow backward", other.dtype())),
+        other => {
+            return Err(crate::dtype::float_only_error(
+                "narrow backward",
+                other.dtype(),
+            ))
+        }
     })
 }
 
@@ -214,7 +219,9 @@ impl Tensor {
     /// (fewer pieces when the axis is short, as in PyTorch).
     pub fn chunk(&self, chunks: usize, axis: isize) -> Result<Vec<Tensor>> {
         if chunks == 0 {
-            return Err(Error::Value("chunk: the number of chunks must be positive".into()));
+            return Err(Error::Value(
+                "chunk: the number of chunks must be positive".into(),
+            ));
         }
         let n = self.axis_len("chunk", axis)?;
         self.split(n.div_ceil(chunks).max(1), axis)

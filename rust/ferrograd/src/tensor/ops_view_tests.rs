@@ -4,7 +4,10 @@ use super::*;
 use crate::dtype::DType;
 
 fn f64t(v: &[f64], shape: &[usize], grad: bool) -> Tensor {
-    Tensor::new(DynArray::from_f64(v.to_vec(), shape, DType::F64).unwrap(), grad)
+    Tensor::new(
+        DynArray::from_f64(v.to_vec(), shape, DType::F64).unwrap(),
+        grad,
+    )
 }
 
 #[test]
@@ -40,8 +43,17 @@ fn split_and_chunk_cut_pieces_whose_gradients_fill_their_places() {
     assert_eq!(shapes, vec![vec![2, 2], vec![2, 2], vec![2, 1]]);
     assert_eq!(parts[1].array().to_f64_vec(), vec![2.0, 3.0, 7.0, 8.0]);
     let chunks = x.chunk(2, -1).unwrap();
-    assert_eq!(chunks.iter().map(Tensor::shape).collect::<Vec<_>>(), vec![vec![2, 3], vec![2, 2]]);
-    chunks[1].mul_scalar(2.0).unwrap().sum(None, false).unwrap().backward(None, false).unwrap();
+    assert_eq!(
+        chunks.iter().map(Tensor::shape).collect::<Vec<_>>(),
+        vec![vec![2, 3], vec![2, 2]]
+    );
+    chunks[1]
+        .mul_scalar(2.0)
+        .unwrap()
+        .sum(None, false)
+        .unwrap()
+        .backward(None, false)
+        .unwrap();
     assert_eq!(
         x.grad().unwrap().read().to_f64_vec(),
         vec![0.0, 0.0, 0.0, 2.0, 2.0, 0.0, 0.0, 0.0, 2.0, 2.0]
