@@ -26,7 +26,13 @@ def t64(a: np.ndarray, grad: bool = False) -> fg.Tensor:
 
 @pytest.mark.parametrize(
     ("cshape", "ashape", "bshape"),
-    [((3, 4), (3, 4), (3, 4)), ((3, 1), (4,), ()), ((1, 4), (2, 3, 1), (3, 4))],
+    [
+        ((3, 4), (3, 4), (3, 4)),
+        ((3, 1), (4,), ()),
+        ((1, 4), (2, 3, 1), (3, 4)),
+        ((4,), (2, 3, 4), ()),
+        ((1, 3, 4), (3, 4), (2, 1, 3, 4)),
+    ],
 )
 def test_where_matches_numpy_under_broadcasting(cshape, ashape, bshape) -> None:
     c, a, b = RNG.random(cshape) > 0.5, randn(*ashape), randn(*bshape)

@@ -56,10 +56,16 @@ fn fill_where<T: Elem>(
     }
     let mut out = x.data().to_vec();
     let m = mask.data();
-    if mask.shape() == shape {
-        for (o, &k) in out.iter_mut().zip(m) {
-            if k == when {
-                *o = value;
+    if repeats_whole(mask.shape(), shape) {
+        // The mask is the trailing block of the shape (a causal (T, T) mask over
+        // (B, H, T, T) scores): apply it block by block, no stride walk.
+        if !m.is_empty() {
+            for block in out.chunks_mut(m.len()) {
+                for (o, &k) in block.iter_mut().zip(m) {
+                    if k == when {
+                        *o = value;
+                    }
+                }
             }
         }
     } else {
@@ -73,6 +79,14 @@ fn fill_where<T: Elem>(
         });
     }
     NdArray::from_vec(out, shape)
+}
+
+/// Whether an array of `shape` broadcast to `target` repeats its data whole along the
+/// leading axes: its shape, leading 1s dropped, is the tail of `target`.
+fn repeats_whole(shape: &[usize], target: &[usize]) -> bool {
+    let lead = shape.iter().take_while(|&&d| d == 1).count();
+    let core = &shape[lead..];
+    core.len() <= target.len() && target[target.len() - core.len()..] == *core
 }
 
 /// `g` with zeros where `mask == when` (the backward of where/masked_fill).
@@ -94,6 +108,19 @@ fn select<T: Elem>(cond: &NdArray<bool>, a: &NdArray<T>, b: &NdArray<T>) -> Resu
                 .zip(y)
                 .map(|((&k, &p), &q)| if k { p } else { q }),
         );
+        return NdArray::from_vec(out, &shape);
+    }
+    let whole = |s: &[usize]| repeats_whole(s, &shape);
+    if whole(cond.shape()) && whole(a.shape()) && whole(b.shape()) {
+        // Each operand repeats whole along the leading axes (or is one element): walk them
+        // with wrapping counters instead of strides.
+        let (mut ic, mut ia, mut ib) = (0, 0, 0);
+        for _ in 0..n {
+            out.push(if c[ic] { x[ia] } else { y[ib] });
+            ic = if ic + 1 == c.len() { 0 } else { ic + 1 };
+            ia = if ia + 1 == x.len() { 0 } else { ia + 1 };
+            ib = if ib + 1 == y.len() { 0 } else { ib + 1 };
+        }
         return NdArray::from_vec(out, &shape);
     }
     let (sc, sa, sb) = (
