@@ -457,3 +457,27 @@ def test_multinomial_refuses_too_many_samples_without_replacement() -> None:
         fg.multinomial(fg.Tensor([1.0, 0.0, 1.0]), 3)
     with pytest.raises(TypeError, match="int64"):
         fg.multinomial(fg.tensor([1, 2]), 1)
+
+
+# ----------------------------------------------------------------------------- both classes
+
+
+def test_ndarray_has_the_same_methods_and_returns_ndarrays() -> None:
+    a = fg.NdArray(np.arange(12.0).reshape(3, 4))
+    assert isinstance(a.unsqueeze(0), fg.NdArray)
+    assert all(isinstance(p, fg.NdArray) for p in a.split(2, axis=1))
+    values, indices = a.topk(2)
+    assert isinstance(values, fg.NdArray) and indices.dtype == "int64"
+    np.testing.assert_array_equal(a.cumsum(1).numpy(), np.cumsum(np.arange(12.0).reshape(3, 4), 1))
+    np.testing.assert_array_equal(
+        a.masked_fill(a > 5, 0).numpy(), np.where(a.numpy() > 5, 0, a.numpy())
+    )
+
+
+def test_a_mask_written_in_place_after_the_forward_fails_backward_loudly() -> None:
+    x = fg.randn(2, 3, requires_grad=True)
+    m = x.detach() > 0
+    y = x.masked_fill(m, 0.0).sum()
+    m[0, 0] = ~m[0, 0]
+    with pytest.raises(RuntimeError, match="modified by an in-place operation"):
+        y.backward()
