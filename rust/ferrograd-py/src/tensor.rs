@@ -15,6 +15,8 @@ use crate::shared_array_methods;
 
 shared_array_methods!(PyTensor);
 shared_array_methods!(PyNdArray);
+crate::transformer_methods!(PyTensor);
+crate::transformer_methods!(PyNdArray);
 
 /// Reads a gradient or data argument given as Tensor, NdArray, NumPy array, list or number.
 fn array_arg(obj: &Bound<'_, PyAny>) -> PyResult<ferrograd::DynArray> {

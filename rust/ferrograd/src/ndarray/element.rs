@@ -144,7 +144,11 @@ impl<T: Copy> NdArray<T> {
     ) -> Result<NdArray<usize>> {
         let (outer, n, inner, shape) = match axis {
             None => {
-                let shape = if keepdims { vec![1; self.ndim()] } else { vec![] };
+                let shape = if keepdims {
+                    vec![1; self.ndim()]
+                } else {
+                    vec![]
+                };
                 (1, self.size(), 1, shape)
             }
             Some(ax) => (

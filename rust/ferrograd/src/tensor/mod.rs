@@ -12,9 +12,13 @@ mod ops_conv;
 mod ops_dtype;
 mod ops_elementwise;
 mod ops_embedding;
+mod ops_math;
 mod ops_nn;
+mod ops_random;
 mod ops_reduce;
+mod ops_select;
 mod ops_shape;
+mod ops_view;
 mod running_stats;
 mod storage;
 
