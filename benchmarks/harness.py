@@ -96,11 +96,16 @@ class LoadGate:
     CPU use in cores (``cpu_busy``), ``loadavg()`` the 1-minute load average; both are
     injectable for tests, as is the clock."""
 
-    def __init__(self, max_busy: float, max_wait: float, sample_s: float,
-                 wait_budget: float = math.inf,
-                 sampler: Callable[[float], float | None] = cpu_busy,
-                 loadavg: Callable[[], float] = lambda: os.getloadavg()[0],
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        max_busy: float,
+        max_wait: float,
+        sample_s: float,
+        wait_budget: float = math.inf,
+        sampler: Callable[[float], float | None] = cpu_busy,
+        loadavg: Callable[[], float] = lambda: os.getloadavg()[0],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.max_busy, self.max_wait, self.sample_s = max_busy, max_wait, sample_s
         self.budget = wait_budget
         self.sampler, self.loadavg, self.clock = sampler, loadavg, clock
@@ -131,8 +136,14 @@ class Settings:
     timeout: float
 
     def worker_flags(self) -> list[str]:
-        flags = ["--repeats", str(self.repeats), "--min-time", str(self.min_time),
-                 "--warmup-time", str(self.warmup_time)]
+        flags = [
+            "--repeats",
+            str(self.repeats),
+            "--min-time",
+            str(self.min_time),
+            "--warmup-time",
+            str(self.warmup_time),
+        ]
         return flags + (["--quick"] if self.quick else [])
 
 
@@ -150,9 +161,16 @@ class Run:
     error: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"workload": self.workload, "impl": self.impl, "threads": self.threads,
-                "round": self.round, "load": self.load.as_dict(), "seconds": self.seconds,
-                "result": self.result, "error": self.error}
+        return {
+            "workload": self.workload,
+            "impl": self.impl,
+            "threads": self.threads,
+            "round": self.round,
+            "load": self.load.as_dict(),
+            "seconds": self.seconds,
+            "result": self.result,
+            "error": self.error,
+        }
 
 
 def worker_env(threads: int) -> dict[str, str]:
@@ -163,14 +181,28 @@ def worker_env(threads: int) -> dict[str, str]:
     return env
 
 
-def run_worker(workload: str, impl: str, threads: int, settings: Settings) -> tuple[
-        dict[str, Any] | None, str]:
+def run_worker(
+    workload: str, impl: str, threads: int, settings: Settings
+) -> tuple[dict[str, Any] | None, str]:
     """Runs one worker process; returns (its JSON result, "") or (None, what went wrong)."""
-    cmd = [sys.executable, str(WORKER), workload, impl, "--threads", str(threads),
-           *settings.worker_flags()]
+    cmd = [
+        sys.executable,
+        str(WORKER),
+        workload,
+        impl,
+        "--threads",
+        str(threads),
+        *settings.worker_flags(),
+    ]
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=settings.timeout,
-                              env=worker_env(threads), check=False)
+        done = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=settings.timeout,
+            env=worker_env(threads),
+            check=False,
+        )
     except subprocess.TimeoutExpired:
         return None, f"timed out after {settings.timeout:.0f} s"
     lines = [ln for ln in done.stdout.splitlines() if ln.startswith("{")]
@@ -190,10 +222,15 @@ def resolve_threads(threads: Iterable[int], cores: int) -> list[int]:
     return out
 
 
-def run_group(workload: str, impls: Sequence[str], threads: int, settings: Settings,
-              gate: LoadGate, log: Callable[[str], None] = print,
-              runner: Callable[..., tuple[dict[str, Any] | None, str]] = run_worker,
-              ) -> list[Run]:
+def run_group(
+    workload: str,
+    impls: Sequence[str],
+    threads: int,
+    settings: Settings,
+    gate: LoadGate,
+    log: Callable[[str], None] = print,
+    runner: Callable[..., tuple[dict[str, Any] | None, str]] = run_worker,
+) -> list[Run]:
     """``settings.rounds`` rounds of one worker per library, alternating A B A B …
 
     A library whose worker fails is left out of the remaining rounds."""
@@ -206,15 +243,16 @@ def run_group(workload: str, impls: Sequence[str], threads: int, settings: Setti
             load = gate.check()
             t0 = time.perf_counter()
             result, error = runner(workload, impl, threads, settings)
-            run = Run(workload, impl, threads, r, load, time.perf_counter() - t0, result,
-                      error)
+            run = Run(workload, impl, threads, r, load, time.perf_counter() - t0, result, error)
             runs.append(run)
             busy = "?" if load.busy is None else f"{load.busy:.2f}"
             waited = f", waited {load.waited:.0f} s" if load.waited >= 1 else ""
             status = "ok" if not error else "FAILED"
-            log(f"# {workload} {threads} thr round {r + 1}/{settings.rounds}: {impl:<9} "
+            log(
+                f"# {workload} {threads} thr round {r + 1}/{settings.rounds}: {impl:<9} "
                 f"{run.seconds:5.1f} s {status} (load {load.load1:.2f}, others {busy} "
-                f"cores{waited})")
+                f"cores{waited})"
+            )
             if error:
                 log("#   " + error.replace("\n", "\n#   "))
                 failed.add(impl)
@@ -258,9 +296,15 @@ class Figure:
     def as_dict(self) -> dict[str, Any]:
         lo, hi = self.spread
         row: dict[str, Any] = {
-            "workload": self.label, "size": self.size, "threads": self.threads,
-            "impl": self.impl, "value": _round(self.value), "unit": self.unit,
-            "min": _round(lo), "max": _round(hi), "rounds": len(self.rounds),
+            "workload": self.label,
+            "size": self.size,
+            "threads": self.threads,
+            "impl": self.impl,
+            "value": _round(self.value),
+            "unit": self.unit,
+            "min": _round(lo),
+            "max": _round(hi),
+            "rounds": len(self.rounds),
             "better": self.better,
         }
         for peer, (ratio, rlo, rhi) in self.ratios.items():
@@ -291,9 +335,16 @@ def figures_from_runs(runs: Sequence[Run]) -> list[Figure]:
             k = (run.workload, case["label"], case["size"], run.threads, run.impl)
             fig = figures.get(k)
             if fig is None:
-                fig = figures[k] = Figure(run.workload, case["label"], case["size"],
-                                          run.threads, run.impl, case["unit"], [],
-                                          case.get("note", ""))
+                fig = figures[k] = Figure(
+                    run.workload,
+                    case["label"],
+                    case["size"],
+                    run.threads,
+                    run.impl,
+                    case["unit"],
+                    [],
+                    case.get("note", ""),
+                )
             fig.rounds.append(statistics.median(case["values"]))
             fig.loads.append(run.load)
     out = list(figures.values())
@@ -316,8 +367,7 @@ def add_ratios(figures: Sequence[Figure]) -> None:
                 continue
             paired = [a / b for a, b in zip(fg_fig.rounds, peer.rounds) if b != 0]
             ratio = fg_fig.value / peer.value
-            fg_fig.ratios[impl] = (ratio, min(paired, default=ratio),
-                                   max(paired, default=ratio))
+            fg_fig.ratios[impl] = (ratio, min(paired, default=ratio), max(paired, default=ratio))
 
 
 def peer_order(impls: Iterable[str]) -> list[str]:

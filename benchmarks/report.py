@@ -54,11 +54,20 @@ def machine() -> str:
 def git_commit() -> str:
     """The source tree's commit (short hash and subject), and whether it has local changes."""
     try:
-        head = subprocess.run(["git", "log", "-1", "--format=%h %s"], cwd=REPO,
-                              capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=REPO, capture_output=True, text=True,
-                               check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "log", "-1", "--format=%h %s"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return head + (" (with uncommitted changes)" if dirty else "")
@@ -71,9 +80,11 @@ def numpy_blas() -> str:
     try:
         from threadpoolctl import threadpool_info
 
-        blas = [f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})"
-                for i in threadpool_info()
-                if i.get("user_api") == "blas" and "numpy" in i.get("filepath", "")]
+        blas = [
+            f"{i.get('internal_api')} {i.get('version')} ({i.get('architecture')})"
+            for i in threadpool_info()
+            if i.get("user_api") == "blas" and "numpy" in i.get("filepath", "")
+        ]
         if blas:
             return "; ".join(blas)
     except ImportError:
@@ -117,8 +128,10 @@ def command_line(argv: Sequence[str] | None = None) -> str:
     script = os.path.relpath(argv[0]) if argv else "benchmarks/run_all.py"
     prefix = ""
     if os.environ.get("PYTHONPATH"):
-        paths = [os.path.relpath(p) if os.path.isabs(p) else p
-                 for p in os.environ["PYTHONPATH"].split(os.pathsep)]
+        paths = [
+            os.path.relpath(p) if os.path.isabs(p) else p
+            for p in os.environ["PYTHONPATH"].split(os.pathsep)
+        ]
         prefix = f"PYTHONPATH={os.pathsep.join(paths)} "
     return prefix + shlex.join(["python", script, *argv[1:]])
 
@@ -147,17 +160,29 @@ def fmt_ratio_range(ratio: tuple[float, float, float]) -> str:
     return f"{fmt_ratio(r)} ({fmt_ratio(lo)}–{fmt_ratio(hi)})"
 
 
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]],
-                   numeric: set[int]) -> list[str]:
+def markdown_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[int]
+) -> list[str]:
     """A Markdown table, padded so it reads as text too; ``numeric`` columns align right."""
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(header)]
 
     def line(cells: Sequence[str]) -> str:
-        return "| " + " | ".join(c.rjust(w) if i in numeric else c.ljust(w)
-                                 for i, (c, w) in enumerate(zip(cells, widths))) + " |"
+        return (
+            "| "
+            + " | ".join(
+                c.rjust(w) if i in numeric else c.ljust(w)
+                for i, (c, w) in enumerate(zip(cells, widths))
+            )
+            + " |"
+        )
 
-    rule = "|" + "|".join(("-" * (w + 1) + ":") if i in numeric else ("-" * (w + 2))
-                          for i, w in enumerate(widths)) + "|"
+    rule = (
+        "|"
+        + "|".join(
+            ("-" * (w + 1) + ":") if i in numeric else ("-" * (w + 2)) for i, w in enumerate(widths)
+        )
+        + "|"
+    )
     return [line(header), rule, *(line(r) for r in rows)]
 
 
@@ -173,8 +198,15 @@ def figures_table(figures: Sequence[Figure]) -> list[str]:
     rows = []
     for f in sort_figures(figures):
         lo, hi = f.spread
-        row = [f.label, f.size, str(f.threads), f.impl, fmt(f.value), f"{fmt(lo)}–{fmt(hi)}",
-               f.unit]
+        row = [
+            f.label,
+            f.size,
+            str(f.threads),
+            f.impl,
+            fmt(f.value),
+            f"{fmt(lo)}–{fmt(hi)}",
+            f.unit,
+        ]
         row += [fmt_ratio_range(f.ratios[p]) if p in f.ratios else "" for p in peers]
         rows.append(row + [f.note])
     return markdown_table(header, rows, {4, 5, *range(7, 7 + len(peers))})
@@ -197,11 +229,26 @@ def load_table(runs: Sequence[Run]) -> list[str]:
     rows = []
     for (workload, threads), group in groups.items():
         loads = [r.load for r in group]
-        rows.append([workload, str(threads), str(len(group)), _range(c.load1 for c in loads),
-                     _busy(loads), f"{sum(c.waited for c in loads):.0f} s",
-                     f"{sum(r.seconds for r in group):.0f} s"])
-    header = ["workload", "thr", "processes", "load avg (1 min) before", "others' CPU before "
-              "(cores, median / max)", "waited", "ran"]
+        rows.append(
+            [
+                workload,
+                str(threads),
+                str(len(group)),
+                _range(c.load1 for c in loads),
+                _busy(loads),
+                f"{sum(c.waited for c in loads):.0f} s",
+                f"{sum(r.seconds for r in group):.0f} s",
+            ]
+        )
+    header = [
+        "workload",
+        "thr",
+        "processes",
+        "load avg (1 min) before",
+        "others' CPU before (cores, median / max)",
+        "waited",
+        "ran",
+    ]
     return markdown_table(header, rows, {2, 5, 6})
 
 
@@ -220,11 +267,20 @@ def _busy(loads: Sequence[LoadCheck]) -> str:
 # ----- the targets -----------------------------------------------------------------------
 
 
-def _find(figs: Sequence[Figure], label: str, impl: str, threads: int | None = None,
-          size: str | None = None) -> Figure | None:
+def _find(
+    figs: Sequence[Figure],
+    label: str,
+    impl: str,
+    threads: int | None = None,
+    size: str | None = None,
+) -> Figure | None:
     for f in figs:
-        if (f.label == label and f.impl == impl and (threads is None or f.threads == threads)
-                and (size is None or f.size == size)):
+        if (
+            f.label == label
+            and f.impl == impl
+            and (threads is None or f.threads == threads)
+            and (size is None or f.size == size)
+        ):
             return f
     return None
 
@@ -232,12 +288,18 @@ def _find(figs: Sequence[Figure], label: str, impl: str, threads: int | None = N
 Ratio = tuple[float, float, float]  # median ratio, per-round min, per-round max
 
 
-def vs_best(figs: Sequence[Figure], label: str, peers: Sequence[str],
-            threads: int | None = None, size: str | None = None) -> tuple[Ratio | None, str]:
+def vs_best(
+    figs: Sequence[Figure],
+    label: str,
+    peers: Sequence[str],
+    threads: int | None = None,
+    size: str | None = None,
+) -> tuple[Ratio | None, str]:
     """ferrograd / the best of ``peers`` (largest throughput or smallest time or memory)."""
     fg_fig = _find(figs, label, FERROGRAD, threads, size)
-    found = [p for p in (_find(figs, label, name, threads, size) for name in peers)
-             if p is not None]
+    found = [
+        p for p in (_find(figs, label, name, threads, size) for name in peers) if p is not None
+    ]
     if fg_fig is None or not found:
         return None, "not measured in this run"
     pick = max if fg_fig.better == "higher" else min
@@ -256,16 +318,20 @@ def target_rows(figs: Sequence[Figure]) -> list[TargetRow]:
     cores = max(f.threads for f in figs) if figs else cpu_count()
     rows: list[TargetRow] = []
 
-    def check(name: str, target: str, found: tuple[Ratio | None, str],
-              ok: Callable[[Ratio], bool]) -> None:
+    def check(
+        name: str, target: str, found: tuple[Ratio | None, str], ok: Callable[[Ratio], bool]
+    ) -> None:
         ratio, detail = found
         verdict = "n/a" if ratio is None else ("PASS" if ok(ratio) else "MISS")
         rows.append((name, target, ratio, verdict, detail))
 
     for t in (1, 2):
-        check(f"matmul f32 1024², {t} thread{'s' * (t > 1)}", "≥ 1.0 × best of NumPy, PyTorch",
-              vs_best(figs, "matmul f32", ("numpy", "torch"), t, "1024"),
-              lambda r: r[0] >= 1.0)
+        check(
+            f"matmul f32 1024², {t} thread{'s' * (t > 1)}",
+            "≥ 1.0 × best of NumPy, PyTorch",
+            vs_best(figs, "matmul f32", ("numpy", "torch"), t, "1024"),
+            lambda r: r[0] >= 1.0,
+        )
 
     acc_fg = _find(figs, "digits MLP test accuracy", FERROGRAD)
     acc_torch = _find(figs, "digits MLP test accuracy", "torch")
@@ -273,65 +339,126 @@ def target_rows(figs: Sequence[Figure]) -> list[TargetRow]:
     ratio, detail = vs_best(figs, "digits MLP train (Adam)", ("torch",), 1)
     if acc_fg is not None and acc_torch is not None:
         detail += f"; test accuracy {acc_fg.value:.1f}% vs {acc_torch.value:.1f}%"
-    check("digits MLP, 1 thread", "≥ 6 × PyTorch's steps/s, accuracy within 1 point",
-          (ratio, detail), lambda r: r[0] >= 6.0 and same_acc)
-    check("digits MLP, 1 thread", "≥ 2 × the hand-written NumPy trainer",
-          vs_best(figs, "digits MLP train (Adam)", ("numpy",), 1), lambda r: r[0] >= 2.0)
-    check("large MLP, 2 threads", "≥ 1.25 × PyTorch's steps/s in every round",
-          vs_best(figs, "large MLP train (SGD momentum)", ("torch",), 2),
-          lambda r: r[1] >= 1.25)
-    check("large MLP peak RSS", "≤ 0.3 × PyTorch's",
-          vs_best(figs, "large MLP train (SGD momentum) peak RSS", ("torch",), 2),
-          lambda r: r[0] <= 0.3)
+    check(
+        "digits MLP, 1 thread",
+        "≥ 6 × PyTorch's steps/s, accuracy within 1 point",
+        (ratio, detail),
+        lambda r: r[0] >= 6.0 and same_acc,
+    )
+    check(
+        "digits MLP, 1 thread",
+        "≥ 2 × the hand-written NumPy trainer",
+        vs_best(figs, "digits MLP train (Adam)", ("numpy",), 1),
+        lambda r: r[0] >= 2.0,
+    )
+    check(
+        "large MLP, 2 threads",
+        "≥ 1.25 × PyTorch's steps/s in every round",
+        vs_best(figs, "large MLP train (SGD momentum)", ("torch",), 2),
+        lambda r: r[1] >= 1.25,
+    )
+    check(
+        "large MLP peak RSS",
+        "≤ 0.3 × PyTorch's",
+        vs_best(figs, "large MLP train (SGD momentum) peak RSS", ("torch",), 2),
+        lambda r: r[0] <= 0.3,
+    )
     for t in (1, 2):
-        check(f"digits CNN, {t} thread{'s' * (t > 1)}", "≥ 1.5 × PyTorch's steps/s",
-              vs_best(figs, "digits CNN train (AdamW)", ("torch",), t),
-              lambda r: r[0] >= 1.5)
+        check(
+            f"digits CNN, {t} thread{'s' * (t > 1)}",
+            "≥ 1.5 × PyTorch's steps/s",
+            vs_best(figs, "digits CNN train (AdamW)", ("torch",), t),
+            lambda r: r[0] >= 1.5,
+        )
     cnn1 = _find(figs, "digits CNN train (AdamW)", FERROGRAD, 1)
     cnn2 = _find(figs, "digits CNN train (AdamW)", FERROGRAD, 2)
     if cnn1 is not None and cnn2 is not None:
         paired = [a / b for a, b in zip(cnn2.rounds, cnn1.rounds)]
         found: tuple[Ratio | None, str] = (
             (cnn2.value / cnn1.value, min(paired), max(paired)),
-            f"{fmt(cnn2.value)} vs {fmt(cnn1.value)} steps/s")
+            f"{fmt(cnn2.value)} vs {fmt(cnn1.value)} steps/s",
+        )
     else:
         found = (None, "not measured in this run")
-    check("digits CNN, ferrograd 2 threads / 1 thread", "≥ 1.0 (2 threads never slower)",
-          found, lambda r: r[0] >= 1.0)
-    check("Value build+backward, gc on", "≥ 30 × micrograd's ops/s",
-          vs_best(figs, "value graph build+backward", ("micrograd",)), lambda r: r[0] >= 30)
-    check("tiny fwd+bwd (a*b+c).relu().sum()", "≤ 0.25 × PyTorch's time",
-          vs_best(figs, "tiny fwd+bwd", ("torch",)), lambda r: r[0] <= 0.25)
-    check("tiny add, shape (4,)", "≤ 0.5 × PyTorch's time",
-          vs_best(figs, "tiny add", ("torch",)), lambda r: r[0] <= 0.5)
+    check(
+        "digits CNN, ferrograd 2 threads / 1 thread",
+        "≥ 1.0 (2 threads never slower)",
+        found,
+        lambda r: r[0] >= 1.0,
+    )
+    check(
+        "Value build+backward, gc on",
+        "≥ 30 × micrograd's ops/s",
+        vs_best(figs, "value graph build+backward", ("micrograd",)),
+        lambda r: r[0] >= 30,
+    )
+    check(
+        "tiny fwd+bwd (a*b+c).relu().sum()",
+        "≤ 0.25 × PyTorch's time",
+        vs_best(figs, "tiny fwd+bwd", ("torch",)),
+        lambda r: r[0] <= 0.25,
+    )
+    check(
+        "tiny add, shape (4,)",
+        "≤ 0.5 × PyTorch's time",
+        vs_best(figs, "tiny add", ("torch",)),
+        lambda r: r[0] <= 0.5,
+    )
     # carried over from the first speed issue
     for op in ("add", "mul", "exp", "relu"):
-        check(f"elementwise {op} 16M, {cores} threads", "≥ 1.0 × best of NumPy, PyTorch",
-              vs_best(figs, f"elementwise {op}", ("numpy", "torch"), size="16M"),
-              lambda r: r[0] >= 1.0)
-    for name in ("numpy in: fg.from_numpy(a)", "numpy in: fg.Tensor(a)",
-                 "numpy out: np.asarray(t)", "numpy out: t.numpy()"):
-        check(name, "≥ 0.7 × np.copy's GB/s (100 MB)", vs_best(figs, name, ("numpy",)),
-              lambda r: r[0] >= 0.7)
+        check(
+            f"elementwise {op} 16M, {cores} threads",
+            "≥ 1.0 × best of NumPy, PyTorch",
+            vs_best(figs, f"elementwise {op}", ("numpy", "torch"), size="16M"),
+            lambda r: r[0] >= 1.0,
+        )
+    for name in (
+        "numpy in: fg.from_numpy(a)",
+        "numpy in: fg.Tensor(a)",
+        "numpy out: np.asarray(t)",
+        "numpy out: t.numpy()",
+    ):
+        check(
+            name,
+            "≥ 0.7 × np.copy's GB/s (100 MB)",
+            vs_best(figs, name, ("numpy",)),
+            lambda r: r[0] >= 0.7,
+        )
     ratio, detail = vs_best(figs, "Rust MLP 4-16-16-1 step (criterion)", ("NdArray<Value>",))
     inverted = None if ratio is None else (1 / ratio[0], 1 / ratio[2], 1 / ratio[1])
-    check("Tensor vs NdArray<Value> MLP step", "≥ 100 × faster", (inverted, detail),
-          lambda r: r[0] >= 100)
+    check(
+        "Tensor vs NdArray<Value> MLP step",
+        "≥ 100 × faster",
+        (inverted, detail),
+        lambda r: r[0] >= 100,
+    )
     return rows
 
 
 def targets_table(figs: Sequence[Figure]) -> list[str]:
-    rows = [[name, target, "–" if r is None else fmt_ratio_range(r), verdict, detail]
-            for name, target, r, verdict, detail in target_rows(figs)]
-    return markdown_table(["workload", "target", "ratio (per-round min–max)", "verdict",
-                           "figures (medians)"], rows, {2})
+    rows = [
+        [name, target, "–" if r is None else fmt_ratio_range(r), verdict, detail]
+        for name, target, r, verdict, detail in target_rows(figs)
+    ]
+    return markdown_table(
+        ["workload", "target", "ratio (per-round min–max)", "verdict", "figures (medians)"],
+        rows,
+        {2},
+    )
 
 
 # ----- the document ----------------------------------------------------------------------
 
 
-def document(figures: Sequence[Figure], runs: Sequence[Run], *, command: str,
-             settings_line: str, load_line: str, quick: bool) -> str:
+def document(
+    figures: Sequence[Figure],
+    runs: Sequence[Run],
+    *,
+    command: str,
+    settings_line: str,
+    load_line: str,
+    quick: bool,
+) -> str:
     """The whole report: what ran where, the targets, every figure and the load."""
     lines = [
         f"- command: `{command}`",
@@ -345,13 +472,26 @@ def document(figures: Sequence[Figure], runs: Sequence[Run], *, command: str,
         "",
         *targets_table(figures),
         "",
-        "Ratios are ferrograd / peer in the figure's unit (for times and memory below 1 "
-        "means ferrograd is better; for the Rust row, how many times faster `Tensor` is), "
-        "from the medians, with the range of the per-round ratios in brackets.",
+        (
+            "Ratios are ferrograd / peer in the figure's unit (for times and memory below 1 "
+            "means ferrograd is better; for the Rust row, how many times faster `Tensor` is), "
+            "from the medians, with the range of the per-round ratios in brackets."
+        ),
     ]
     if quick:
-        lines += ["", "This was a --quick run (tiny sizes): its verdicts say nothing about "
-                  "the targets."]
-    lines += ["", "### All figures", "", *figures_table(figures), "",
-              "### Load before each process", "", *load_table(runs), ""]
+        lines += [
+            "",
+            ("This was a --quick run (tiny sizes): its verdicts say nothing about the targets."),
+        ]
+    lines += [
+        "",
+        "### All figures",
+        "",
+        *figures_table(figures),
+        "",
+        "### Load before each process",
+        "",
+        *load_table(runs),
+        "",
+    ]
     return "\n".join(lines)

@@ -38,8 +38,14 @@ import time
 from importlib import metadata
 from typing import Any
 
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-               "RAYON_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "RAYON_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 OPENBLAS_OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 # Libraries whose distribution name differs from the module's first part.
 DISTRIBUTIONS = {"micrograd.engine": "micrograd"}
@@ -87,8 +93,10 @@ def blas_threads() -> dict[str, Any]:
         from threadpoolctl import threadpool_info
     except ImportError:
         return {}
-    return {f"{i.get('internal_api')} ({os.path.basename(i.get('filepath', ''))})":
-            i.get("num_threads") for i in threadpool_info()}
+    return {
+        f"{i.get('internal_api')} ({os.path.basename(i.get('filepath', ''))})": i.get("num_threads")
+        for i in threadpool_info()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,10 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("impl")
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--repeats", type=int, default=3, help="samples in this process")
-    parser.add_argument("--min-time", type=float, default=0.1,
-                        help="seconds per sample of a kernel")
-    parser.add_argument("--warmup-time", type=float, default=0.5,
-                        help="seconds each function runs before it is timed")
+    parser.add_argument(
+        "--min-time", type=float, default=0.1, help="seconds per sample of a kernel"
+    )
+    parser.add_argument(
+        "--warmup-time",
+        type=float,
+        default=0.5,
+        help="seconds each function runs before it is timed",
+    )
     parser.add_argument("--quick", action="store_true", help="tiny sizes")
     args = parser.parse_args(argv)
     if args.threads < 1:
@@ -122,19 +135,31 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown workload {args.workload!r}: one of {sorted(registry)}")
     workload = registry[args.workload]
     if args.impl not in workload.impls:
-        parser.error(f"workload {args.workload!r} has no {args.impl} implementation "
-                     f"(it has {sorted(workload.impls)})")
+        parser.error(
+            f"workload {args.workload!r} has no {args.impl} implementation "
+            f"(it has {sorted(workload.impls)})"
+        )
 
-    ctx = workloads.Context(quick=args.quick, repeats=args.repeats, min_time=args.min_time,
-                            warmup_time=args.warmup_time, threads=args.threads)
+    ctx = workloads.Context(
+        quick=args.quick,
+        repeats=args.repeats,
+        min_time=args.min_time,
+        warmup_time=args.warmup_time,
+        threads=args.threads,
+    )
     workload.impls[args.impl](ctx)
     peak = peak_rss_mib()
     if workload.training:
         timed = next((c for c in ctx.cases if c.unit == "steps/s"), None)
         if timed is None:
             raise RuntimeError(f"training workload {args.workload!r} timed no steps/s figure")
-        ctx.record(f"{timed.label} peak RSS", timed.size, "MiB", [peak],
-                   note=f"{rss_after_import:.0f} MiB after imports")
+        ctx.record(
+            f"{timed.label} peak RSS",
+            timed.size,
+            "MiB",
+            [peak],
+            note=f"{rss_after_import:.0f} MiB after imports",
+        )
     result = {
         "workload": args.workload,
         "impl": args.impl,

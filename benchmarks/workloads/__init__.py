@@ -63,8 +63,13 @@ class Case:
     note: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        return {"label": self.label, "size": self.size, "unit": self.unit,
-                "values": self.values, "note": self.note}
+        return {
+            "label": self.label,
+            "size": self.size,
+            "unit": self.unit,
+            "values": self.values,
+            "note": self.note,
+        }
 
 
 @dataclass
@@ -97,17 +102,21 @@ class Context:
 
         Throughput units: each value is ``work / seconds per call`` (``work`` = FLOPs / 1e9
         for GFLOP/s). Time units: ``seconds per call * scale`` (``scale`` = 1e6 for µs)."""
-        seconds = timing.sample(fn, repeats=repeats or self.repeats,
-                                min_time=self.min_time if min_time is None else min_time,
-                                warmup_time=self.warmup_time, keep_gc=keep_gc, number=number)
+        seconds = timing.sample(
+            fn,
+            repeats=repeats or self.repeats,
+            min_time=self.min_time if min_time is None else min_time,
+            warmup_time=self.warmup_time,
+            keep_gc=keep_gc,
+            number=number,
+        )
         if unit in THROUGHPUT_UNITS:
             values = [work / s for s in seconds]
         else:
             values = [s * scale for s in seconds]
         return self.record(label, size, unit, values, note)
 
-    def record(self, label: str, size: str, unit: str, values: list[float],
-               note: str = "") -> Case:
+    def record(self, label: str, size: str, unit: str, values: list[float], note: str = "") -> Case:
         """Records a figure measured another way (an accuracy, a memory size)."""
         case = Case(label, size, unit, [float(v) for v in values], note)
         self.cases.append(case)
@@ -126,8 +135,9 @@ class Workload:
 WORKLOADS: dict[str, Workload] = {}
 
 
-def declare(name: str, title: str, *, threads: tuple[int, ...] = (ALL_CORES,),
-            training: bool = False) -> Workload:
+def declare(
+    name: str, title: str, *, threads: tuple[int, ...] = (ALL_CORES,), training: bool = False
+) -> Workload:
     """Declares a workload; ``threads`` lists the thread counts it runs at (``ALL_CORES``
     for every core); ``training`` adds the worker's peak RSS to its figures."""
     if name in WORKLOADS:
@@ -136,8 +146,9 @@ def declare(name: str, title: str, *, threads: tuple[int, ...] = (ALL_CORES,),
     return WORKLOADS[name]
 
 
-def implementation(workload: str, impl: str) -> Callable[[Callable[[Context], None]],
-                                                          Callable[[Context], None]]:
+def implementation(
+    workload: str, impl: str
+) -> Callable[[Callable[[Context], None]], Callable[[Context], None]]:
     """Registers the decorated function as ``impl``'s way of measuring ``workload``."""
     if impl not in LIBRARIES:
         raise ValueError(f"unknown implementation {impl!r}: one of {sorted(LIBRARIES)}")

@@ -31,8 +31,9 @@ CNN_EPOCHS, QUICK_CNN_EPOCHS = 8, 2
 QUICK_CNN_TRAIN = 4 * CNN_BATCH
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "train_digits.py"
 
-declare("digits_cnn", "digits CNN training (the demo's SmallCNN, AdamW)", threads=(1, 2),
-        training=True)
+declare(
+    "digits_cnn", "digits CNN training (the demo's SmallCNN, AdamW)", threads=(1, 2), training=True
+)
 
 
 def demo_small_cnn() -> Any:
@@ -79,8 +80,15 @@ class Trainer:
     ``to_target`` turns the int64 label batch into what the library's cross-entropy takes
     (ferrograd takes the NumPy array itself)."""
 
-    def __init__(self, lib: Any, model: Any, optimizer: Any, to_tensor: Any, to_target: Any,
-                 cross_entropy: Any) -> None:
+    def __init__(
+        self,
+        lib: Any,
+        model: Any,
+        optimizer: Any,
+        to_tensor: Any,
+        to_target: Any,
+        cross_entropy: Any,
+    ) -> None:
         self.lib, self.model, self.opt = lib, model, optimizer
         self.to_tensor, self.to_target = to_tensor, to_target
         self.cross_entropy = cross_entropy
@@ -108,10 +116,15 @@ def _cnn(ctx: Context, make_trainer: Any) -> None:
         Xtr, ytr = Xtr[:QUICK_CNN_TRAIN], ytr[:QUICK_CNN_TRAIN]
     epochs = QUICK_CNN_EPOCHS if ctx.quick else CNN_EPOCHS
     size = f"SmallCNN, batch {CNN_BATCH}, {epochs} epochs of {len(Xtr) // CNN_BATCH}"
-    trainer = train_epochs(ctx, "digits CNN train (AdamW)", size, make_trainer, Xtr, ytr,
-                           CNN_BATCH, epochs)
-    ctx.record("digits CNN test accuracy", size, "acc %",
-               [100 * float(np.mean(trainer.predict(Xte) == yte))])
+    trainer = train_epochs(
+        ctx, "digits CNN train (AdamW)", size, make_trainer, Xtr, ytr, CNN_BATCH, epochs
+    )
+    ctx.record(
+        "digits CNN test accuracy",
+        size,
+        "acc %",
+        [100 * float(np.mean(trainer.predict(Xte) == yte))],
+    )
 
 
 @implementation("digits_cnn", "ferrograd")
@@ -139,7 +152,8 @@ def digits_cnn_torch(ctx: Context) -> None:
     def make() -> Trainer:
         model = small_cnn()
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
-        return Trainer(torch, model, opt, torch.from_numpy, torch.from_numpy,
-                       torch.nn.functional.cross_entropy)
+        return Trainer(
+            torch, model, opt, torch.from_numpy, torch.from_numpy, torch.nn.functional.cross_entropy
+        )
 
     _cnn(ctx, make)

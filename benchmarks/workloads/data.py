@@ -23,13 +23,14 @@ def digits_file() -> Path:
     spec = importlib.util.find_spec("ferrograd")
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the digits workloads need ferrograd installed (or on PYTHONPATH)")
-    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / "digits.csv.gz"
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "digits.csv.gz"
 
 
 def load_digits() -> tuple[np.ndarray, np.ndarray]:
     """``X`` float32 (1797, 64) in [0, 1] and ``y`` int64 (1797,), as ferrograd loads them."""
-    table = np.loadtxt(io.BytesIO(gzip.decompress(digits_file().read_bytes())),
-                       delimiter=",", dtype=np.int64)
+    table = np.loadtxt(
+        io.BytesIO(gzip.decompress(digits_file().read_bytes())), delimiter=",", dtype=np.int64
+    )
     return (table[:, :64] / 16.0).astype(np.float32), table[:, 64].copy()
 
 
@@ -39,8 +40,7 @@ def digits_split(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.
     perm = np.random.default_rng(seed).permutation(len(X))
     n_train = int(0.8 * len(X))
     train, test = perm[:n_train], perm[n_train:]
-    return (np.ascontiguousarray(X[train]), y[train], np.ascontiguousarray(X[test]),
-            y[test])
+    return (np.ascontiguousarray(X[train]), y[train], np.ascontiguousarray(X[test]), y[test])
 
 
 def batch_orders(n: int, batch: int, epochs: int, seed: int) -> list[list[np.ndarray]]:
@@ -51,7 +51,7 @@ def batch_orders(n: int, batch: int, epochs: int, seed: int) -> list[list[np.nda
     orders = []
     for _ in range(epochs):
         order = rng.permutation(n)
-        orders.append([order[s * batch:(s + 1) * batch] for s in range(steps)])
+        orders.append([order[s * batch : (s + 1) * batch] for s in range(steps)])
     return orders
 
 

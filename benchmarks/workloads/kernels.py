@@ -33,21 +33,34 @@ MATMUL_CASES = (("float32", 64), ("float32", 256), ("float32", 1024), ("float64"
 QUICK_MATMUL_CASES = (("float32", 32), ("float64", 32))
 
 
-def _matmul(ctx: Context, to_lib: Callable[[np.ndarray], Any],
-            to_numpy: Callable[[Any], np.ndarray], matmul: Callable[[Any, Any], Any]) -> None:
+def _matmul(
+    ctx: Context,
+    to_lib: Callable[[np.ndarray], Any],
+    to_numpy: Callable[[Any], np.ndarray],
+    matmul: Callable[[Any, Any], Any],
+) -> None:
     rng = np.random.default_rng(0)
     for dtype, n in QUICK_MATMUL_CASES if ctx.quick else MATMUL_CASES:
         a = rng.standard_normal((n, n)).astype(dtype)
         b = rng.standard_normal((n, n)).astype(dtype)
         la, lb = to_lib(a), to_lib(b)
         tol = 1e-3 if dtype == "float32" else 1e-9
-        np.testing.assert_allclose(to_numpy(matmul(la, lb)),
-                                   a.astype(np.float64) @ b.astype(np.float64),
-                                   rtol=tol, atol=tol * n)
+        np.testing.assert_allclose(
+            to_numpy(matmul(la, lb)),
+            a.astype(np.float64) @ b.astype(np.float64),
+            rtol=tol,
+            atol=tol * n,
+        )
         # big products have long, steady samples: fewer of them do
         repeats = ctx.repeats if n <= 256 else max(2, ctx.repeats - 1)
-        ctx.time(f"matmul f{dtype[5:]}", str(n), "GFLOP/s", lambda: matmul(la, lb),
-                 work=2 * n**3 / 1e9, repeats=repeats)
+        ctx.time(
+            f"matmul f{dtype[5:]}",
+            str(n),
+            "GFLOP/s",
+            lambda la=la, lb=lb: matmul(la, lb),
+            work=2 * n**3 / 1e9,
+            repeats=repeats,
+        )
 
 
 @implementation("matmul", "ferrograd")
@@ -84,9 +97,12 @@ ELEMENTWISE_OPS: dict[str, tuple[int, Callable[[np.ndarray, np.ndarray], np.ndar
 }
 
 
-def _elementwise(ctx: Context, to_lib: Callable[[np.ndarray], Any],
-                 to_numpy: Callable[[Any], np.ndarray],
-                 ops: dict[str, Callable[[Any, Any], Any]]) -> None:
+def _elementwise(
+    ctx: Context,
+    to_lib: Callable[[np.ndarray], Any],
+    to_numpy: Callable[[Any], np.ndarray],
+    ops: dict[str, Callable[[Any, Any], Any]],
+) -> None:
     rng = np.random.default_rng(0)
     for size, n in (QUICK_ELEMENTWISE_SIZES if ctx.quick else ELEMENTWISE_SIZES).items():
         x = rng.standard_normal(n).astype(np.float32)
@@ -94,35 +110,63 @@ def _elementwise(ctx: Context, to_lib: Callable[[np.ndarray], Any],
         lx, ly = to_lib(x), to_lib(y)
         for name, (reads, reference) in ELEMENTWISE_OPS.items():
             op = ops[name]
-            np.testing.assert_allclose(to_numpy(op(lx, ly)), reference(x, y),
-                                       rtol=1e-5, atol=1e-6)
-            ctx.time(f"elementwise {name}", size, "GB/s", lambda op=op: op(lx, ly),
-                     work=(reads + 1) * ITEMSIZE * n / 1e9)
+            np.testing.assert_allclose(to_numpy(op(lx, ly)), reference(x, y), rtol=1e-5, atol=1e-6)
+            ctx.time(
+                f"elementwise {name}",
+                size,
+                "GB/s",
+                lambda op=op, lx=lx, ly=ly: op(lx, ly),
+                work=(reads + 1) * ITEMSIZE * n / 1e9,
+            )
 
 
 @implementation("elementwise", "ferrograd")
 def elementwise_ferrograd(ctx: Context) -> None:
     import ferrograd as fg
 
-    _elementwise(ctx, fg.Tensor, lambda t: t.numpy(), {
-        "add": lambda a, b: a + b, "mul": lambda a, b: a * b,
-        "exp": lambda a, _b: a.exp(), "relu": lambda a, _b: a.relu()})
+    _elementwise(
+        ctx,
+        fg.Tensor,
+        lambda t: t.numpy(),
+        {
+            "add": lambda a, b: a + b,
+            "mul": lambda a, b: a * b,
+            "exp": lambda a, _b: a.exp(),
+            "relu": lambda a, _b: a.relu(),
+        },
+    )
 
 
 @implementation("elementwise", "numpy")
 def elementwise_numpy(ctx: Context) -> None:
-    _elementwise(ctx, lambda a: a, lambda a: a, {
-        "add": np.add, "mul": np.multiply,
-        "exp": lambda a, _b: np.exp(a), "relu": lambda a, _b: np.maximum(a, 0)})
+    _elementwise(
+        ctx,
+        lambda a: a,
+        lambda a: a,
+        {
+            "add": np.add,
+            "mul": np.multiply,
+            "exp": lambda a, _b: np.exp(a),
+            "relu": lambda a, _b: np.maximum(a, 0),
+        },
+    )
 
 
 @implementation("elementwise", "torch")
 def elementwise_torch(ctx: Context) -> None:
     import torch
 
-    _elementwise(ctx, torch.from_numpy, lambda t: t.numpy(), {
-        "add": torch.add, "mul": torch.mul,
-        "exp": lambda a, _b: torch.exp(a), "relu": lambda a, _b: torch.relu(a)})
+    _elementwise(
+        ctx,
+        torch.from_numpy,
+        lambda t: t.numpy(),
+        {
+            "add": torch.add,
+            "mul": torch.mul,
+            "exp": lambda a, _b: torch.exp(a),
+            "relu": lambda a, _b: torch.relu(a),
+        },
+    )
 
 
 # ----- per-call overhead --------------------------------------------------------------------
@@ -152,8 +196,9 @@ def overhead_ferrograd(ctx: Context) -> None:
     assert abs((ga * gb + gc).relu().sum().item() - _tiny_expected()) < 1e-5
     ctx.time("tiny add", "(4,)", "µs", lambda: fa + fb, scale=1e6)
     ctx.time("tiny fwd", "(4,)", "µs", lambda: (ga * gb + gc).relu().sum(), scale=1e6)
-    ctx.time("tiny fwd+bwd", "(4,)", "µs", lambda: (ga * gb + gc).relu().sum().backward(),
-             scale=1e6)
+    ctx.time(
+        "tiny fwd+bwd", "(4,)", "µs", lambda: (ga * gb + gc).relu().sum().backward(), scale=1e6
+    )
 
 
 @implementation("overhead", "numpy")
@@ -172,22 +217,28 @@ def overhead_torch(ctx: Context) -> None:
     assert abs((sa * sb + sc).relu().sum().item() - _tiny_expected()) < 1e-5
     ctx.time("tiny add", "(4,)", "µs", lambda: ta + tb, scale=1e6)
     ctx.time("tiny fwd", "(4,)", "µs", lambda: (sa * sb + sc).relu().sum(), scale=1e6)
-    ctx.time("tiny fwd+bwd", "(4,)", "µs", lambda: (sa * sb + sc).relu().sum().backward(),
-             scale=1e6)
+    ctx.time(
+        "tiny fwd+bwd", "(4,)", "µs", lambda: (sa * sb + sc).relu().sum().backward(), scale=1e6
+    )
 
 
 # ----- NumPy in and out ---------------------------------------------------------------------
 
 declare("numpy_io", "NumPy arrays in and out")
 IO_MB, QUICK_IO_MB = 100, 1
-IO_CASES = ("numpy in: fg.from_numpy(a)", "numpy in: fg.Tensor(a)",
-            "numpy out: np.asarray(t)", "numpy out: t.numpy()")
+IO_CASES = (
+    "numpy in: fg.from_numpy(a)",
+    "numpy in: fg.Tensor(a)",
+    "numpy out: np.asarray(t)",
+    "numpy out: t.numpy()",
+)
 
 
 def _io_array(ctx: Context) -> tuple[np.ndarray, str]:
     mb = QUICK_IO_MB if ctx.quick else IO_MB
-    return np.random.default_rng(0).standard_normal(mb * 10**6 // 4, dtype=np.float32), \
-        f"{mb} MB f32"
+    return np.random.default_rng(0).standard_normal(
+        mb * 10**6 // 4, dtype=np.float32
+    ), f"{mb} MB f32"
 
 
 @implementation("numpy_io", "ferrograd")
@@ -206,13 +257,18 @@ def numpy_io_ferrograd(ctx: Context) -> None:
         back = fn()
         np.testing.assert_array_equal(np.asarray(back), a)
         shares = np.shares_memory(np.asarray(back), np.asarray(fn()))
-        ctx.time(label, size, "GB/s", fn, work=a.nbytes / 1e9,
-                 note="no copy: shares the tensor's memory" if shares else "")
+        ctx.time(
+            label,
+            size,
+            "GB/s",
+            fn,
+            work=a.nbytes / 1e9,
+            note="no copy: shares the tensor's memory" if shares else "",
+        )
 
 
 @implementation("numpy_io", "numpy")
 def numpy_io_numpy(ctx: Context) -> None:
     a, size = _io_array(ctx)
     for label in IO_CASES:  # the same peer for each: np.copy, measured once per figure
-        ctx.time(label, size, "GB/s", lambda: np.copy(a), work=a.nbytes / 1e9,
-                 note="np.copy(a)")
+        ctx.time(label, size, "GB/s", lambda: np.copy(a), work=a.nbytes / 1e9, note="np.copy(a)")

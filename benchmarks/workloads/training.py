@@ -35,8 +35,7 @@ LARGE_BATCH, QUICK_LARGE_BATCH = 128, 16
 TRAIN_MIN_TIME = 0.25
 
 declare("digits_mlp", "digits MLP training (Adam, 1 thread)", threads=(1,), training=True)
-declare("large_mlp", "large MLP training (SGD momentum, 2 threads)", threads=(2,),
-        training=True)
+declare("large_mlp", "large MLP training (SGD momentum, 2 threads)", threads=(2,), training=True)
 
 
 # ----- the three implementations of an MLP training step ------------------------------------
@@ -95,8 +94,10 @@ class NumpyMLP:
         self.params = []
         for n_in, n_out in zip(sizes, sizes[1:]):
             bound = 1 / np.sqrt(n_in)
-            self.params += [rng.uniform(-bound, bound, (n_out, n_in)).astype(np.float32),
-                            rng.uniform(-bound, bound, n_out).astype(np.float32)]
+            self.params += [
+                rng.uniform(-bound, bound, (n_out, n_in)).astype(np.float32),
+                rng.uniform(-bound, bound, n_out).astype(np.float32),
+            ]
         self.m = [np.zeros_like(p) for p in self.params]
         self.v = [np.zeros_like(p) for p in self.params]
         self.lr, self.t = lr, 0
@@ -139,16 +140,23 @@ class NumpyMLP:
 # ----- the digits MLP -----------------------------------------------------------------------
 
 
-def train_epochs(ctx: Context, label: str, size: str, make_model: Callable[[], Any],
-                 X: np.ndarray, y: np.ndarray, batch: int, epochs: int) -> Any:
+def train_epochs(
+    ctx: Context,
+    label: str,
+    size: str,
+    make_model: Callable[[], Any],
+    X: np.ndarray,
+    y: np.ndarray,
+    batch: int,
+    epochs: int,
+) -> Any:
     """Warms up on a throwaway model, then trains a fresh one for ``epochs`` epochs (the
     first untimed, each later one a sample of steps/s); returns the trained model.
 
     Every library sees the same batches in the same order (seeded index orders)."""
     warm_model = make_model()
     warm_orders = itertools.cycle(batch_orders(len(X), batch, 1, seed=2)[0])
-    timing.warm_up(lambda: warm_model.step(*_batch(X, y, next(warm_orders))),
-                   ctx.warmup_time)
+    timing.warm_up(lambda: warm_model.step(*_batch(X, y, next(warm_orders))), ctx.warmup_time)
     model = make_model()
     orders = iter(batch_orders(len(X), batch, epochs, seed=1))
     n_steps = len(X) // batch
@@ -158,8 +166,9 @@ def train_epochs(ctx: Context, label: str, size: str, make_model: Callable[[], A
             model.step(*_batch(X, y, idx))
 
     epoch()  # the first epoch: untimed
-    ctx.time(label, size, "steps/s", epoch, work=n_steps, number=1, repeats=epochs - 1,
-             keep_gc=True)
+    ctx.time(
+        label, size, "steps/s", epoch, work=n_steps, number=1, repeats=epochs - 1, keep_gc=True
+    )
     return model
 
 
@@ -173,10 +182,12 @@ def _digits(ctx: Context, make_model: Callable[[], Any]) -> None:
         Xtr, ytr = Xtr[:QUICK_DIGITS_TRAIN], ytr[:QUICK_DIGITS_TRAIN]
     epochs = QUICK_DIGITS_EPOCHS if ctx.quick else DIGITS_EPOCHS
     size = f"64-128-64-10, batch {DIGITS_BATCH}, {epochs} epochs of {len(Xtr) // DIGITS_BATCH}"
-    model = train_epochs(ctx, "digits MLP train (Adam)", size, make_model, Xtr, ytr,
-                         DIGITS_BATCH, epochs)
-    ctx.record("digits MLP test accuracy", size, "acc %",
-               [100 * float(np.mean(model.predict(Xte) == yte))])
+    model = train_epochs(
+        ctx, "digits MLP train (Adam)", size, make_model, Xtr, ytr, DIGITS_BATCH, epochs
+    )
+    ctx.record(
+        "digits MLP test accuracy", size, "acc %", [100 * float(np.mean(model.predict(Xte) == yte))]
+    )
 
 
 @implementation("digits_mlp", "ferrograd")
@@ -208,11 +219,23 @@ def _large(ctx: Context, model: Any) -> None:
     sizes = QUICK_LARGE_SIZES if ctx.quick else LARGE_SIZES
     batch = QUICK_LARGE_BATCH if ctx.quick else LARGE_BATCH
     rng = np.random.default_rng(0)
-    batches = itertools.cycle([(rng.standard_normal((batch, sizes[0]), dtype=np.float32),
-                                rng.integers(0, sizes[-1], batch)) for _ in range(8)])
-    ctx.time("large MLP train (SGD momentum)", f"{'-'.join(map(str, sizes))}, batch {batch}",
-             "steps/s", lambda: model.step(*next(batches)), keep_gc=True,
-             min_time=ctx.min_time if ctx.quick else max(ctx.min_time, TRAIN_MIN_TIME))
+    batches = itertools.cycle(
+        [
+            (
+                rng.standard_normal((batch, sizes[0]), dtype=np.float32),
+                rng.integers(0, sizes[-1], batch),
+            )
+            for _ in range(8)
+        ]
+    )
+    ctx.time(
+        "large MLP train (SGD momentum)",
+        f"{'-'.join(map(str, sizes))}, batch {batch}",
+        "steps/s",
+        lambda: model.step(*next(batches)),
+        keep_gc=True,
+        min_time=ctx.min_time if ctx.quick else max(ctx.min_time, TRAIN_MIN_TIME),
+    )
 
 
 @implementation("large_mlp", "ferrograd")

@@ -88,8 +88,10 @@ class MLP:
         rnd = random.Random(seed)
         self.layers = []
         for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
-            neurons = [([value_cls(rnd.uniform(-1, 1)) for _ in range(n_in)], value_cls(0.0))
-                       for _ in range(n_out)]
+            neurons = [
+                ([value_cls(rnd.uniform(-1, 1)) for _ in range(n_in)], value_cls(0.0))
+                for _ in range(n_out)
+            ]
             self.layers.append((neurons, i < len(sizes) - 2))
 
     def __call__(self, x: list) -> object:
@@ -110,8 +112,12 @@ def make_moons(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
     n_out = n // 2
     t_out, t_in = np.linspace(0, math.pi, n_out), np.linspace(0, math.pi, n - n_out)
-    X = np.concatenate([np.stack([np.cos(t_out), np.sin(t_out)], 1),
-                        np.stack([1 - np.cos(t_in), 0.5 - np.sin(t_in)], 1)])
+    X = np.concatenate(
+        [
+            np.stack([np.cos(t_out), np.sin(t_out)], 1),
+            np.stack([1 - np.cos(t_in), 0.5 - np.sin(t_in)], 1),
+        ]
+    )
     X += rng.normal(scale=0.1, size=X.shape)
     y = np.concatenate([-np.ones(n_out), np.ones(n - n_out)])
     return X, y
@@ -134,7 +140,6 @@ def moons_step(model: MLP, X: list[list[float]], y: list[float], lr: float = 0.0
     return loss
 
 
-
 def _value(ctx: Context, value_cls: Any) -> None:
     # 1. a 100,000-op wide expression
     terms = QUICK_GRAPH_TERMS if ctx.quick else GRAPH_TERMS
@@ -150,9 +155,15 @@ def _value(ctx: Context, value_cls: Any) -> None:
     # micrograd takes seconds per call here: fewer samples (the rounds add more)
     repeats = ctx.repeats if ctx.quick else min(ctx.repeats, 2)
     for keep_gc, tag in GC_MODES:
-        ctx.time(f"value graph build+backward{tag}", f"{n_ops:,} ops", "ops/s",
-                 lambda: build_and_backward(value_cls, data, 0.1), work=n_ops,
-                 keep_gc=keep_gc, repeats=repeats)
+        ctx.time(
+            f"value graph build+backward{tag}",
+            f"{n_ops:,} ops",
+            "ops/s",
+            lambda: build_and_backward(value_cls, data, 0.1),
+            work=n_ops,
+            keep_gc=keep_gc,
+            repeats=repeats,
+        )
 
     # 2. micrograd's moons MLP training step
     points = QUICK_MOONS_POINTS if ctx.quick else MOONS_POINTS
@@ -161,9 +172,15 @@ def _value(ctx: Context, value_cls: Any) -> None:
     model = MLP(value_cls, [2, 16, 16, 1], seed=1)
     n_ops = count_ops(moons_step(model, X, y))
     for keep_gc, tag in GC_MODES:
-        ctx.time(f"moons MLP 2-16-16-1 step{tag}", f"batch {points}, {n_ops:,} ops", "ops/s",
-                 lambda: moons_step(model, X, y), work=n_ops, keep_gc=keep_gc,
-                 repeats=repeats)
+        ctx.time(
+            f"moons MLP 2-16-16-1 step{tag}",
+            f"batch {points}, {n_ops:,} ops",
+            "ops/s",
+            lambda: moons_step(model, X, y),
+            work=n_ops,
+            keep_gc=keep_gc,
+            repeats=repeats,
+        )
 
 
 @implementation("value", "ferrograd")
