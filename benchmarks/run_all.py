@@ -118,7 +118,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--warmup-time",
         type=float,
         default=None,
-        help="seconds each function runs before it is timed (default 0.5; 0 with --quick)",
+        help="seconds each function runs before it is timed (default 0.3; 0 with --quick)",
     )
     parser.add_argument(
         "--only", default=None, help="comma-separated workloads, e.g. matmul,digits_cnn"
@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         rounds=ns.rounds or (2 if quick else 5),
         repeats=ns.repeats or (2 if quick else 3),
         min_time=ns.min_time if ns.min_time is not None else (0.002 if quick else 0.1),
-        warmup_time=ns.warmup_time if ns.warmup_time is not None else (0.0 if quick else 0.5),
+        warmup_time=ns.warmup_time if ns.warmup_time is not None else (0.0 if quick else 0.3),
         timeout=ns.worker_timeout,
     )
     max_wait = ns.max_wait if ns.max_wait is not None else (0.0 if quick else 10.0)

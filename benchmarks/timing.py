@@ -47,12 +47,17 @@ def calibrate(fn: Callable[[], object], min_time: float, keep_gc: bool = False) 
         number *= 10
 
 
-def warm_up(fn: Callable[[], object], seconds: float) -> None:
-    """Calls ``fn`` at least once and until ``seconds`` have passed."""
-    t0 = time.perf_counter()
+def warm_up(fn: Callable[[], object], seconds: float) -> float:
+    """Calls ``fn`` at least once and until ``seconds`` have passed; returns the seconds
+    its last call took."""
+    t0 = last = time.perf_counter()
     fn()
-    while time.perf_counter() - t0 < seconds:
+    now = time.perf_counter()
+    while now - t0 < seconds:
+        last = now
         fn()
+        now = time.perf_counter()
+    return now - last
 
 
 def sample(
@@ -71,7 +76,8 @@ def sample(
     if repeats < 1:
         raise ValueError(f"sample: repeats must be >= 1, got {repeats}")
     if number is None:
-        warm_up(fn, warmup_time)
-        number = calibrate(fn, min_time, keep_gc)
+        last = warm_up(fn, warmup_time)
+        # a call slower than a sample needs no calibration (micrograd's graph: seconds)
+        number = 1 if last >= min_time else calibrate(fn, min_time, keep_gc)
     gc.collect()
     return [time_calls(fn, number, keep_gc) / number for _ in range(repeats)]

@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--warmup-time",
         type=float,
-        default=0.5,
+        default=0.3,
         help="seconds each function runs before it is timed",
     )
     parser.add_argument("--quick", action="store_true", help="tiny sizes")

@@ -96,6 +96,7 @@ class Context:
         number: int | None = None,
         repeats: int | None = None,
         min_time: float | None = None,
+        warmup_time: float | None = None,
         note: str = "",
     ) -> Case:
         """Times ``fn`` (see ``timing.sample``) and records one figure.
@@ -106,7 +107,7 @@ class Context:
             fn,
             repeats=repeats or self.repeats,
             min_time=self.min_time if min_time is None else min_time,
-            warmup_time=self.warmup_time,
+            warmup_time=self.warmup_time if warmup_time is None else warmup_time,
             keep_gc=keep_gc,
             number=number,
         )

@@ -33,6 +33,9 @@ LARGE_SIZES, QUICK_LARGE_SIZES = [784, 512, 512, 10], [784, 32, 32, 10]
 LARGE_BATCH, QUICK_LARGE_BATCH = 128, 16
 # Training samples are longer than kernel ones: a step of the large MLP takes milliseconds.
 TRAIN_MIN_TIME = 0.25
+# PyTorch's first few hundred small training steps run many times slower than the rest:
+# every training workload warms up at least this long (besides its untimed first epoch).
+TRAIN_WARMUP_TIME = 1.0
 
 declare("digits_mlp", "digits MLP training (Adam, 1 thread)", threads=(1,), training=True)
 declare("large_mlp", "large MLP training (SGD momentum, 2 threads)", threads=(2,), training=True)
@@ -140,6 +143,10 @@ class NumpyMLP:
 # ----- the digits MLP -----------------------------------------------------------------------
 
 
+def train_warmup_time(ctx: Context) -> float:
+    return ctx.warmup_time if ctx.quick else max(ctx.warmup_time, TRAIN_WARMUP_TIME)
+
+
 def train_epochs(
     ctx: Context,
     label: str,
@@ -156,7 +163,9 @@ def train_epochs(
     Every library sees the same batches in the same order (seeded index orders)."""
     warm_model = make_model()
     warm_orders = itertools.cycle(batch_orders(len(X), batch, 1, seed=2)[0])
-    timing.warm_up(lambda: warm_model.step(*_batch(X, y, next(warm_orders))), ctx.warmup_time)
+    timing.warm_up(
+        lambda: warm_model.step(*_batch(X, y, next(warm_orders))), train_warmup_time(ctx)
+    )
     model = make_model()
     orders = iter(batch_orders(len(X), batch, epochs, seed=1))
     n_steps = len(X) // batch
@@ -235,6 +244,7 @@ def _large(ctx: Context, model: Any) -> None:
         lambda: model.step(*next(batches)),
         keep_gc=True,
         min_time=ctx.min_time if ctx.quick else max(ctx.min_time, TRAIN_MIN_TIME),
+        warmup_time=train_warmup_time(ctx),
     )
 
 

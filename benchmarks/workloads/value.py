@@ -36,6 +36,7 @@ GRAPH_TERMS = 25_000
 QUICK_GRAPH_TERMS = 250
 MOONS_POINTS = 100
 QUICK_MOONS_POINTS = 8
+VALUE_MIN_TIME = 0.5
 # (keep the collector on while timing, workload suffix): the headline figure runs as a user
 # would, with it on; the second shows the figure with collection left out, as timeit does.
 GC_MODES = ((True, ""), (False, " [gc off]"))
@@ -152,8 +153,10 @@ def _value(ctx: Context, value_cls: Any) -> None:
     open_terms = sum(a * b + 0.1 > 0 for a, b in data)
     assert abs(c.grad - open_terms) < 1e-9, (c.grad, open_terms)
     del out, c
-    # micrograd takes seconds per call here: fewer samples (the rounds add more)
-    repeats = ctx.repeats if ctx.quick else min(ctx.repeats, 2)
+    # micrograd takes seconds per call here: one sample per process (the rounds add more)
+    repeats = ctx.repeats if ctx.quick else 1
+    # ferrograd's graph takes ~0.1 s: samples of several calls steady its figure
+    min_time = ctx.min_time if ctx.quick else max(ctx.min_time, VALUE_MIN_TIME)
     for keep_gc, tag in GC_MODES:
         ctx.time(
             f"value graph build+backward{tag}",
@@ -163,6 +166,7 @@ def _value(ctx: Context, value_cls: Any) -> None:
             work=n_ops,
             keep_gc=keep_gc,
             repeats=repeats,
+            min_time=min_time,
         )
 
     # 2. micrograd's moons MLP training step
@@ -180,6 +184,7 @@ def _value(ctx: Context, value_cls: Any) -> None:
             work=n_ops,
             keep_gc=keep_gc,
             repeats=repeats,
+            min_time=min_time,
         )
 
 
