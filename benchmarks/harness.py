@@ -225,37 +225,40 @@ def resolve_threads(threads: Iterable[int], cores: int) -> list[int]:
 def run_group(
     workload: str,
     impls: Sequence[str],
-    threads: int,
+    thread_counts: Sequence[int],
     settings: Settings,
     gate: LoadGate,
     log: Callable[[str], None] = print,
     runner: Callable[..., tuple[dict[str, Any] | None, str]] = run_worker,
 ) -> list[Run]:
-    """``settings.rounds`` rounds of one worker per library, alternating A B A B …
+    """``settings.rounds`` rounds; each starts one worker per thread count and library, in
+    a fixed order, so the libraries alternate A B A B … (and a workload measured at 1 and 2
+    threads interleaves both counts too, which keeps their comparison fair).
 
-    A library whose worker fails is left out of the remaining rounds."""
+    A library whose worker fails is left out of the remaining rounds at that count."""
     runs: list[Run] = []
-    failed: set[str] = set()
+    failed: set[tuple[str, int]] = set()
     for r in range(settings.rounds):
-        for impl in impls:
-            if impl in failed:
-                continue
-            load = gate.check()
-            t0 = time.perf_counter()
-            result, error = runner(workload, impl, threads, settings)
-            run = Run(workload, impl, threads, r, load, time.perf_counter() - t0, result, error)
-            runs.append(run)
-            busy = "?" if load.busy is None else f"{load.busy:.2f}"
-            waited = f", waited {load.waited:.0f} s" if load.waited >= 1 else ""
-            status = "ok" if not error else "FAILED"
-            log(
-                f"# {workload} {threads} thr round {r + 1}/{settings.rounds}: {impl:<9} "
-                f"{run.seconds:5.1f} s {status} (load {load.load1:.2f}, others {busy} "
-                f"cores{waited})"
-            )
-            if error:
-                log("#   " + error.replace("\n", "\n#   "))
-                failed.add(impl)
+        for threads in thread_counts:
+            for impl in impls:
+                if (impl, threads) in failed:
+                    continue
+                load = gate.check()
+                t0 = time.perf_counter()
+                result, error = runner(workload, impl, threads, settings)
+                run = Run(workload, impl, threads, r, load, time.perf_counter() - t0, result, error)
+                runs.append(run)
+                busy = "?" if load.busy is None else f"{load.busy:.2f}"
+                waited = f", waited {load.waited:.0f} s" if load.waited >= 1 else ""
+                status = "ok" if not error else "FAILED"
+                log(
+                    f"# {workload} round {r + 1}/{settings.rounds}, {threads} thr: {impl:<9} "
+                    f"{run.seconds:5.1f} s {status} (load {load.load1:.2f}, others {busy} "
+                    f"cores{waited})"
+                )
+                if error:
+                    log("#   " + error.replace("\n", "\n#   "))
+                    failed.add((impl, threads))
     return runs
 
 

@@ -219,13 +219,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"# skipped {name}: ferrograd is not among the libraries to run")
             continue
         thread_counts = [int(t) for t in ns.threads.split(",")] if ns.threads else w.threads
+        counts = []
         for threads in harness.resolve_threads(thread_counts, cores):
             if threads > cores:
                 print(f"# skipped {name} at {threads} threads: only {cores} cores")
-                continue
-            runs += harness.run_group(
-                name, impls, threads, settings, gate, log=lambda s: print(s, flush=True)
-            )
+            else:
+                counts.append(threads)
+        runs += harness.run_group(
+            name, impls, counts, settings, gate, log=lambda s: print(s, flush=True)
+        )
     figures = harness.figures_from_runs(runs)
     failed = sorted({f"{r.workload}/{r.impl}/{r.threads}" for r in runs if r.error})
     if not (quick or ns.no_rust or ns.only or ns.impls):

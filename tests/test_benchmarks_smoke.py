@@ -97,6 +97,12 @@ def test_each_worker_runs_with_the_thread_count_it_was_given(quick_run):
             assert seen["ferrograd"] == run["threads"], run
 
 
+def test_a_workload_at_two_thread_counts_interleaves_them_within_each_round(quick_run):
+    _, _, raw = quick_run
+    order = [(r["impl"], r["threads"]) for r in raw["runs"] if r["workload"] == "matmul"]
+    assert order == [("ferrograd", 1), ("numpy", 1), ("ferrograd", 2), ("numpy", 2)]
+
+
 def test_report_names_the_machine_versions_command_and_load(quick_run):
     stdout, text, raw = quick_run
     assert text in stdout
@@ -295,7 +301,7 @@ def test_a_failing_library_is_left_out_of_the_later_rounds():
     settings = Settings(quick=True, rounds=3, repeats=1, min_time=0, warmup_time=0, timeout=1)
     gate = LoadGate(0.5, 0, 0, sampler=lambda s: 0.0, loadavg=lambda: 0.0)
     runs = harness.run_group(
-        "w", ["ferrograd", "torch", "numpy"], 1, settings, gate, log=lambda s: None, runner=runner
+        "w", ["ferrograd", "torch", "numpy"], [1], settings, gate, log=lambda s: None, runner=runner
     )
     assert calls == ["ferrograd", "torch", "numpy", "ferrograd", "numpy", "ferrograd", "numpy"]
     assert [r.error for r in runs if r.impl == "torch"] == ["exit code 1: boom"]
