@@ -357,12 +357,14 @@ def target_rows(figs: Sequence[Figure]) -> list[TargetRow]:
         vs_best(figs, "large MLP train (SGD momentum)", ("torch",), 2),
         lambda r: r[1] >= 1.25,
     )
-    check(
-        "large MLP peak RSS",
-        "≤ 0.3 × PyTorch's",
-        vs_best(figs, "large MLP train (SGD momentum) peak RSS", ("torch",), 2),
-        lambda r: r[0] <= 0.3,
+    ratio, detail = vs_best(figs, "large MLP train (SGD momentum) peak RSS", ("torch",), 2)
+    above, above_detail = vs_best(
+        figs, "large MLP train (SGD momentum) peak RSS above imports", ("torch",), 2
     )
+    if above is not None:
+        detail += f"; above the imports {above_detail} ({fmt_ratio(above[0])} ×)"
+    check("large MLP peak RSS", "≤ 0.3 × PyTorch's", (ratio, detail), lambda r: r[0] <= 0.3)
+
     for t in (1, 2):
         check(
             f"digits CNN, {t} thread{'s' * (t > 1)}",

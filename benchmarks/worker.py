@@ -160,6 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             [peak],
             note=f"{rss_after_import:.0f} MiB after imports",
         )
+        # what the training itself added (data, model, graph, optimizer state)
+        ctx.record(
+            f"{timed.label} peak RSS above imports", timed.size, "MiB", [peak - rss_after_import]
+        )
     result = {
         "workload": args.workload,
         "impl": args.impl,

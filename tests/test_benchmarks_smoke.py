@@ -75,7 +75,8 @@ def test_quick_run_measures_every_workload_with_ferrograd_and_numpy(quick_run):
             assert (name, "numpy") in ran, name
     assert not [r for r in raw["runs"] if r["error"]]
     for fig in raw["figures"]:
-        assert math.isfinite(fig["value"]) and fig["value"] > 0, fig
+        # (memory above the imports may round to nothing on tiny sizes)
+        assert math.isfinite(fig["value"]) and fig["value"] >= 0, fig
         assert fig["min"] <= fig["value"] <= fig["max"], fig
 
 
@@ -83,10 +84,15 @@ def test_every_training_workload_reports_peak_rss_for_each_library(quick_run):
     _, _, raw = quick_run
     for run in raw["runs"]:
         if REGISTRY[run["workload"]].training:
-            rss = [c for c in run["result"]["cases"] if c["unit"] == "MiB"]
-            assert len(rss) == 1 and rss[0]["label"].endswith("peak RSS"), run["result"]
-            peak = rss[0]["values"][0]
-            assert run["result"]["process"]["rss_after_import_mib"] <= peak < 100_000
+            rss = {
+                c["label"].split(" peak RSS")[1]: c["values"][0]
+                for c in run["result"]["cases"]
+                if c["unit"] == "MiB"
+            }
+            after_import = run["result"]["process"]["rss_after_import_mib"]
+            assert set(rss) == {"", " above imports"}, run["result"]
+            assert after_import <= rss[""] < 100_000
+            assert rss[" above imports"] == pytest.approx(rss[""] - after_import)
 
 
 def test_each_worker_runs_with_the_thread_count_it_was_given(quick_run):
@@ -190,7 +196,8 @@ def test_peer_worker_runs_quick_and_prints_its_figures(peer_workers, name, impl)
     out, err = peer_workers[(name, impl)].communicate(timeout=TIMEOUT_S)
     assert peer_workers[(name, impl)].returncode == 0, out[-3000:] + err[-3000:]
     result = json.loads(out.splitlines()[-1])
-    assert result["cases"] and all(v > 0 for c in result["cases"] for v in c["values"])
+    assert result["cases"] and all(v >= 0 for c in result["cases"] for v in c["values"])
+    assert all(v > 0 for c in result["cases"] if c["unit"] != "MiB" for v in c["values"])
 
 
 def test_worker_refuses_an_unknown_workload_and_a_bad_thread_count():
