@@ -4,6 +4,7 @@
 //! `T: Clone`, so `NdArray<Value>` exists; the math lives in the sibling modules and
 //! needs `T: Float`.
 
+pub mod attention;
 pub mod elementwise;
 mod float;
 pub mod index;

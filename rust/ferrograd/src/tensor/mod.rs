@@ -3,6 +3,7 @@
 
 mod autograd;
 mod creation;
+mod ops_attention;
 mod ops_conv;
 mod ops_elementwise;
 mod ops_nn;
@@ -10,6 +11,7 @@ mod ops_reduce;
 mod ops_shape;
 
 pub use autograd::{is_grad_enabled, set_grad_enabled, NoGradGuard};
+pub use ops_attention::AttentionMask;
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
