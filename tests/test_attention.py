@@ -21,9 +21,11 @@ def reference(q, k, v, mask=None, is_causal=False, scale=None):
     if mask is not None:
         mask = np.asarray(mask)
         scores = np.where(mask, scores, -np.inf) if mask.dtype == bool else scores + mask
-    with np.errstate(invalid="ignore"):
-        e = np.exp(scores - scores.max(axis=-1, keepdims=True))
-        return np.matmul(e / e.sum(axis=-1, keepdims=True), v)
+    # A row masked everywhere attends to nothing: 0, as PyTorch's "safe" softmax gives.
+    dead = np.all(scores == -np.inf, axis=-1, keepdims=True)
+    scores = np.where(dead, 0.0, scores)
+    e = np.exp(scores - scores.max(axis=-1, keepdims=True))
+    return np.matmul(np.where(dead, 0.0, e / e.sum(axis=-1, keepdims=True)), v)
 
 
 def rand(rng, *shape):
@@ -60,6 +62,13 @@ CASES = [
         (2, 3, 6, 4),
         (2, 3, 6, 3),
         lambda r: np.where(keep_mask(r, (2, 3, 1, 6)), rand(r, 2, 3, 1, 6), -np.inf),
+    ),
+    (
+        "bool mask, one row masked everywhere",
+        (2, 5, 4),
+        (2, 6, 4),
+        (2, 6, 3),
+        lambda r: np.where(np.arange(5)[:, None] == 2, False, keep_mask(r, (5, 6))),
     ),
     ("leading axes broadcast", (2, 3, 5, 4), (3, 6, 4), (1, 1, 6, 2), None),
     ("2-D operands", (5, 4), (6, 4), (6, 3), None),
@@ -120,14 +129,26 @@ def test_masks_may_be_lists_numpy_arrays_or_tensors():
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-6)
 
 
-def test_a_row_with_every_position_masked_is_nan_as_in_pytorch():
+def test_a_row_with_every_position_masked_is_zero_with_zero_gradient_as_in_pytorch():
     rng = np.random.default_rng(4)
     q, k, v = rand(rng, 3, 2), rand(rng, 4, 2), rand(rng, 4, 2)
-    keep = np.array([[1, 0, 1, 1], [0, 0, 0, 0], [0, 1, 0, 0]], dtype=bool)
-    out = sdpa(q, k, v, attn_mask=keep).numpy()
-    assert np.isnan(out[1]).all()
-    assert np.isfinite(out[[0, 2]]).all()
-    np.testing.assert_allclose(out[[0, 2]], reference(q, k, v, keep)[[0, 2]], rtol=1e-12)
+    keep = np.array([[1, 0, 1, 1], [0, 0, 0, 0], [0, 1, 1, 0]], dtype=bool)
+    for mask in (keep, np.where(keep, 0.0, -np.inf)):
+        tq = fg.Tensor(q, requires_grad=True)
+        out = sdpa(tq, k, v, attn_mask=mask)
+        np.testing.assert_array_equal(out.numpy()[1], [0.0, 0.0])
+        np.testing.assert_allclose(out.numpy(), reference(q, k, v, keep), rtol=1e-12)
+        out.sum().backward()
+        np.testing.assert_array_equal(tq.grad.numpy()[1], [0.0, 0.0])
+    assert fg.gradcheck(lambda q, k, v: sdpa(q, k, v, attn_mask=keep), [q, k, v])
+
+
+def test_a_nan_score_makes_its_row_nan():
+    rng = np.random.default_rng(4)
+    q, k, v = rand(rng, 3, 2), rand(rng, 4, 2), rand(rng, 4, 2)
+    q[0, 0] = np.nan
+    out = sdpa(q, k, v).numpy()
+    assert np.isnan(out[0]).all() and np.isfinite(out[1:]).all()
 
 
 def test_operands_of_float32_and_float64_promote_to_float64():

@@ -158,7 +158,8 @@ def scaled_dot_product_attention(
     part (True = attend), a float mask is added to the scores (it gets no gradient).
     ``is_causal=True`` lets query ``i`` see keys ``j <= i`` (top-left aligned when L != S,
     PyTorch's ``tril(ones(L, S))``); giving it together with ``attn_mask`` raises ValueError.
-    A row whose every position is masked comes out NaN, as in PyTorch.
+    A row whose every position is masked attends to nothing: its output and gradients are 0,
+    as in PyTorch (since 2.5; earlier versions gave NaN). A NaN score still gives NaN.
 
     ``dropout_p > 0`` drops attention weights (from the generator ``fg.manual_seed`` seeds)
     and scales the rest by ``1/(1-p)`` whenever it is set, as PyTorch does: pass 0.0 in

@@ -3,16 +3,20 @@
 //! never stored), parallel over the (batch × heads) slices.
 //!
 //! Shapes follow PyTorch: `q (..., L, E)`, `k (..., S, E)`, `v (..., S, Ev)` give
-//! `(..., L, Ev)`; the leading axes broadcast. A row whose every position is masked has no
-//! softmax: its output (and gradient) is NaN, as PyTorch's reference implementation gives.
+//! `(..., L, Ev)`; the leading axes broadcast. A row whose every position is masked attends to
+//! nothing: its output and gradients are 0, as in PyTorch (its "safe" softmax, since 2.5).
 
-use std::any::TypeId;
+mod gemm;
+mod rows;
 
 use rayon::prelude::*;
 
+use super::elementwise::simd;
 use super::{try_zeroed, Float, NdArray};
 use crate::shape::{broadcast_shapes, broadcast_strides, checked_size, fmt_shape};
-use crate::{shape_err, value_err, Result};
+use crate::{shape_err, Result};
+use gemm::{gemm_into, Mat};
+use rows::{BlockDrop, BlockMask, DropMask, ForwardRows, GradRows, RebuildRows};
 
 /// Rows of the query handled together: the scores of one block (`ROW_BLOCK × S`) are the only
 /// buffer that grows with the sequence, and under a causal mask a block computes only the
@@ -231,54 +235,6 @@ fn mask_geometry(
     Ok((offsets, strides[n - 2], strides[n - 1]))
 }
 
-/// The keep test and scale of dropout, or `None` without dropout.
-#[derive(Clone, Copy)]
-struct DropMask {
-    seed: u64,
-    /// A weight is kept when its 53-bit draw is below this.
-    threshold: u64,
-    scale: f64,
-}
-
-impl DropMask {
-    fn new(d: Option<Dropout>) -> Result<Option<Self>> {
-        let Some(d) = d else { return Ok(None) };
-        if !(0.0..=1.0).contains(&d.p) {
-            return Err(value_err!(
-                "scaled_dot_product_attention: dropout_p must be between 0 and 1, got {}",
-                d.p
-            ));
-        }
-        if d.p == 0.0 {
-            return Ok(None);
-        }
-        let keep = 1.0 - d.p;
-        Ok(Some(Self {
-            seed: d.seed,
-            threshold: (keep * (1u64 << 53) as f64) as u64,
-            // p = 1 keeps nothing: every weight is 0, not 0·inf.
-            scale: if keep > 0.0 { 1.0 / keep } else { 0.0 },
-        }))
-    }
-
-    /// The factor (0 or `1/(1-p)`) of the weight at flat position `at` of `(batch, L, S)`:
-    /// SplitMix64's output for counter `at`, so any order of evaluation gives the same mask.
-    #[inline]
-    fn factor<T: Float>(&self, at: u64, scale: T) -> T {
-        let mut z = self
-            .seed
-            .wrapping_add(at.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        if (z >> 11) < self.threshold {
-            scale
-        } else {
-            T::zero()
-        }
-    }
-}
-
 /// Read-only data shared by the per-slice work of one call.
 struct Ctx<'a, T> {
     g: Geometry,
@@ -314,57 +270,47 @@ impl<'a, T: Float> Ctx<'a, T> {
         }
     }
 
-    /// `sc (rows × c) = scale · Q[i0..i0+rows] · K[..c]ᵀ`, masked: the scores of one block.
+    /// `sc (rows × c) = scale · Q[i0..i0+rows] · K[..c]ᵀ`: the scores of one block.
     fn scores(&self, b: usize, i0: usize, rows: usize, c: usize, sc: &mut [T]) {
         let Geometry { e, .. } = self.g;
         let [qo, ko, _] = self.g.offsets[b];
         let q = Mat::rows(&self.q[qo + i0 * e..], rows, e);
         let kt = Mat::rows(&self.k[ko..], c, e).t();
         gemm_into(sc, c, q, kt, self.scale, false);
-        let neg = T::neg_infinity();
-        for (r, row) in sc.chunks_mut(c.max(1)).take(rows).enumerate() {
-            let i = i0 + r;
-            match self.mask {
-                Mask::None => {}
-                Mask::Causal => row.iter_mut().skip(i + 1).for_each(|x| *x = neg),
-                Mask::Keep(m) => {
-                    let (start, cs) = self.mask_row(b, i);
-                    let m = m.data();
-                    for (j, x) in row.iter_mut().enumerate() {
-                        if !m[start + j * cs] {
-                            *x = neg;
-                        }
-                    }
-                }
-                Mask::Add(m) => {
-                    let (start, cs) = self.mask_row(b, i);
-                    let m = m.data();
-                    for (j, x) in row.iter_mut().enumerate() {
-                        *x = *x + m[start + j * cs];
-                    }
-                }
-            }
+    }
+
+    /// The mask of the block of rows from `i0` of slice `b`.
+    fn block_mask(&self, b: usize, i0: usize) -> BlockMask<'a, T> {
+        let (start, rs, cs) = match &self.g.mask {
+            Some((offs, rs, cs)) => (offs[b] + i0 * rs, *rs, *cs),
+            None => (0, 0, 0),
+        };
+        match self.mask {
+            Mask::None => BlockMask::None,
+            Mask::Causal => BlockMask::Causal { i0 },
+            Mask::Keep(m) => BlockMask::Keep {
+                data: m.data(),
+                start,
+                rs,
+                cs,
+            },
+            Mask::Add(m) => BlockMask::Add {
+                data: m.data(),
+                start,
+                rs,
+                cs,
+            },
         }
     }
 
-    /// Where row `i` of slice `b` of the mask starts, and the mask's column stride.
-    fn mask_row(&self, b: usize, i: usize) -> (usize, usize) {
-        match &self.g.mask {
-            Some((offs, rs, cs)) => (offs[b] + i * rs, *cs),
-            None => (0, 0),
-        }
-    }
-
-    /// Applies dropout to the probabilities of rows `i0..` of slice `b` (row length `c`).
-    fn drop_rows(&self, b: usize, i0: usize, c: usize, p: &mut [T]) {
-        let Some(d) = self.drop else { return };
-        let scale = T::from_f64_lossy(d.scale);
-        for (r, row) in p.chunks_mut(c.max(1)).enumerate() {
-            let base = ((b * self.g.l + i0 + r) * self.g.s) as u64;
-            for (j, x) in row.iter_mut().enumerate() {
-                *x = *x * d.factor(base + j as u64, scale);
-            }
-        }
+    /// The dropout of the block of rows from `i0` of slice `b`, if any.
+    fn block_drop(&self, b: usize, i0: usize) -> Option<BlockDrop<T>> {
+        self.drop.map(|mask| BlockDrop {
+            mask,
+            start: ((b * self.g.l + i0) * self.g.s) as u64,
+            rs: self.g.s as u64,
+            scale: T::from_f64_lossy(mask.scale),
+        })
     }
 
     /// Forward of rows `i0..i0+rows` of slice `b`: writes their output rows and statistics.
@@ -380,12 +326,13 @@ impl<'a, T: Float> Ctx<'a, T> {
         sc.clear();
         sc.resize(rows * c, T::zero());
         self.scores(b, i0, rows, c, sc);
-        for (row, st) in sc.chunks_mut(c).zip(stats.chunks_mut(2)) {
-            let (m, inv) = softmax_row(row);
-            st[0] = m;
-            st[1] = inv;
-        }
-        self.drop_rows(b, i0, c, sc);
+        simd::run(ForwardRows {
+            p: sc,
+            c,
+            mask: self.block_mask(b, i0),
+            stats,
+            drop: self.block_drop(b, i0),
+        });
         let vo = self.g.offsets[b][2];
         let p = Mat::rows(sc, rows, c);
         let v = Mat::rows(&self.v[vo..], c, ev);
@@ -427,23 +374,6 @@ impl<'a, T: Float> Ctx<'a, T> {
             stats: NdArray::from_vec(stats, &self.g.shape(l, 2))?,
         })
     }
-}
-
-/// Softmax of one row in place, stable (the row maximum subtracted); returns the maximum and
-/// the reciprocal of the sum of exponentials. A row of -inf only (every position masked) has no
-/// maximum to subtract: it becomes NaN, as in PyTorch.
-fn softmax_row<T: Float>(row: &mut [T]) -> (T, T) {
-    let m = row.iter().fold(T::neg_infinity(), |m, &x| m.max(x));
-    let mut sum = T::zero();
-    for x in row.iter_mut() {
-        *x = (*x - m).vexp();
-        sum = sum + *x;
-    }
-    let inv = T::one() / sum;
-    for x in row.iter_mut() {
-        *x = *x * inv;
-    }
-    (m, inv)
 }
 
 impl<'a, T: Float> Attention<'a, T> {
@@ -583,53 +513,30 @@ impl<T: Float> Ctx<'_, T> {
         p.resize(rows * c, T::zero());
         dp.clear();
         dp.resize(rows * c, T::zero());
-        // P, rebuilt exactly as the forward made it: exp(s - max) / sum.
+        // P, rebuilt exactly as the forward made it: exp(s - max) · (1/sum).
         self.scores(b, i0, rows, c, p);
-        for (row, s) in p.chunks_mut(c).zip(st.chunks(2)) {
-            let (m, inv) = (s[0], s[1]);
-            for x in row.iter_mut() {
-                *x = (*x - m).vexp() * inv;
-            }
-        }
+        simd::run(RebuildRows {
+            p: &mut p[..],
+            c,
+            mask: self.block_mask(b, i0),
+            stats: st,
+        });
         // dPd = dO · Vᵀ: the gradient of the (dropped) weights.
         let go_m = Mat::rows(go, rows, ev);
-        gemm_into(
-            dp,
-            c,
-            go_m,
-            Mat::rows(&self.v[vo..], c, ev).t(),
-            T::one(),
-            false,
-        );
+        let vt = Mat::rows(&self.v[vo..], c, ev).t();
+        gemm_into(dp, c, go_m, vt, T::one(), false);
         buf.delta.clear();
         buf.delta.extend((0..rows).map(|r| {
             let (x, y) = (&go[r * ev..(r + 1) * ev], &o[r * ev..(r + 1) * ev]);
             x.iter().zip(y).fold(T::zero(), |acc, (&a, &b)| acc + a * b)
         }));
-        // dS = P ∘ (dP - Δ), with dP = dPd ∘ M and the dropped weights P ∘ M kept in `dp`
-        // for dV (M: the dropout factors, 1 without dropout).
-        let drop = self.drop.map(|d| (d, T::from_f64_lossy(d.scale)));
-        for (r, (prow, dprow)) in p.chunks_mut(c).zip(dp.chunks_mut(c)).enumerate() {
-            let delta = buf.delta[r];
-            match drop {
-                None => {
-                    for (x, y) in prow.iter_mut().zip(dprow.iter_mut()) {
-                        let pv = *x;
-                        *x = pv * (*y - delta);
-                        *y = pv;
-                    }
-                }
-                Some((d, scale)) => {
-                    let base = ((b * self.g.l + i0 + r) * self.g.s) as u64;
-                    for (j, (x, y)) in prow.iter_mut().zip(dprow.iter_mut()).enumerate() {
-                        let f = d.factor(base + j as u64, scale);
-                        let pv = *x;
-                        *x = pv * (*y * f - delta);
-                        *y = pv * f;
-                    }
-                }
-            }
-        }
+        simd::run(GradRows {
+            p: &mut p[..],
+            dp: &mut dp[..],
+            c,
+            delta: &buf.delta,
+            drop: self.block_drop(b, i0),
+        });
         if !dv.is_empty() {
             // dV[..c] += (P ∘ M)ᵀ · dO
             let pd = Mat::rows(dp, rows, c).t();
@@ -657,121 +564,5 @@ fn per_slice<T>(v: &mut [T], count: usize, n: usize) -> Vec<&mut [T]> {
     }
 }
 
-/// A matrix inside a slice: `rows × cols` with element strides (`rs`, `cs`).
-#[derive(Clone, Copy)]
-struct Mat<'a, T> {
-    data: &'a [T],
-    rows: usize,
-    cols: usize,
-    rs: usize,
-    cs: usize,
-}
-
-impl<'a, T> Mat<'a, T> {
-    /// The row-major `rows × cols` matrix at the start of `data`.
-    fn rows(data: &'a [T], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            rs: cols,
-            cs: 1,
-        }
-    }
-
-    /// The transpose, as a view.
-    fn t(self) -> Self {
-        Self {
-            rows: self.cols,
-            cols: self.rows,
-            rs: self.cs,
-            cs: self.rs,
-            ..self
-        }
-    }
-
-    /// Whether every element lies inside `data`.
-    fn in_bounds(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
-    }
-}
-
-/// `dst (m × n, row stride ldd) = beta · A·B`, or `+=` that when `accumulate`, on this thread.
-fn gemm_into<T: Float>(
-    dst: &mut [T],
-    ldd: usize,
-    a: Mat<'_, T>,
-    b: Mat<'_, T>,
-    beta: T,
-    accumulate: bool,
-) {
-    let (m, k, n) = (a.rows, a.cols, b.cols);
-    assert!(
-        b.rows == k
-            && a.in_bounds()
-            && b.in_bounds()
-            && (m == 0 || n == 0 || (m - 1) * ldd + n <= dst.len()),
-        "attention: internal GEMM operands out of bounds"
-    );
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        if !accumulate {
-            for i in 0..m {
-                dst[i * ldd..i * ldd + n].fill(T::zero());
-            }
-        }
-        return;
-    }
-    let is = |id: TypeId| TypeId::of::<T>() == id;
-    if !(is(TypeId::of::<f32>()) || is(TypeId::of::<f64>())) {
-        // `Float` is meant for f32/f64; any other implementor gets a plain loop.
-        for i in 0..m {
-            for j in 0..n {
-                let sum: T = (0..k)
-                    .map(|p| a.data[i * a.rs + p * a.cs] * b.data[p * b.rs + j * b.cs])
-                    .sum();
-                let d = &mut dst[i * ldd + j];
-                *d = if accumulate {
-                    *d + beta * sum
-                } else {
-                    beta * sum
-                };
-            }
-        }
-        return;
-    }
-    // SAFETY: T is f32 or f64 (checked above), which gemm supports. The assert shows that
-    // every element of A (m × k), B (k × n) and dst (m × n, row stride ldd) read or written
-    // lies inside its slice; `dst` is a unique borrow, so it aliases neither input.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.as_mut_ptr(),
-            1,
-            ldd as isize,
-            accumulate,
-            a.data.as_ptr(),
-            a.cs as isize,
-            a.rs as isize,
-            b.data.as_ptr(),
-            b.cs as isize,
-            b.rs as isize,
-            T::one(),
-            beta,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        );
-    }
-}
-
 #[cfg(test)]
-#[path = "attention_tests.rs"]
 mod tests;

@@ -57,7 +57,7 @@ impl Tensor {
     /// result `(..., L, Ev)`, the leading axes broadcasting; `scale` defaults to `1/√E`.
     /// `is_causal` lets query `i` see keys `j <= i` (with `attn_mask` it is an error); dropout
     /// with probability `dropout_p` is applied to the weights whenever `dropout_p > 0`, from
-    /// the generator `manual_seed` sets. A row whose every position is masked is NaN.
+    /// the generator `manual_seed` sets. A row whose every position is masked is 0 (PyTorch).
     /// float32 and float64 operands promote; the mask is cast to the result's dtype.
     pub fn scaled_dot_product_attention(
         &self,

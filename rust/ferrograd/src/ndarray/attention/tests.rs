@@ -447,7 +447,7 @@ fn dropout_is_reproducible_from_its_seed_and_drops_about_p_of_the_weights() {
 }
 
 #[test]
-fn a_row_with_every_position_masked_is_nan_and_the_others_are_not() {
+fn a_row_with_every_position_masked_is_zero_with_zero_gradients_and_a_nan_score_stays_nan() {
     let (q, k, v) = (
         filled::<f64>(&[3, 2], 1),
         filled(&[4, 2], 2),
@@ -469,17 +469,45 @@ fn a_row_with_every_position_masked_is_nan_and_the_others_are_not() {
         dropout: None,
     };
     let f = a.forward().unwrap();
-    let rows: Vec<bool> = f
-        .out
+    assert_eq!(&f.out.data()[2..4], &[0.0, 0.0]);
+    let case = Case {
+        q: q.clone(),
+        k: k.clone(),
+        v: v.clone(),
+        mask: RefMask::Keep(keep.clone()),
+        scale: None,
+    };
+    let g = filled::<f64>(&[3, 2], 4);
+    let want = naive(&case, &g);
+    // The reference's masked row is NaN (0/0); every other element must agree.
+    let rows = |a: &NdArray<f64>| -> Vec<f64> { [&a.data()[..2], &a.data()[4..]].concat() };
+    assert_eq!(rows(&f.out).len(), 4);
+    for (x, y) in rows(&f.out).iter().zip(rows(&want.out)) {
+        assert!((x - y).abs() < 1e-12);
+    }
+    let [dq, dk, dv] = a.backward(&g, &f.out, &f.stats, [true; 3]).unwrap();
+    let dq = dq.unwrap();
+    assert_eq!(&dq.data()[2..4], &[0.0, 0.0]);
+    assert!(dk
+        .unwrap()
         .data()
-        .chunks(2)
-        .map(|r| r.iter().all(|x| x.is_nan()))
-        .collect();
-    assert_eq!(rows, [false, true, false]);
-    assert!(f.out.data()[..2]
         .iter()
-        .chain(&f.out.data()[4..])
+        .chain(dv.unwrap().data())
         .all(|x| x.is_finite()));
+    // A NaN among the scores is not a masked row: it spreads, as in PyTorch.
+    let mut qn = q.clone();
+    qn.data_mut()[0] = f64::NAN;
+    let a = Attention {
+        q: &qn,
+        k: &k,
+        v: &v,
+        mask: Mask::Keep(&keep),
+        scale: None,
+        dropout: None,
+    };
+    let out = a.forward().unwrap().out;
+    assert!(out.data()[..2].iter().all(|x| x.is_nan()));
+    assert!(out.data()[4..].iter().all(|x| x.is_finite()));
 }
 
 #[test]
