@@ -7,6 +7,7 @@ mod creation;
 mod hooks;
 mod inplace;
 mod loss;
+mod ops_attention;
 mod ops_conv;
 mod ops_dtype;
 mod ops_elementwise;
@@ -20,6 +21,7 @@ pub use context::BackwardCtx;
 pub use hooks::{HookHandle, PostAccumulateGradHook};
 pub use inplace::{InplaceOp, Operand};
 pub use loss::{class_indices, Reduction};
+pub use ops_attention::AttentionMask;
 pub use storage::{Storage, WriteGuard};
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
