@@ -180,9 +180,10 @@ class GPT(layers.Module):
                 cond = out[:, -self.block_size :]  # crop the context to the block size
                 logits = self(fg.tensor(cond), last_only=True)[:, -1, :] / temperature
                 if top_k is not None:
-                    k = min(top_k, self.vocab_size)
-                    kth = np.sort(logits.numpy(), axis=-1)[:, -k][:, None]
-                    logits = logits.masked_fill(logits < fg.tensor(kth), float("-inf"))
+                    # Keep the k largest logits per row; the rest get probability 0.
+                    row = logits.numpy()
+                    kth = np.sort(row, axis=-1)[:, -min(top_k, self.vocab_size)][:, None]
+                    logits = fg.Tensor(np.where(row < kth, -np.inf, row))
                 probs = logits.softmax(axis=-1).numpy().astype(np.float64)
                 # Inverse-CDF draw with one uniform per row from ferrograd's generator.
                 u = fg.rand(probs.shape[0], 1, dtype="float64").numpy()
