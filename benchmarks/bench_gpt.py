@@ -59,7 +59,7 @@ def shakespeare_ids() -> tuple[np.ndarray, np.ndarray, int]:
     spec = importlib.util.find_spec("ferrograd")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("bench_gpt: ferrograd is not installed (its package holds the text)")
-    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "tinyshakespeare.txt.gz"
+    path = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "tinyshakespeare.txt.gz"
     text = gzip.decompress(path.read_bytes()).decode("utf-8")
     chars = sorted(set(text))
     codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
@@ -144,9 +144,7 @@ def torch_step(cfg: dict[str, Any], vocab: int) -> tuple[Callable, Callable]:
         def __init__(self) -> None:
             super().__init__()
             self.ln_1, self.attn, self.ln_2 = nn.LayerNorm(C), Attention(), nn.LayerNorm(C)
-            self.mlp = nn.Sequential(
-                nn.Linear(C, 4 * C), nn.GELU(), nn.Linear(4 * C, C)
-            )
+            self.mlp = nn.Sequential(nn.Linear(C, 4 * C), nn.GELU(), nn.Linear(4 * C, C))
 
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             x = x + self.attn(self.ln_1(x))
@@ -166,7 +164,7 @@ def torch_step(cfg: dict[str, Any], vocab: int) -> tuple[Callable, Callable]:
                 if isinstance(m, nn.Linear) and m.bias is not None:
                     nn.init.zeros_(m.bias)
             for name, p in self.named_parameters():
-                if name.endswith("c_proj.weight") or name.endswith("mlp.2.weight"):
+                if name.endswith(("c_proj.weight", "mlp.2.weight")):
                     nn.init.normal_(p, std=0.02 / math.sqrt(2 * n_layer))
 
         def forward(self, idx: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -243,14 +241,23 @@ def worker(lib: str, cfg: dict[str, Any]) -> None:
 
 def load_note() -> str:
     try:
-        return "load average %.2f %.2f %.2f" % os.getloadavg()
+        return "load average {:.2f} {:.2f} {:.2f}".format(*os.getloadavg())
     except OSError:
         return "load average unknown"
 
 
 def run_worker(lib: str, cfg: dict[str, Any]) -> dict[str, Any]:
-    env = dict(os.environ, OMP_NUM_THREADS=str(cfg["threads"]), RAYON_NUM_THREADS=str(cfg["threads"]))
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", lib, "--config", json.dumps(cfg)]
+    env = dict(
+        os.environ, OMP_NUM_THREADS=str(cfg["threads"]), RAYON_NUM_THREADS=str(cfg["threads"])
+    )
+    cmd = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        lib,
+        "--config",
+        json.dumps(cfg),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"bench_gpt: the {lib} worker failed:\n{proc.stderr[-3000:]}")
@@ -310,7 +317,9 @@ def main() -> None:
             print(f"round {r + 1}, {lib}: {load_note()}", flush=True)
             results[lib].append(run_worker(lib, cfg))
 
-    print(f"\n| library | ms/iter median | quartiles | min-max | peak RSS MiB | above imports MiB | val loss |")
+    print(
+        "\n| library | ms/iter median | quartiles | min-max | peak RSS MiB | above imports MiB | val loss |"
+    )
     print("|---|---|---|---|---|---|---|")
     medians = {}
     for lib, runs in results.items():
@@ -325,7 +334,9 @@ def main() -> None:
             f"{peak:.0f} | {above:.0f} | {val:.4f} |"
         )
     if len(medians) == 2:
-        print(f"\nferrograd / PyTorch, median ms/iter: {medians['ferrograd'] / medians['torch']:.2f}x")
+        print(
+            f"\nferrograd / PyTorch, median ms/iter: {medians['ferrograd'] / medians['torch']:.2f}x"
+        )
         peaks = {lib: max(r["peak_rss_mib"] for r in runs) for lib, runs in results.items()}
         print(f"ferrograd / PyTorch, peak RSS: {peaks['ferrograd'] / peaks['torch']:.2f}x")
     if args.curve:
@@ -334,7 +345,11 @@ def main() -> None:
         print("\ntraining loss (round 1)\n| iter | " + " | ".join(results) + " |")
         print("|---|" + "---|" * len(results))
         for i in marks:
-            print(f"| {i} | " + " | ".join(f"{runs[0]['losses'][i]:.4f}" for runs in results.values()) + " |")
+            print(
+                f"| {i} | "
+                + " | ".join(f"{runs[0]['losses'][i]:.4f}" for runs in results.values())
+                + " |"
+            )
 
 
 if __name__ == "__main__":

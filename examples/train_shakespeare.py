@@ -49,7 +49,9 @@ class CausalSelfAttention(layers.Module):
         qkv = self.c_attn(x)
         # (B, T, C) per projection -> (B, n_head, T, head_size)
         q, k, v = (
-            qkv[:, :, i * C : (i + 1) * C].reshape(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+            qkv[:, :, i * C : (i + 1) * C]
+            .reshape(B, T, self.n_head, C // self.n_head)
+            .transpose(1, 2)
             for i in range(3)
         )
         y = fg.functional.scaled_dot_product_attention(
@@ -165,7 +167,11 @@ class GPT(layers.Module):
         return fg.optim.AdamW(groups, lr=lr, betas=betas)
 
     def generate(
-        self, idx: fg.Tensor, max_new_tokens: int, temperature: float = 1.0, top_k: int | None = None
+        self,
+        idx: fg.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
     ) -> fg.Tensor:
         """Extends ``idx`` (B, T) by ``max_new_tokens`` tokens, each drawn from the softmax of
         the last logits / temperature, kept to the top_k most likely when given. Draws come
@@ -225,7 +231,9 @@ class CharData:
         data = self.train if split == "train" else self.val
         high = len(data) - block_size
         # Offsets uniform in [0, high) from the generator fg.manual_seed sets.
-        ix = np.minimum((fg.rand(batch_size, dtype="float64").numpy() * high).astype(np.int64), high - 1)
+        ix = np.minimum(
+            (fg.rand(batch_size, dtype="float64").numpy() * high).astype(np.int64), high - 1
+        )
         rows = ix[:, None] + np.arange(block_size)
         return fg.tensor(data[rows]), fg.tensor(data[rows + 1])
 
@@ -295,10 +303,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         fg.set_num_threads(args.threads)
     fg.manual_seed(args.seed)
     data = CharData(fg.datasets.load_tiny_shakespeare())
-    print(f"vocab size {data.vocab_size}, train {len(data.train):,} and val {len(data.val):,} tokens")
+    print(
+        f"vocab size {data.vocab_size}, train {len(data.train):,} and val {len(data.val):,} tokens"
+    )
     print(f"tokens per iteration will be: {args.batch_size * args.block_size:,}")
 
-    model = GPT(data.vocab_size, args.block_size, args.n_layer, args.n_head, args.n_embd, args.dropout)
+    model = GPT(
+        data.vocab_size, args.block_size, args.n_layer, args.n_head, args.n_embd, args.dropout
+    )
     print(f"number of parameters: {model.num_params() / 1e6:.2f}M")
     opt = model.configure_optimizer(args.weight_decay, args.lr, (0.9, 0.99))
 

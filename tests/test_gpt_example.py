@@ -156,7 +156,9 @@ def test_the_example_runs_end_to_end_logs_like_nanogpt_and_saves_a_checkpoint(tm
     assert all(re.fullmatch(r"iter \d+: loss \d+\.\d{4}, time \d+\.\d{2}ms", ln) for ln in iters)
     steps = [ln for ln in lines if ln.startswith("step ")]
     assert [ln.split(":")[0] for ln in steps] == ["step 0", "step 10", "step 20"]
-    assert all(re.fullmatch(r"step \d+: train loss \d+\.\d{4}, val loss \d+\.\d{4}", ln) for ln in steps)
+    assert all(
+        re.fullmatch(r"step \d+: train loss \d+\.\d{4}, val loss \d+\.\d{4}", ln) for ln in steps
+    )
     # The loss falls from about log(65) as training starts.
     first, last = float(iters[0].split()[3].rstrip(",")), float(iters[-1].split()[3].rstrip(","))
     assert first == pytest.approx(np.log(65), abs=0.3) and last < first
