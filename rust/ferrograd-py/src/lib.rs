@@ -16,6 +16,7 @@ mod io;
 mod notebook;
 mod optim;
 mod tensor;
+mod transformer_ops;
 mod value;
 
 /// The compiled module behind `import ferrograd`.
@@ -33,5 +34,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     io::register(m)?;
     buffer::register(m)?;
     hooks::register(m)?;
+    transformer_ops::register(m)?;
     Ok(())
 }

@@ -49,6 +49,8 @@ impl ArrayClass for PyNdArray {
 
 shared_array_methods!(PyTensor);
 shared_array_methods!(PyNdArray);
+crate::transformer_methods!(PyTensor);
+crate::transformer_methods!(PyNdArray);
 
 /// Reads a gradient or data argument given as Tensor, NdArray, NumPy array, list or number.
 fn array_arg(obj: &Bound<'_, PyAny>) -> PyResult<ferrograd::DynArray> {

@@ -43,6 +43,14 @@ pub fn uniform(n: usize) -> Result<Vec<f64>> {
     Ok(out)
 }
 
+/// `n` integers uniform in `[low, high)` (the caller checks `low < high`).
+pub fn integers(n: usize, low: i64, high: i64) -> Result<Vec<i64>> {
+    let mut out = try_with_capacity(n)?;
+    let mut rng = generator();
+    out.extend((0..n).map(|_| rng.random_range(low..high)));
+    Ok(out)
+}
+
 /// A uniformly random permutation of `0..n` (Fisher–Yates).
 pub fn permutation(n: usize) -> Vec<usize> {
     let mut rng = generator();

@@ -101,7 +101,6 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
-    use crate::tensor::read;
     use crate::DType;
 
     fn leaf(values: &[f64]) -> Tensor {
@@ -111,7 +110,7 @@ mod tests {
     }
 
     fn grad_of(t: &Tensor) -> Vec<f64> {
-        read(&t.grad().expect("a grad")).to_f64_vec()
+        t.grad().expect("a grad").read().to_f64_vec()
     }
 
     #[test]
@@ -143,8 +142,8 @@ mod tests {
         let w = leaf(&[1.0, 2.0, 3.0]);
         w.register_post_accumulate_grad_hook(Arc::new(|t: &Tensor| {
             let g = t.grad().expect("accumulated");
-            let halved: Vec<f64> = read(&g).to_f64_vec().iter().map(|x| x / 2.0).collect();
-            *crate::tensor::write(&g) = crate::DynArray::from_f64(halved, &[3], DType::F64)?;
+            let halved: Vec<f64> = g.read().to_f64_vec().iter().map(|x| x / 2.0).collect();
+            *g.write() = crate::DynArray::from_f64(halved, &[3], DType::F64)?;
             // Reading the leaf's own data too must not deadlock.
             let _ = t.array().to_f64_vec();
             Ok(())

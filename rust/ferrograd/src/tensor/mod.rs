@@ -11,9 +11,13 @@ mod ops_attention;
 mod ops_conv;
 mod ops_dtype;
 mod ops_elementwise;
+mod ops_math;
 mod ops_nn;
+mod ops_random;
 mod ops_reduce;
+mod ops_select;
 mod ops_shape;
+mod ops_view;
 mod storage;
 
 pub use autograd::{is_grad_enabled, set_grad_enabled, NoGradGuard};

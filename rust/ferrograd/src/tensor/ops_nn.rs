@@ -160,6 +160,14 @@ impl Tensor {
 
     fn pick(&self, other: &Tensor, largest: bool) -> Result<Tensor> {
         let name = if largest { "maximum" } else { "minimum" };
+        let exact = !self.dtype().promote(other.dtype()).is_float();
+        if exact {
+            // Integers and bools keep their dtype (and take no gradient).
+            let out = read_pair(self, other, |a, b| {
+                super::ops_math::pick_exact(a, b, largest)
+            })?;
+            return Ok(Tensor::new(out, false));
+        }
         let out = read_pair(self, other, |a, b| a.zip(name, b, Pick { largest }))?;
         Ok(Tensor::from_op(out, name, &[self, other], move |g, ctx| {
             let need = [ctx.needs_grad(0), ctx.needs_grad(1)];
