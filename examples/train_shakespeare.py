@@ -46,13 +46,10 @@ class CausalSelfAttention(layers.Module):
 
     def forward(self, x: fg.Tensor) -> fg.Tensor:
         B, T, C = x.shape
-        qkv = self.c_attn(x)
-        # (B, T, C) per projection -> (B, n_head, T, head_size)
+        # q, k, v of every head from one projection, each to (B, n_head, T, head_size)
         q, k, v = (
-            qkv[:, :, i * C : (i + 1) * C]
-            .reshape(B, T, self.n_head, C // self.n_head)
-            .transpose(1, 2)
-            for i in range(3)
+            z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
+            for z in self.c_attn(x).split(self.n_embd, 2)
         )
         y = fg.functional.scaled_dot_product_attention(
             q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
@@ -180,24 +177,18 @@ class GPT(layers.Module):
             raise ValueError(f"generate: temperature must be positive, got {temperature}")
         was_training = self.training
         self.eval()
-        out = idx.numpy().astype(np.int64)
         with fg.no_grad():
             for _ in range(max_new_tokens):
-                cond = out[:, -self.block_size :]  # crop the context to the block size
-                logits = self(fg.tensor(cond), last_only=True)[:, -1, :] / temperature
+                cond = idx[:, -self.block_size :]  # crop the context to the block size
+                logits = self(cond, last_only=True)[:, -1, :] / temperature
                 if top_k is not None:
                     # Keep the k largest logits per row; the rest get probability 0.
-                    row = logits.numpy()
-                    kth = np.sort(row, axis=-1)[:, -min(top_k, self.vocab_size)][:, None]
-                    logits = fg.Tensor(np.where(row < kth, -np.inf, row))
-                probs = logits.softmax(axis=-1).numpy().astype(np.float64)
-                # Inverse-CDF draw with one uniform per row from ferrograd's generator.
-                u = fg.rand(probs.shape[0], 1, dtype="float64").numpy()
-                cdf = np.cumsum(probs, axis=-1)
-                nxt = np.minimum((cdf < u * cdf[:, -1:]).sum(axis=-1), self.vocab_size - 1)
-                out = np.concatenate([out, nxt[:, None].astype(np.int64)], axis=1)
+                    kth = logits.topk(min(top_k, self.vocab_size), axis=-1)[0][:, -1:]
+                    logits = logits.masked_fill(logits < kth, float("-inf"))
+                probs = logits.softmax(axis=-1)
+                idx = fg.cat([idx, fg.multinomial(probs, 1)], axis=1)
         self.train(was_training)
-        return fg.tensor(out)
+        return idx
 
 
 # ---------------------------------------------------------------------------- the data
@@ -230,10 +221,8 @@ class CharData:
         """Inputs and next-token targets (batch_size, block_size) at random offsets."""
         data = self.train if split == "train" else self.val
         high = len(data) - block_size
-        # Offsets uniform in [0, high) from the generator fg.manual_seed sets.
-        ix = np.minimum(
-            (fg.rand(batch_size, dtype="float64").numpy() * high).astype(np.int64), high - 1
-        )
+        # Offsets from the generator fg.manual_seed sets; one fancy index slices every row.
+        ix = fg.randint(0, high, (batch_size,)).numpy()
         rows = ix[:, None] + np.arange(block_size)
         return fg.tensor(data[rows]), fg.tensor(data[rows + 1])
 
