@@ -55,7 +55,8 @@ class CausalSelfAttention(layers.Module):
             q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
         )
         y = y.transpose(1, 2).reshape(B, T, C)  # the heads side by side again
-        return self.resid_dropout(self.c_proj(y))
+        out: fg.Tensor = self.resid_dropout(self.c_proj(y))
+        return out
 
 
 class MLP(layers.Module):
@@ -67,7 +68,8 @@ class MLP(layers.Module):
         self.dropout = layers.Dropout(dropout)
 
     def forward(self, x: fg.Tensor) -> fg.Tensor:
-        return self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        out: fg.Tensor = self.dropout(self.c_proj(self.gelu(self.c_fc(x))))
+        return out
 
 
 class Block(layers.Module):
@@ -80,7 +82,8 @@ class Block(layers.Module):
 
     def forward(self, x: fg.Tensor) -> fg.Tensor:
         x = x + self.attn(self.ln_1(x))
-        return x + self.mlp(self.ln_2(x))
+        out: fg.Tensor = x + self.mlp(self.ln_2(x))
+        return out
 
 
 class GPT(layers.Module):
@@ -129,7 +132,7 @@ class GPT(layers.Module):
 
     def num_params(self) -> int:
         """Parameters less the position embedding (nanoGPT's count; the tied head counts)."""
-        return sum(p.size for p in self.parameters()) - self.transformer.wpe.weight.size
+        return int(sum(p.size for p in self.parameters()) - self.transformer.wpe.weight.size)
 
     def forward(self, idx: fg.Tensor, last_only: bool = False) -> fg.Tensor:
         _, t = idx.shape
@@ -145,7 +148,8 @@ class GPT(layers.Module):
         x = self.transformer.ln_f(x)
         if last_only:
             x = x[:, -1:, :]  # generation needs only the next token's logits
-        return self.lm_head(x)
+        logits: fg.Tensor = self.lm_head(x)
+        return logits
 
     def loss(self, idx: fg.Tensor, targets: fg.Tensor) -> fg.Tensor:
         logits = self(idx)
@@ -233,11 +237,11 @@ class CharData:
 def lr_at(it: int, args: argparse.Namespace) -> float:
     """nanoGPT's schedule: linear warmup, then cosine down to min_lr at lr_decay_iters."""
     if it < args.warmup_iters:
-        return args.lr * (it + 1) / (args.warmup_iters + 1)
+        return float(args.lr * (it + 1) / (args.warmup_iters + 1))
     if it > args.lr_decay_iters:
-        return args.min_lr
+        return float(args.min_lr)
     ratio = (it - args.warmup_iters) / max(1, args.lr_decay_iters - args.warmup_iters)
-    return args.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (args.lr - args.min_lr)
+    return float(args.min_lr + 0.5 * (1.0 + math.cos(math.pi * ratio)) * (args.lr - args.min_lr))
 
 
 def estimate_loss(model: GPT, data: CharData, args: argparse.Namespace) -> dict[str, float]:
