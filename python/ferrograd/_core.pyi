@@ -506,3 +506,12 @@ class RemovableHandle:
     def __exit__(self, *_args: object) -> None: ...
 
 def _with_buffer(tensor: Tensor | NdArray, callback: Callable[[npt.NDArray[Any]], Any]) -> Any: ...
+def scaled_dot_product_attention(
+    query: ArrayLike,
+    key: ArrayLike,
+    value: ArrayLike,
+    attn_mask: ArrayLike | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+) -> Tensor: ...

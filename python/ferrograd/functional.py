@@ -31,6 +31,7 @@ __all__ = [
     "maximum",
     "minimum",
     "nll_loss",
+    "scaled_dot_product_attention",
 ]
 
 ArrayLike = Union[Tensor, NdArray, npt.NDArray[Any], Sequence[Any], float]
@@ -135,3 +136,39 @@ def minimum(a: ArrayLike, b: ArrayLike) -> Tensor:
     On a tie each side gets half the gradient, as in PyTorch.
     """
     return _core.minimum(a, b)
+
+
+def scaled_dot_product_attention(
+    query: ArrayLike,
+    key: ArrayLike,
+    value: ArrayLike,
+    attn_mask: ArrayLike | None = None,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    *,
+    scale: float | None = None,
+) -> Tensor:
+    """Attention ``softmax(scale · query @ keyᵀ + mask) @ value``, as PyTorch's.
+
+    ``query`` is ``(..., L, E)``, ``key`` ``(..., S, E)``, ``value`` ``(..., S, Ev)``; the
+    result is ``(..., L, Ev)``. The leading (batch, head) axes broadcast. ``scale`` defaults to
+    ``1/sqrt(E)``.
+
+    ``attn_mask`` broadcasts to ``(..., L, S)``: a bool mask marks the positions that take
+    part (True = attend), a float mask is added to the scores (it gets no gradient).
+    ``is_causal=True`` lets query ``i`` see keys ``j <= i`` (top-left aligned when L != S,
+    PyTorch's ``tril(ones(L, S))``); giving it together with ``attn_mask`` raises ValueError.
+    A row whose every position is masked attends to nothing: its output and gradients are 0,
+    as in PyTorch (since 2.5; earlier versions gave NaN). A NaN score still gives NaN.
+
+    ``dropout_p > 0`` drops attention weights (from the generator ``fg.manual_seed`` seeds)
+    and scales the rest by ``1/(1-p)`` whenever it is set, as PyTorch does: pass 0.0 in
+    evaluation.
+
+    One fused op: the softmax is stable (row maximum subtracted), the causal mask is never
+    materialised, and the backward recomputes the weights from per-row statistics instead of
+    storing them. float32 and float64 operands promote.
+    """
+    return _core.scaled_dot_product_attention(
+        query, key, value, attn_mask, dropout_p, is_causal, scale
+    )

@@ -15,7 +15,7 @@ use crate::errors::IntoPyResult;
 
 /// A Tensor or NdArray argument (shared, not copied); a NumPy array, list or number is
 /// copied into a constant Tensor.
-fn arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Tensor> {
+pub(crate) fn arg(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Tensor> {
     if obj.is_instance_of::<PyTensor>() || obj.is_instance_of::<PyNdArray>() {
         return tensor_of(obj, what);
     }

@@ -3,6 +3,7 @@
 use pyo3::prelude::*;
 
 mod array_methods;
+mod attention;
 mod buffer;
 mod classes;
 mod convert;
@@ -28,6 +29,7 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("AxisError", errors::axis_error_type(m.py())?)?;
     functions::register(m)?;
     functional::register(m)?;
+    attention::register(m)?;
     value::register(m)?;
     optim::register(m)?;
     io::register(m)?;

@@ -9,9 +9,9 @@ use pyo3::prelude::*;
 use pyo3::types::{PyList, PyTuple};
 
 use crate::array_methods::compute;
+use crate::classes::PyTensor;
 use crate::convert::{array_from_py, ours, parse_shape, scalar_of, Infer};
 use crate::errors::IntoPyResult;
-use crate::classes::PyTensor;
 
 /// A Tensor or NdArray (shared), or a number, NumPy array or list (copied, dtype inferred as
 /// `fg.tensor` does); `what` names the argument in the TypeError.

@@ -5,6 +5,7 @@
 //! needs `T: Float`.
 
 pub mod assign;
+pub mod attention;
 pub mod element;
 pub mod elementwise;
 mod float;

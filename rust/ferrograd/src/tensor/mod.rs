@@ -8,6 +8,7 @@ mod hooks;
 mod inplace;
 mod loss;
 mod loss_binary;
+mod ops_attention;
 mod ops_conv;
 mod ops_dtype;
 mod ops_elementwise;
@@ -27,6 +28,7 @@ pub use context::BackwardCtx;
 pub use hooks::{HookHandle, PostAccumulateGradHook};
 pub use inplace::{InplaceOp, Operand};
 pub use loss::{class_indices, Reduction};
+pub use ops_attention::AttentionMask;
 pub use running_stats::update_running_stats;
 pub use storage::{Storage, WriteGuard};
 

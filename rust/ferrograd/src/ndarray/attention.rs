@@ -1,0 +1,568 @@
+//! Fused scaled-dot-product attention on `NdArray<T>`: `softmax(scale·Q·Kᵀ + mask)·V` and its
+//! backward, flash-attention style (the probabilities are recomputed from saved row statistics,
+//! never stored), parallel over the (batch × heads) slices.
+//!
+//! Shapes follow PyTorch: `q (..., L, E)`, `k (..., S, E)`, `v (..., S, Ev)` give
+//! `(..., L, Ev)`; the leading axes broadcast. A row whose every position is masked attends to
+//! nothing: its output and gradients are 0, as in PyTorch (its "safe" softmax, since 2.5).
+
+mod gemm;
+mod rows;
+
+use rayon::prelude::*;
+
+use super::elementwise::simd;
+use super::{try_zeroed, Float, NdArray};
+use crate::shape::{broadcast_shapes, broadcast_strides, checked_size, fmt_shape};
+use crate::{shape_err, Result};
+use gemm::{gemm_into, Mat};
+use rows::{BlockDrop, BlockMask, DropMask, ForwardRows, GradRows, RebuildRows};
+
+/// Rows of the query handled together: the scores of one block (`ROW_BLOCK × S`) are the only
+/// buffer that grows with the sequence, and under a causal mask a block computes only the
+/// columns its rows can see.
+const ROW_BLOCK: usize = 64;
+
+/// From this many multiply-adds in all (`count·L·S·(E + Ev)`), the slices are spread over the
+/// crate's threads; below it the hand-off costs more than it saves.
+const PARALLEL_WORK: usize = 1 << 19;
+
+/// Which positions take part, and what is added to the scores.
+#[derive(Clone, Copy, Debug)]
+pub enum Mask<'a, T> {
+    /// Every position takes part.
+    None,
+    /// Query `i` sees keys `j <= i` (top-left aligned, PyTorch's `tril(ones(L, S))`); the mask
+    /// is never materialised.
+    Causal,
+    /// Broadcastable to `(..., L, S)`: `true` marks a position that takes part.
+    Keep(&'a NdArray<bool>),
+    /// Broadcastable to `(..., L, S)`: added to the scaled scores.
+    Add(&'a NdArray<T>),
+}
+
+/// Dropout of the attention weights: each is zeroed with probability `p`, the rest scaled by
+/// `1/(1-p)`. The decision for weight `(slice, i, j)` is a pure function of `seed` and that
+/// position, so the backward pass regenerates it instead of storing a mask, and the result
+/// does not depend on the thread count.
+#[derive(Clone, Copy, Debug)]
+pub struct Dropout {
+    pub p: f64,
+    pub seed: u64,
+}
+
+/// One attention call: the operands and its options.
+#[derive(Clone, Copy, Debug)]
+pub struct Attention<'a, T> {
+    pub q: &'a NdArray<T>,
+    pub k: &'a NdArray<T>,
+    pub v: &'a NdArray<T>,
+    pub mask: Mask<'a, T>,
+    /// The factor applied to `Q·Kᵀ`; `None` is `1/√E`.
+    pub scale: Option<f64>,
+    pub dropout: Option<Dropout>,
+}
+
+/// The output of the forward pass and what its backward needs besides the operands.
+#[derive(Clone, Debug)]
+pub struct AttentionForward<T> {
+    /// `(..., L, Ev)`.
+    pub out: NdArray<T>,
+    /// Per query row, the row maximum of the masked scores and the reciprocal of the sum of
+    /// their exponentials: `(..., L, 2)`. Backward rebuilds the probabilities from these.
+    pub stats: NdArray<T>,
+}
+
+/// The gradients of `q`, `k` and `v`, each in the broadcast batch shape (`batch + (L, E)`,
+/// …): summing them down to an operand's own shape is the caller's job. `None` where not
+/// asked for.
+pub type AttentionGrads<T> = [Option<NdArray<T>>; 3];
+
+/// Sizes and per-slice offsets, checked once.
+struct Geometry {
+    /// The broadcast leading axes.
+    batch: Vec<usize>,
+    count: usize,
+    l: usize,
+    s: usize,
+    e: usize,
+    ev: usize,
+    /// Element offset of each slice in q, k and v.
+    offsets: Vec<[usize; 3]>,
+    /// For a mask: its offset per slice and its (row, column) strides, 0 where it broadcasts.
+    mask: Option<(Vec<usize>, usize, usize)>,
+}
+
+impl Geometry {
+    fn new<T: Float>(a: &Attention<'_, T>) -> Result<Self> {
+        let (qs, ks, vs) = (a.q.shape(), a.k.shape(), a.v.shape());
+        let shapes = || {
+            format!(
+                "query {}, key {}, value {}",
+                fmt_shape(qs),
+                fmt_shape(ks),
+                fmt_shape(vs)
+            )
+        };
+        for (name, s) in [("query", qs), ("key", ks), ("value", vs)] {
+            if s.len() < 2 {
+                return Err(shape_err!(
+                    "scaled_dot_product_attention: {name} must have at least 2 dimensions \
+                     (..., length, features), got shape {}",
+                    fmt_shape(s)
+                ));
+            }
+        }
+        let last2 = |s: &[usize]| (s[s.len() - 2], s[s.len() - 1]);
+        let ((l, e), (s, ek), (sv, ev)) = (last2(qs), last2(ks), last2(vs));
+        if ek != e {
+            return Err(shape_err!(
+                "scaled_dot_product_attention: query and key must have the same last dimension \
+                 (embedding size), got {e} and {ek} ({})",
+                shapes()
+            ));
+        }
+        if sv != s {
+            return Err(shape_err!(
+                "scaled_dot_product_attention: key and value must have the same sequence length \
+                 (second to last dimension), got {s} and {sv} ({})",
+                shapes()
+            ));
+        }
+        let lead = |s: &[usize]| s[..s.len() - 2].to_vec();
+        let batch = broadcast_shapes("scaled_dot_product_attention", &lead(qs), &lead(ks))
+            .and_then(|b| broadcast_shapes("scaled_dot_product_attention", &b, &lead(vs)))
+            .map_err(|_| {
+                shape_err!(
+                    "scaled_dot_product_attention: the leading (batch) dimensions do not \
+                     broadcast together ({})",
+                    shapes()
+                )
+            })?;
+        let count = checked_size(&batch)?;
+        let mut full = batch.clone();
+        full.extend([l, s]);
+        // The weights (count·L·S) are never stored, but their count must be addressable for
+        // the dropout counters and the mask offsets.
+        checked_size(&full)?;
+        let strides = |shape: &[usize], mat: usize| -> Vec<usize> {
+            broadcast_strides(&lead(shape), &batch)
+                .iter()
+                .map(|st| st * mat)
+                .collect()
+        };
+        let (sq, sk, sv) = (strides(qs, l * e), strides(ks, s * e), strides(vs, s * ev));
+        let offsets = (0..count)
+            .map(|i| slice_offsets(&batch, i, [&sq, &sk, &sv]))
+            .collect();
+        let mask = match a.mask {
+            Mask::None | Mask::Causal => None,
+            Mask::Keep(m) => Some(mask_geometry(m.shape(), &full, &batch)?),
+            Mask::Add(m) => Some(mask_geometry(m.shape(), &full, &batch)?),
+        };
+        Ok(Self {
+            batch,
+            count,
+            l,
+            s,
+            e,
+            ev,
+            offsets,
+            mask,
+        })
+    }
+
+    fn shape(&self, rows: usize, cols: usize) -> Vec<usize> {
+        let mut s = self.batch.clone();
+        s.extend([rows, cols]);
+        s
+    }
+
+    /// Multiply-adds of one pass (both products) over all slices.
+    fn work(&self) -> usize {
+        self.count
+            .saturating_mul(self.l)
+            .saturating_mul(self.s)
+            .saturating_mul(self.e + self.ev)
+    }
+
+    fn parallel(&self) -> bool {
+        self.count > 1 && self.work() >= PARALLEL_WORK && crate::parallel::num_threads() > 1
+    }
+}
+
+/// The offsets into each of `strides.len()` operands of slice `i` of the batch.
+fn slice_offsets<const N: usize>(
+    batch: &[usize],
+    mut i: usize,
+    strides: [&[usize]; N],
+) -> [usize; N] {
+    let mut out = [0; N];
+    for d in (0..batch.len()).rev() {
+        let j = i % batch[d];
+        i /= batch[d];
+        for (o, s) in out.iter_mut().zip(&strides) {
+            *o += j * s[d];
+        }
+    }
+    out
+}
+
+/// A mask of `shape` read as `full = batch + (L, S)`: its offset per slice and its row and
+/// column strides. It must broadcast to `full` without enlarging it.
+fn mask_geometry(
+    shape: &[usize],
+    full: &[usize],
+    batch: &[usize],
+) -> Result<(Vec<usize>, usize, usize)> {
+    let fits = shape.len() <= full.len()
+        && broadcast_shapes("scaled_dot_product_attention", shape, full).is_ok_and(|b| b == full);
+    if !fits {
+        return Err(shape_err!(
+            "scaled_dot_product_attention: attn_mask of shape {} does not broadcast to the \
+             attention weights' shape {} (batch..., L, S)",
+            fmt_shape(shape),
+            fmt_shape(full)
+        ));
+    }
+    let strides = broadcast_strides(shape, full);
+    let n = full.len();
+    let lead = &strides[..n - 2];
+    let count = batch.iter().product();
+    let offsets = (0..count)
+        .map(|i| slice_offsets(batch, i, [lead])[0])
+        .collect();
+    Ok((offsets, strides[n - 2], strides[n - 1]))
+}
+
+/// Read-only data shared by the per-slice work of one call.
+struct Ctx<'a, T> {
+    g: Geometry,
+    q: &'a [T],
+    k: &'a [T],
+    v: &'a [T],
+    mask: Mask<'a, T>,
+    scale: T,
+    drop: Option<DropMask>,
+}
+
+impl<'a, T: Float> Ctx<'a, T> {
+    fn new(a: &Attention<'a, T>) -> Result<Self> {
+        let g = Geometry::new(a)?;
+        let scale = a.scale.unwrap_or_else(|| 1.0 / (g.e as f64).sqrt());
+        Ok(Self {
+            q: a.q.data(),
+            k: a.k.data(),
+            v: a.v.data(),
+            mask: a.mask,
+            scale: T::from_f64_lossy(scale),
+            drop: DropMask::new(a.dropout)?,
+            g,
+        })
+    }
+
+    /// The key columns rows `i0..i1` can see: all of them, or under the causal mask only
+    /// `j < i1` (row `i` sees `j <= i`).
+    fn cols(&self, i1: usize) -> usize {
+        match self.mask {
+            Mask::Causal => i1.min(self.g.s),
+            _ => self.g.s,
+        }
+    }
+
+    /// `sc (rows × c) = scale · Q[i0..i0+rows] · K[..c]ᵀ`: the scores of one block.
+    fn scores(&self, b: usize, i0: usize, rows: usize, c: usize, sc: &mut [T]) {
+        let Geometry { e, .. } = self.g;
+        let [qo, ko, _] = self.g.offsets[b];
+        let q = Mat::rows(&self.q[qo + i0 * e..], rows, e);
+        let kt = Mat::rows(&self.k[ko..], c, e).t();
+        gemm_into(sc, c, q, kt, self.scale, false);
+    }
+
+    /// The mask of the block of rows from `i0` of slice `b`.
+    fn block_mask(&self, b: usize, i0: usize) -> BlockMask<'a, T> {
+        let (start, rs, cs) = match &self.g.mask {
+            Some((offs, rs, cs)) => (offs[b] + i0 * rs, *rs, *cs),
+            None => (0, 0, 0),
+        };
+        match self.mask {
+            Mask::None => BlockMask::None,
+            Mask::Causal => BlockMask::Causal { i0 },
+            Mask::Keep(m) => BlockMask::Keep {
+                data: m.data(),
+                start,
+                rs,
+                cs,
+            },
+            Mask::Add(m) => BlockMask::Add {
+                data: m.data(),
+                start,
+                rs,
+                cs,
+            },
+        }
+    }
+
+    /// The dropout of the block of rows from `i0` of slice `b`, if any.
+    fn block_drop(&self, b: usize, i0: usize) -> Option<BlockDrop<T>> {
+        self.drop.map(|mask| BlockDrop {
+            mask,
+            start: ((b * self.g.l + i0) * self.g.s) as u64,
+            rs: self.g.s as u64,
+            scale: T::from_f64_lossy(mask.scale),
+        })
+    }
+
+    /// Forward of rows `i0..i0+rows` of slice `b`: writes their output rows and statistics.
+    fn forward_block(&self, b: usize, i0: usize, out: &mut [T], stats: &mut [T], sc: &mut Vec<T>) {
+        let ev = self.g.ev;
+        let rows = stats.len() / 2;
+        let c = self.cols(i0 + rows);
+        if c == 0 {
+            // No keys: an empty softmax, and its product with an empty V is 0 (PyTorch).
+            out.fill(T::zero());
+            return;
+        }
+        sc.clear();
+        sc.resize(rows * c, T::zero());
+        self.scores(b, i0, rows, c, sc);
+        simd::run(ForwardRows {
+            p: sc,
+            c,
+            mask: self.block_mask(b, i0),
+            stats,
+            drop: self.block_drop(b, i0),
+        });
+        let vo = self.g.offsets[b][2];
+        let p = Mat::rows(sc, rows, c);
+        let v = Mat::rows(&self.v[vo..], c, ev);
+        gemm_into(out, ev, p, v, T::one(), false);
+    }
+
+    fn forward(&self) -> Result<AttentionForward<T>> {
+        let Geometry { count, l, ev, .. } = self.g;
+        let mut out = try_zeroed::<T>(checked_size(&[count, l, ev])?)?;
+        let mut stats = try_zeroed::<T>(checked_size(&[count, l, 2])?)?;
+        // With no output (Ev = 0 or nothing in the batch) there is nothing to compute.
+        if !out.is_empty() {
+            let slice = |(b, (o, st)): (usize, (&mut [T], &mut [T]))| {
+                let mut sc = Vec::new();
+                let blocks = o
+                    .chunks_mut(ROW_BLOCK * ev)
+                    .zip(st.chunks_mut(ROW_BLOCK * 2));
+                for (blk, (ob, sb)) in blocks.enumerate() {
+                    self.forward_block(b, blk * ROW_BLOCK, ob, sb, &mut sc);
+                }
+            };
+            let (oc, sc) = (l * ev, l * 2);
+            if self.g.parallel() {
+                crate::parallel::install(|| {
+                    out.par_chunks_mut(oc)
+                        .zip(stats.par_chunks_mut(sc))
+                        .enumerate()
+                        .for_each(slice)
+                });
+            } else {
+                out.chunks_mut(oc)
+                    .zip(stats.chunks_mut(sc))
+                    .enumerate()
+                    .for_each(slice);
+            }
+        }
+        Ok(AttentionForward {
+            out: NdArray::from_vec(out, &self.g.shape(l, ev))?,
+            stats: NdArray::from_vec(stats, &self.g.shape(l, 2))?,
+        })
+    }
+}
+
+impl<'a, T: Float> Attention<'a, T> {
+    /// The forward pass: the output and the row statistics its backward needs.
+    pub fn forward(&self) -> Result<AttentionForward<T>> {
+        Ctx::new(self)?.forward()
+    }
+
+    /// The backward pass: gradients of q, k and v (those `need` asks for) from the gradient
+    /// of the output `grad`, the output `out` and the `stats` of the forward.
+    pub fn backward(
+        &self,
+        grad: &NdArray<T>,
+        out: &NdArray<T>,
+        stats: &NdArray<T>,
+        need: [bool; 3],
+    ) -> Result<AttentionGrads<T>> {
+        let cx = Ctx::new(self)?;
+        let g = &cx.g;
+        let want_out = g.shape(g.l, g.ev);
+        let want_stats = g.shape(g.l, 2);
+        for (name, a, want) in [
+            ("grad", grad, &want_out),
+            ("out", out, &want_out),
+            ("stats", stats, &want_stats),
+        ] {
+            if a.shape() != want.as_slice() {
+                return Err(shape_err!(
+                    "scaled_dot_product_attention backward: {name} has shape {}, expected {}",
+                    fmt_shape(a.shape()),
+                    fmt_shape(want)
+                ));
+            }
+        }
+        cx.backward(grad.data(), out.data(), stats.data(), need)
+    }
+}
+
+/// The per-slice buffers of the backward pass.
+#[derive(Default)]
+struct Scratch<T> {
+    /// Probabilities, then the score gradients dS.
+    p: Vec<T>,
+    /// dO·Vᵀ, then the dropped probabilities.
+    dp: Vec<T>,
+    /// `dO_i · O_i` per row.
+    delta: Vec<T>,
+}
+
+impl<T: Float> Ctx<'_, T> {
+    fn backward(
+        &self,
+        grad: &[T],
+        out: &[T],
+        stats: &[T],
+        need: [bool; 3],
+    ) -> Result<AttentionGrads<T>> {
+        let Geometry {
+            count, l, s, e, ev, ..
+        } = self.g;
+        let alloc = |want: bool, n: usize| -> Result<Vec<T>> {
+            if want {
+                try_zeroed(checked_size(&[count, n])?)
+            } else {
+                Ok(Vec::new())
+            }
+        };
+        let mut dq = alloc(need[0], l * e)?;
+        let mut dk = alloc(need[1], s * e)?;
+        let mut dv = alloc(need[2], s * ev)?;
+        // Each slice writes its own chunk of each gradient (an empty one when not wanted).
+        let tasks: Vec<_> = per_slice(&mut dq, count, l * e)
+            .into_iter()
+            .zip(per_slice(&mut dk, count, s * e))
+            .zip(per_slice(&mut dv, count, s * ev))
+            .enumerate()
+            .collect();
+        let slice = |(b, ((dq, dk), dv)): (usize, ((&mut [T], &mut [T]), &mut [T]))| {
+            let mut scratch = Scratch::default();
+            for i0 in (0..l).step_by(ROW_BLOCK) {
+                let rows = ROW_BLOCK.min(l - i0);
+                let at = b * l + i0;
+                let dq_blk = if dq.is_empty() {
+                    &mut [][..]
+                } else {
+                    &mut dq[i0 * e..(i0 + rows) * e]
+                };
+                self.backward_block(
+                    b,
+                    i0,
+                    [
+                        &grad[at * ev..(at + rows) * ev],
+                        &out[at * ev..(at + rows) * ev],
+                        &stats[at * 2..(at + rows) * 2],
+                    ],
+                    [dq_blk, &mut *dk, &mut *dv],
+                    &mut scratch,
+                );
+            }
+        };
+        if self.g.parallel() {
+            crate::parallel::install(|| tasks.into_par_iter().for_each(slice));
+        } else {
+            tasks.into_iter().for_each(slice);
+        }
+        let wrap = |want: bool, v: Vec<T>, rows: usize, cols: usize| {
+            want.then(|| NdArray::from_vec(v, &self.g.shape(rows, cols)))
+                .transpose()
+        };
+        Ok([
+            wrap(need[0], dq, l, e)?,
+            wrap(need[1], dk, s, e)?,
+            wrap(need[2], dv, s, ev)?,
+        ])
+    }
+
+    /// Backward of one row block of slice `b`, starting at row `i0`: writes its rows of dQ and
+    /// adds its share to dK and dV (of the whole slice). `go`, `o` and `st` are the block's
+    /// rows of the output gradient, the output and the statistics.
+    fn backward_block(
+        &self,
+        b: usize,
+        i0: usize,
+        [go, o, st]: [&[T]; 3],
+        [dq, dk, dv]: [&mut [T]; 3],
+        buf: &mut Scratch<T>,
+    ) {
+        let Geometry { e, ev, .. } = self.g;
+        let rows = st.len() / 2;
+        let c = self.cols(i0 + rows);
+        if c == 0 {
+            return; // no keys: the output is the constant 0
+        }
+        let [qo, ko, vo] = self.g.offsets[b];
+        let (p, dp) = (&mut buf.p, &mut buf.dp);
+        p.clear();
+        p.resize(rows * c, T::zero());
+        dp.clear();
+        dp.resize(rows * c, T::zero());
+        // P, rebuilt exactly as the forward made it: exp(s - max) · (1/sum).
+        self.scores(b, i0, rows, c, p);
+        simd::run(RebuildRows {
+            p: &mut p[..],
+            c,
+            mask: self.block_mask(b, i0),
+            stats: st,
+        });
+        // dPd = dO · Vᵀ: the gradient of the (dropped) weights.
+        let go_m = Mat::rows(go, rows, ev);
+        let vt = Mat::rows(&self.v[vo..], c, ev).t();
+        gemm_into(dp, c, go_m, vt, T::one(), false);
+        buf.delta.clear();
+        buf.delta.extend((0..rows).map(|r| {
+            let (x, y) = (&go[r * ev..(r + 1) * ev], &o[r * ev..(r + 1) * ev]);
+            x.iter().zip(y).fold(T::zero(), |acc, (&a, &b)| acc + a * b)
+        }));
+        simd::run(GradRows {
+            p: &mut p[..],
+            dp: &mut dp[..],
+            c,
+            delta: &buf.delta,
+            drop: self.block_drop(b, i0),
+        });
+        if !dv.is_empty() {
+            // dV[..c] += (P ∘ M)ᵀ · dO
+            let pd = Mat::rows(dp, rows, c).t();
+            gemm_into(&mut dv[..c * ev], ev, pd, go_m, T::one(), true);
+        }
+        let ds = Mat::rows(p, rows, c);
+        if !dq.is_empty() {
+            // dQ = scale · dS · K[..c]
+            gemm_into(dq, e, ds, Mat::rows(&self.k[ko..], c, e), self.scale, false);
+        }
+        if !dk.is_empty() {
+            // dK[..c] += scale · dSᵀ · Q
+            let q = Mat::rows(&self.q[qo + i0 * e..], rows, e);
+            gemm_into(&mut dk[..c * e], e, ds.t(), q, self.scale, true);
+        }
+    }
+}
+
+/// `v` cut into `count` chunks of `n`, or `count` empty chunks when `v` is empty.
+fn per_slice<T>(v: &mut [T], count: usize, n: usize) -> Vec<&mut [T]> {
+    if v.is_empty() || n == 0 {
+        (0..count).map(|_| &mut [][..]).collect()
+    } else {
+        v.chunks_mut(n).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,608 @@
+//! Tests of the attention kernels against a naive f64 reference (scores materialised, masks
+//! applied elementwise, softmax and its gradient written out), and by finite differences.
+
+use super::*;
+use crate::shape::{size_of, strides_of};
+use crate::Error;
+
+/// Deterministic pseudo-random values in [-1, 1) (an LCG; no global state).
+fn filled<T: Float>(shape: &[usize], seed: u64) -> NdArray<T> {
+    let mut s = seed.wrapping_mul(0x5851_F42D_4C95_7F2D).wrapping_add(7);
+    let data = (0..size_of(shape))
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            T::from_f64_lossy((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
+        })
+        .collect();
+    NdArray::from_vec(data, shape).unwrap()
+}
+
+fn to_f32(a: &NdArray<f64>) -> NdArray<f32> {
+    a.map(|&x| x as f32)
+}
+
+/// The masks of a test case, in f64 (the kernel's float mask is converted per dtype).
+#[derive(Clone)]
+enum RefMask {
+    None,
+    Causal,
+    Keep(NdArray<bool>),
+    Add(NdArray<f64>),
+}
+
+/// One attention problem in f64.
+struct Case {
+    q: NdArray<f64>,
+    k: NdArray<f64>,
+    v: NdArray<f64>,
+    mask: RefMask,
+    scale: Option<f64>,
+}
+
+impl Case {
+    fn new(qs: &[usize], ks: &[usize], vs: &[usize], mask: RefMask) -> Self {
+        Self {
+            q: filled(qs, 1),
+            k: filled(ks, 2),
+            v: filled(vs, 3),
+            mask,
+            scale: None,
+        }
+    }
+
+    fn attention<'a>(&'a self, add: &'a Option<NdArray<f64>>) -> Attention<'a, f64> {
+        Attention {
+            q: &self.q,
+            k: &self.k,
+            v: &self.v,
+            mask: match (&self.mask, add) {
+                (RefMask::None, _) => Mask::None,
+                (RefMask::Causal, _) => Mask::Causal,
+                (RefMask::Keep(m), _) => Mask::Keep(m),
+                (RefMask::Add(_), Some(m)) => Mask::Add(m),
+                (RefMask::Add(_), None) => unreachable!(),
+            },
+            scale: self.scale,
+            dropout: None,
+        }
+    }
+
+    fn add_mask(&self) -> Option<NdArray<f64>> {
+        match &self.mask {
+            RefMask::Add(m) => Some(m.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// The naive reference: output, and the gradients of q, k, v (in the broadcast batch shape)
+/// for the upstream gradient `g`.
+struct Naive {
+    out: NdArray<f64>,
+    grads: [NdArray<f64>; 3],
+}
+
+fn naive(c: &Case, g: &NdArray<f64>) -> Naive {
+    let (qs, ks, vs) = (c.q.shape(), c.k.shape(), c.v.shape());
+    let nd = |s: &[usize]| s.len() - 2;
+    let (l, e) = (qs[nd(qs)], qs[nd(qs) + 1]);
+    let (s, ev) = (ks[nd(ks)], vs[nd(vs) + 1]);
+    let batch = broadcast_shapes("t", &qs[..nd(qs)], &ks[..nd(ks)]).unwrap();
+    let batch = broadcast_shapes("t", &batch, &vs[..nd(vs)]).unwrap();
+    let count = size_of(&batch);
+    let bstr = strides_of(&batch);
+    let mut full = batch.clone();
+    full.extend([l, s]);
+    let off = |shape: &[usize], b: usize, mat: usize| -> usize {
+        let st = broadcast_strides(&shape[..shape.len() - 2], &batch);
+        (0..batch.len())
+            .map(|d| (b / bstr[d] % batch[d]) * st[d] * mat)
+            .sum()
+    };
+    let mask_at = |shape: &[usize], b: usize, i: usize, j: usize| -> usize {
+        let st = broadcast_strides(shape, &full);
+        let n = full.len();
+        let mut o: usize = (0..batch.len())
+            .map(|d| (b / bstr[d] % batch[d]) * st[d])
+            .sum();
+        o += i * st[n - 2] + j * st[n - 1];
+        o
+    };
+    let scale = c.scale.unwrap_or(1.0 / (e as f64).sqrt());
+    let mut out = vec![0.0; count * l * ev];
+    let (mut dq, mut dk, mut dv) = (
+        vec![0.0; count * l * e],
+        vec![0.0; count * s * e],
+        vec![0.0; count * s * ev],
+    );
+    for b in 0..count {
+        let (qo, ko, vo) = (off(qs, b, l * e), off(ks, b, s * e), off(vs, b, s * ev));
+        let mut p = vec![vec![0.0; s]; l];
+        for (i, pi) in p.iter_mut().enumerate() {
+            for (j, pij) in pi.iter_mut().enumerate() {
+                let dot: f64 = (0..e)
+                    .map(|t| c.q.data()[qo + i * e + t] * c.k.data()[ko + j * e + t])
+                    .sum();
+                *pij = dot * scale
+                    + match &c.mask {
+                        RefMask::None => 0.0,
+                        RefMask::Causal if j > i => f64::NEG_INFINITY,
+                        RefMask::Causal => 0.0,
+                        RefMask::Keep(m) if m.data()[mask_at(m.shape(), b, i, j)] => 0.0,
+                        RefMask::Keep(_) => f64::NEG_INFINITY,
+                        RefMask::Add(m) => m.data()[mask_at(m.shape(), b, i, j)],
+                    };
+            }
+            let mx = pi.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = pi.iter().map(|x| (x - mx).exp()).sum();
+            pi.iter_mut().for_each(|x| *x = (*x - mx).exp() / z);
+        }
+        for i in 0..l {
+            for t in 0..ev {
+                out[(b * l + i) * ev + t] =
+                    (0..s).map(|j| p[i][j] * c.v.data()[vo + j * ev + t]).sum();
+            }
+        }
+        // dP = G Vᵀ; dS = P ∘ (dP - rowsum(P ∘ dP)); dQ = scale dS K; dK = scale dSᵀ Q; dV = Pᵀ G.
+        let gd = |i: usize, t: usize| g.data()[(b * l + i) * ev + t];
+        for i in 0..l {
+            let dp: Vec<f64> = (0..s)
+                .map(|j| {
+                    (0..ev)
+                        .map(|t| gd(i, t) * c.v.data()[vo + j * ev + t])
+                        .sum()
+                })
+                .collect();
+            let rs: f64 = (0..s).map(|j| p[i][j] * dp[j]).sum();
+            for j in 0..s {
+                let ds = p[i][j] * (dp[j] - rs) * scale;
+                for t in 0..e {
+                    dq[(b * l + i) * e + t] += ds * c.k.data()[ko + j * e + t];
+                    dk[(b * s + j) * e + t] += ds * c.q.data()[qo + i * e + t];
+                }
+                for t in 0..ev {
+                    dv[(b * s + j) * ev + t] += p[i][j] * gd(i, t);
+                }
+            }
+        }
+    }
+    let sh = |r: usize, cc: usize| {
+        let mut v = batch.clone();
+        v.extend([r, cc]);
+        v
+    };
+    Naive {
+        out: NdArray::from_vec(out, &sh(l, ev)).unwrap(),
+        grads: [
+            NdArray::from_vec(dq, &sh(l, e)).unwrap(),
+            NdArray::from_vec(dk, &sh(s, e)).unwrap(),
+            NdArray::from_vec(dv, &sh(s, ev)).unwrap(),
+        ],
+    }
+}
+
+fn assert_close<T: Float>(what: &str, got: &NdArray<T>, want: &NdArray<f64>, tol: f64) {
+    assert_eq!(got.shape(), want.shape(), "{what}: shape");
+    for (i, (g, w)) in got.data().iter().zip(want.data()).enumerate() {
+        let g = g.to_f64_lossless();
+        assert!(
+            (g - w).abs() <= tol * (1.0 + w.abs()),
+            "{what}[{i}]: got {g}, want {w}"
+        );
+    }
+}
+
+/// The shapes exercised: plain, causal square and not, masks of every broadcast form, leading
+/// axes that broadcast, several row blocks.
+fn cases() -> Vec<(&'static str, Case)> {
+    let keep = |shape: &[usize], seed: u64| {
+        let r: NdArray<f64> = filled(shape, seed);
+        // Roughly 70% kept; each row keeps at least its first column.
+        let n = shape[shape.len() - 1];
+        let data = r
+            .data()
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| x > -0.4 || i % n == 0)
+            .collect();
+        NdArray::from_vec(data, shape).unwrap()
+    };
+    vec![
+        (
+            "plain",
+            Case::new(&[2, 3, 5, 4], &[2, 3, 6, 4], &[2, 3, 6, 3], RefMask::None),
+        ),
+        (
+            "causal",
+            Case::new(&[2, 2, 7, 4], &[2, 2, 7, 4], &[2, 2, 7, 5], RefMask::Causal),
+        ),
+        (
+            "causal L<S",
+            Case::new(&[3, 4, 2], &[3, 9, 2], &[3, 9, 3], RefMask::Causal),
+        ),
+        (
+            "causal L>S",
+            Case::new(&[3, 9, 2], &[3, 4, 2], &[3, 4, 3], RefMask::Causal),
+        ),
+        (
+            "causal, several row blocks",
+            Case::new(&[2, 150, 3], &[2, 150, 3], &[2, 150, 2], RefMask::Causal),
+        ),
+        (
+            "bool mask (L, S)",
+            Case::new(
+                &[2, 3, 5, 4],
+                &[2, 3, 6, 4],
+                &[2, 3, 6, 3],
+                RefMask::Keep(keep(&[5, 6], 9)),
+            ),
+        ),
+        (
+            "bool mask (B, 1, L, S)",
+            Case::new(
+                &[2, 3, 5, 4],
+                &[2, 3, 6, 4],
+                &[2, 3, 6, 3],
+                RefMask::Keep(keep(&[2, 1, 5, 6], 10)),
+            ),
+        ),
+        (
+            "float mask (B, H, 1, S)",
+            Case::new(
+                &[2, 3, 5, 4],
+                &[2, 3, 6, 4],
+                &[2, 3, 6, 3],
+                RefMask::Add(filled(&[2, 3, 1, 6], 11)),
+            ),
+        ),
+        (
+            "float mask, several row blocks",
+            Case::new(
+                &[1, 130, 4],
+                &[1, 70, 4],
+                &[1, 70, 2],
+                RefMask::Add(filled(&[130, 70], 12)),
+            ),
+        ),
+        (
+            "leading axes broadcast",
+            Case::new(&[2, 3, 5, 4], &[3, 6, 4], &[1, 1, 6, 2], RefMask::None),
+        ),
+        (
+            "2-D operands",
+            Case::new(&[5, 4], &[6, 4], &[6, 3], RefMask::None),
+        ),
+        (
+            "parallel size",
+            Case::new(
+                &[4, 4, 64, 32],
+                &[4, 4, 64, 32],
+                &[4, 4, 64, 32],
+                RefMask::Causal,
+            ),
+        ),
+    ]
+}
+
+#[test]
+fn forward_and_backward_match_the_naive_reference_in_float64() {
+    for (name, case) in cases() {
+        let add = case.add_mask();
+        let a = case.attention(&add);
+        let f = a.forward().unwrap();
+        let g = filled::<f64>(f.out.shape(), 5);
+        let want = naive(&case, &g);
+        assert_close(name, &f.out, &want.out, 1e-12);
+        let grads = a.backward(&g, &f.out, &f.stats, [true; 3]).unwrap();
+        for (which, (got, want)) in ["dq", "dk", "dv"].iter().zip(grads.iter().zip(&want.grads)) {
+            assert_close(
+                &format!("{name} {which}"),
+                got.as_ref().unwrap(),
+                want,
+                1e-11,
+            );
+        }
+    }
+}
+
+#[test]
+fn float32_forward_and_backward_match_the_float64_reference() {
+    for (name, case) in cases() {
+        let (q, k, v) = (to_f32(&case.q), to_f32(&case.k), to_f32(&case.v));
+        let add = case.add_mask().map(|m| to_f32(&m));
+        let mask = match (&case.mask, &add) {
+            (RefMask::None, _) => Mask::None,
+            (RefMask::Causal, _) => Mask::Causal,
+            (RefMask::Keep(m), _) => Mask::Keep(m),
+            (RefMask::Add(_), Some(m)) => Mask::Add(m),
+            (RefMask::Add(_), None) => unreachable!(),
+        };
+        let a = Attention {
+            q: &q,
+            k: &k,
+            v: &v,
+            mask,
+            scale: None,
+            dropout: None,
+        };
+        let f = a.forward().unwrap();
+        let g64 = filled::<f64>(f.out.shape(), 5);
+        let want = naive(&case, &g64);
+        assert_close(name, &f.out, &want.out, 2e-5);
+        let grads = a
+            .backward(&to_f32(&g64), &f.out, &f.stats, [true; 3])
+            .unwrap();
+        for (which, (got, want)) in ["dq", "dk", "dv"].iter().zip(grads.iter().zip(&want.grads)) {
+            assert_close(
+                &format!("{name} {which}"),
+                got.as_ref().unwrap(),
+                want,
+                1e-4,
+            );
+        }
+    }
+}
+
+#[test]
+fn gradients_with_dropout_match_finite_differences() {
+    let ops = [
+        filled::<f64>(&[2, 4, 3], 1),
+        filled(&[2, 5, 3], 2),
+        filled(&[2, 5, 2], 3),
+    ];
+    let dropout = Some(Dropout { p: 0.3, seed: 42 });
+    let attention = |o: &'_ [NdArray<f64>; 3], mask| -> AttentionForward<f64> {
+        let a = Attention {
+            q: &o[0],
+            k: &o[1],
+            v: &o[2],
+            mask,
+            scale: Some(0.7),
+            dropout,
+        };
+        a.forward().unwrap()
+    };
+    for mask in [Mask::None, Mask::Causal] {
+        let f = attention(&ops, mask);
+        let g = filled::<f64>(f.out.shape(), 8);
+        let a = Attention {
+            q: &ops[0],
+            k: &ops[1],
+            v: &ops[2],
+            mask,
+            scale: Some(0.7),
+            dropout,
+        };
+        let grads = a.backward(&g, &f.out, &f.stats, [true; 3]).unwrap();
+        // Σ out ∘ g with one element of one operand moved by d.
+        let loss = |which: usize, idx: usize, d: f64| {
+            let mut o = ops.clone();
+            o[which].data_mut()[idx] += d;
+            let out = attention(&o, mask).out;
+            out.data()
+                .iter()
+                .zip(g.data())
+                .map(|(x, y)| x * y)
+                .sum::<f64>()
+        };
+        let h = 1e-6;
+        for (which, grad) in grads.iter().enumerate() {
+            let grad = grad.as_ref().unwrap();
+            for idx in 0..ops[which].size() {
+                let fd = (loss(which, idx, h) - loss(which, idx, -h)) / (2.0 * h);
+                let got = grad.data()[idx];
+                assert!(
+                    (fd - got).abs() < 1e-7,
+                    "operand {which}[{idx}]: {got} vs {fd}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn dropout_is_reproducible_from_its_seed_and_drops_about_p_of_the_weights() {
+    let (q, k, v) = (
+        filled::<f64>(&[8, 32, 4], 1),
+        filled(&[8, 32, 4], 2),
+        filled(&[8, 32, 32], 3),
+    );
+    let run = |seed: u64, p: f64| {
+        let dropout = Some(Dropout { p, seed });
+        Attention {
+            q: &q,
+            k: &k,
+            v: &v,
+            mask: Mask::None,
+            scale: None,
+            dropout,
+        }
+        .forward()
+        .unwrap()
+        .out
+    };
+    assert_eq!(run(3, 0.25), run(3, 0.25));
+    assert_ne!(run(3, 0.25), run(4, 0.25));
+    // p = 1 drops every weight: the output is 0, not NaN.
+    assert!(run(3, 1.0).data().iter().all(|&x| x == 0.0));
+    // The fraction kept, counted through the mask function itself.
+    let d = DropMask::new(Some(Dropout { p: 0.25, seed: 9 }))
+        .unwrap()
+        .unwrap();
+    let kept = (0..100_000u64).filter(|&i| d.factor(i, 1.0) != 0.0).count();
+    assert!((kept as f64 / 1e5 - 0.75).abs() < 0.01, "{kept}");
+    let err = Attention {
+        q: &q,
+        k: &k,
+        v: &v,
+        mask: Mask::None,
+        scale: None,
+        dropout: Some(Dropout { p: 1.5, seed: 0 }),
+    }
+    .forward()
+    .unwrap_err();
+    assert!(matches!(err, Error::Value(ref m) if m.contains("dropout_p") && m.contains("1.5")));
+}
+
+#[test]
+fn a_row_with_every_position_masked_is_zero_with_zero_gradients_and_a_nan_score_stays_nan() {
+    let (q, k, v) = (
+        filled::<f64>(&[3, 2], 1),
+        filled(&[4, 2], 2),
+        filled(&[4, 2], 3),
+    );
+    let keep = NdArray::from_vec(
+        vec![
+            true, false, true, true, false, false, false, false, false, true, false, false,
+        ],
+        &[3, 4],
+    )
+    .unwrap();
+    let a = Attention {
+        q: &q,
+        k: &k,
+        v: &v,
+        mask: Mask::Keep(&keep),
+        scale: None,
+        dropout: None,
+    };
+    let f = a.forward().unwrap();
+    assert_eq!(&f.out.data()[2..4], &[0.0, 0.0]);
+    let case = Case {
+        q: q.clone(),
+        k: k.clone(),
+        v: v.clone(),
+        mask: RefMask::Keep(keep.clone()),
+        scale: None,
+    };
+    let g = filled::<f64>(&[3, 2], 4);
+    let want = naive(&case, &g);
+    // The reference's masked row is NaN (0/0); every other element must agree.
+    let rows = |a: &NdArray<f64>| -> Vec<f64> { [&a.data()[..2], &a.data()[4..]].concat() };
+    assert_eq!(rows(&f.out).len(), 4);
+    for (x, y) in rows(&f.out).iter().zip(rows(&want.out)) {
+        assert!((x - y).abs() < 1e-12);
+    }
+    let [dq, dk, dv] = a.backward(&g, &f.out, &f.stats, [true; 3]).unwrap();
+    let dq = dq.unwrap();
+    assert_eq!(&dq.data()[2..4], &[0.0, 0.0]);
+    assert!(dk
+        .unwrap()
+        .data()
+        .iter()
+        .chain(dv.unwrap().data())
+        .all(|x| x.is_finite()));
+    // A NaN among the scores is not a masked row: it spreads, as in PyTorch.
+    let mut qn = q.clone();
+    qn.data_mut()[0] = f64::NAN;
+    let a = Attention {
+        q: &qn,
+        k: &k,
+        v: &v,
+        mask: Mask::Keep(&keep),
+        scale: None,
+        dropout: None,
+    };
+    let out = a.forward().unwrap().out;
+    assert!(out.data()[..2].iter().all(|x| x.is_nan()));
+    assert!(out.data()[4..].iter().all(|x| x.is_finite()));
+}
+
+#[test]
+fn no_keys_give_a_zero_output_and_zero_gradients() {
+    let (q, k, v) = (
+        filled::<f64>(&[2, 3, 2], 1),
+        filled(&[2, 0, 2], 2),
+        filled(&[2, 0, 4], 3),
+    );
+    for mask in [Mask::None, Mask::Causal] {
+        let a = Attention {
+            q: &q,
+            k: &k,
+            v: &v,
+            mask,
+            scale: None,
+            dropout: None,
+        };
+        let f = a.forward().unwrap();
+        assert_eq!(f.out.shape(), &[2, 3, 4]);
+        assert!(f.out.data().iter().all(|&x| x == 0.0));
+        let g = filled::<f64>(&[2, 3, 4], 4);
+        let [dq, dk, dv] = a.backward(&g, &f.out, &f.stats, [true; 3]).unwrap();
+        assert!(dq.unwrap().data().iter().all(|&x| x == 0.0));
+        assert_eq!(dk.unwrap().shape(), &[2, 0, 2]);
+        assert_eq!(dv.unwrap().shape(), &[2, 0, 4]);
+    }
+}
+
+#[test]
+fn only_the_gradients_asked_for_are_computed() {
+    let case = Case::new(&[2, 5, 3], &[2, 6, 3], &[2, 6, 4], RefMask::Causal);
+    let a = case.attention(&None);
+    let f = a.forward().unwrap();
+    let g = filled::<f64>(f.out.shape(), 5);
+    let want = naive(&case, &g);
+    let [dq, dk, dv] = a
+        .backward(&g, &f.out, &f.stats, [false, true, false])
+        .unwrap();
+    assert!(dq.is_none() && dv.is_none());
+    assert_close("dk", &dk.unwrap(), &want.grads[1], 1e-12);
+}
+
+#[test]
+fn mismatched_shapes_are_errors_that_name_them() {
+    let arr = |s: &[usize]| filled::<f64>(s, 1);
+    let run = |q: &[usize], k: &[usize], v: &[usize]| {
+        let (q, k, v) = (arr(q), arr(k), arr(v));
+        Attention {
+            q: &q,
+            k: &k,
+            v: &v,
+            mask: Mask::None,
+            scale: None,
+            dropout: None,
+        }
+        .forward()
+        .unwrap_err()
+        .to_string()
+    };
+    let msg = run(&[2, 5, 4], &[2, 6, 3], &[2, 6, 3]);
+    assert!(
+        msg.contains("(2, 5, 4)") && msg.contains("(2, 6, 3)") && msg.contains("4 and 3"),
+        "{msg}"
+    );
+    let msg = run(&[2, 5, 4], &[2, 6, 4], &[2, 7, 3]);
+    assert!(
+        msg.contains("(2, 7, 3)") && msg.contains("6 and 7"),
+        "{msg}"
+    );
+    let msg = run(&[2, 5, 4], &[3, 6, 4], &[2, 6, 3]);
+    assert!(
+        msg.contains("broadcast") && msg.contains("(3, 6, 4)"),
+        "{msg}"
+    );
+    let msg = run(&[4], &[6, 4], &[6, 3]);
+    assert!(msg.contains("query") && msg.contains("(4,)"), "{msg}");
+    let (q, k, v) = (arr(&[2, 5, 4]), arr(&[2, 6, 4]), arr(&[2, 6, 3]));
+    for shape in [&[5, 7][..], &[6, 5], &[3, 5, 6], &[1, 2, 5, 6]] {
+        let m = NdArray::full(shape, true).unwrap();
+        let err = Attention {
+            q: &q,
+            k: &k,
+            v: &v,
+            mask: Mask::Keep(&m),
+            scale: None,
+            dropout: None,
+        }
+        .forward()
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, Error::Shape(_)), "{msg}");
+        assert!(
+            msg.contains(&fmt_shape(shape)) && msg.contains("(2, 5, 6)"),
+            "{msg}"
+        );
+    }
+}
