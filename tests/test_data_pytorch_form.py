@@ -11,7 +11,6 @@ from ferrograd import data
 from ferrograd.data import DataLoader, Dataset, TensorDataset, default_collate
 
 
-
 def digits_like(n=10, features=3):
     X = fg.Tensor(np.arange(n * features, dtype=np.float32).reshape(n, features))
     y = fg.Tensor(np.arange(n, dtype=np.float32))

@@ -50,7 +50,7 @@ float32 = "float32"
 float64 = "float64"
 int64 = "int64"
 int32 = "int32"
-bool = "bool"  # noqa: A001 - PyTorch's name, `fg.bool`
+bool = "bool"
 long = int64
 double = float64
 
@@ -86,22 +86,22 @@ __all__ = [
     "Value",
     "__version__",
     "arange",
+    "bool",
     "cat",
+    "double",
     "draw_graph",
     "eye",
     "float32",
     "float64",
-    "int32",
-    "int64",
-    "bool",
-    "double",
-    "long",
     "from_dlpack",
     "from_numpy",
     "full",
     "get_num_threads",
     "gradcheck",
+    "int32",
+    "int64",
     "is_grad_enabled",
+    "long",
     "manual_seed",
     "maximum",
     "minimum",
