@@ -11,10 +11,10 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 
 use crate::array_methods::compute;
+use crate::classes::{PyNdArray, PyTensor};
 use crate::convert::{array_from_py, numpy, Infer};
 use crate::errors::IntoPyResult;
 use crate::functional::arg;
-use crate::classes::{PyNdArray, PyTensor};
 
 const OP: &str = "scaled_dot_product_attention";
 

@@ -18,6 +18,9 @@ use crate::{shape_err, Result};
 use gemm::{gemm_into, Mat};
 use rows::{BlockDrop, BlockMask, DropMask, ForwardRows, GradRows, RebuildRows};
 
+/// One backward task: a slice's index and its chunks of dQ, dK and dV (empty when not wanted).
+type SliceGrads<'a, T> = (usize, ((&'a mut [T], &'a mut [T]), &'a mut [T]));
+
 /// Rows of the query handled together: the scores of one block (`ROW_BLOCK × S`) are the only
 /// buffer that grows with the sequence, and under a causal mask a block computes only the
 /// columns its rows can see.
@@ -451,7 +454,7 @@ impl<T: Float> Ctx<'_, T> {
             .zip(per_slice(&mut dv, count, s * ev))
             .enumerate()
             .collect();
-        let slice = |(b, ((dq, dk), dv)): (usize, ((&mut [T], &mut [T]), &mut [T]))| {
+        let slice = |(b, ((dq, dk), dv)): SliceGrads<'_, T>| {
             let mut scratch = Scratch::default();
             for i0 in (0..l).step_by(ROW_BLOCK) {
                 let rows = ROW_BLOCK.min(l - i0);
