@@ -24,7 +24,6 @@ import importlib.util
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -37,20 +36,8 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 LIBS = ("ferrograd", "torch")
 
-
-def rss_mib() -> float:
-    """The process's resident set now (Linux /proc; 0 elsewhere)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+sys.path.insert(0, str(HERE))
+from workloads.data import peak_rss_mib, rss_mib
 
 
 def shakespeare_ids() -> tuple[np.ndarray, np.ndarray, int]:

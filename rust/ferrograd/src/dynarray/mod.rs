@@ -186,16 +186,12 @@ impl DynArray {
 
     /// Builds an array of `dtype` from f64 values (cast as `astype` casts).
     pub fn from_f64(data: Vec<f64>, shape: &[usize], dtype: DType) -> Result<Self> {
-        DynArray::F64(NdArray::from_vec(data, shape)?).into_dtype_checked(dtype)
+        Ok(DynArray::F64(NdArray::from_vec(data, shape)?).into_dtype(dtype))
     }
 
     /// Builds an array of `dtype` from i64 values (exact for integer dtypes).
     pub fn from_i64(data: Vec<i64>, shape: &[usize], dtype: DType) -> Result<Self> {
-        DynArray::I64(NdArray::from_vec(data, shape)?).into_dtype_checked(dtype)
-    }
-
-    fn into_dtype_checked(self, dtype: DType) -> Result<Self> {
-        Ok(self.into_dtype(dtype))
+        Ok(DynArray::I64(NdArray::from_vec(data, shape)?).into_dtype(dtype))
     }
 
     /// The element type.
@@ -397,34 +393,12 @@ impl DynArray {
                         Some(0),
                         i64::wrapping_add,
                     )?),
-                    ReduceOp::Max => <$t>::wrap($a.fold_axes(
-                        op,
-                        axes,
-                        keepdims,
-                        |x| x,
-                        None,
-                        |p, q| {
-                            if q > p {
-                                q
-                            } else {
-                                p
-                            }
-                        },
-                    )?),
-                    ReduceOp::Min => <$t>::wrap($a.fold_axes(
-                        op,
-                        axes,
-                        keepdims,
-                        |x| x,
-                        None,
-                        |p, q| {
-                            if q < p {
-                                q
-                            } else {
-                                p
-                            }
-                        },
-                    )?),
+                    ReduceOp::Max => {
+                        <$t>::wrap($a.fold_axes(op, axes, keepdims, |x| x, None, greater)?)
+                    }
+                    ReduceOp::Min => {
+                        <$t>::wrap($a.fold_axes(op, axes, keepdims, |x| x, None, lesser)?)
+                    }
                     ReduceOp::Mean => return Err(float_only_error("mean", self.dtype())),
                 }
             };
@@ -567,6 +541,24 @@ impl DynArray {
             DType::I32 => typed::<i32>(&cast, how),
             DType::Bool => typed::<bool>(&cast, how),
         }
+    }
+}
+
+/// The larger of two totally ordered elements (the integer and bool `max` fold).
+fn greater<T: PartialOrd>(p: T, q: T) -> T {
+    if q > p {
+        q
+    } else {
+        p
+    }
+}
+
+/// The smaller of two totally ordered elements (the integer and bool `min` fold).
+fn lesser<T: PartialOrd>(p: T, q: T) -> T {
+    if q < p {
+        q
+    } else {
+        p
     }
 }
 

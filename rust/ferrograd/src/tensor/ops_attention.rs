@@ -133,6 +133,23 @@ impl Tensor {
     }
 }
 
+/// The kernel over `[q, k, v, …]` (already in `T`'s dtype), the mask and the options.
+fn kernel<'a, T: Element>(
+    a: &'a [impl AsRef<DynArray>],
+    mask: &'a SavedMask,
+    scale: Option<f64>,
+    dropout: Option<Dropout>,
+) -> Result<Attention<'a, T>> {
+    Ok(Attention {
+        q: typed::<T>(a[0].as_ref())?,
+        k: typed(a[1].as_ref())?,
+        v: typed(a[2].as_ref())?,
+        mask: mask.view()?,
+        scale,
+        dropout,
+    })
+}
+
 /// The kernel's forward on `[q, k, v]` (already in `T`'s dtype): the output and statistics.
 fn forward<T: Element>(
     a: &[impl AsRef<DynArray>],
@@ -140,15 +157,7 @@ fn forward<T: Element>(
     scale: Option<f64>,
     dropout: Option<Dropout>,
 ) -> Result<(DynArray, DynArray)> {
-    let f = Attention {
-        q: typed::<T>(a[0].as_ref())?,
-        k: typed(a[1].as_ref())?,
-        v: typed(a[2].as_ref())?,
-        mask: mask.view()?,
-        scale,
-        dropout,
-    }
-    .forward()?;
+    let f = kernel::<T>(a, mask, scale, dropout)?.forward()?;
     Ok((T::wrap(f.out), T::wrap(f.stats)))
 }
 
@@ -161,14 +170,7 @@ fn backward<T: Element>(
     dropout: Option<Dropout>,
     need: [bool; 3],
 ) -> Result<[Option<DynArray>; 3]> {
-    let attention = Attention {
-        q: typed::<T>(a[0].as_ref())?,
-        k: typed(a[1].as_ref())?,
-        v: typed(a[2].as_ref())?,
-        mask: mask.view()?,
-        scale,
-        dropout,
-    };
+    let attention = kernel::<T>(a, mask, scale, dropout)?;
     let grads = attention.backward(
         typed(a[3].as_ref())?,
         typed(a[4].as_ref())?,
