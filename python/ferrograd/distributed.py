@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -103,6 +104,9 @@ def _abort_on_uncaught_exception(
                     stream.flush()
                 except (OSError, ValueError):
                     pass
+            # The launcher forwards output asynchronously and Abort tears it down at once:
+            # give it a moment, or the traceback just printed can be lost (seen in CI).
+            time.sleep(0.5)
             world.Abort(1)
 
 
