@@ -404,6 +404,7 @@ def test_batchnorm_normalises_with_batch_statistics_and_tracks_running_ones(laye
     assert_close(bn.running_mean, running_mean)
     assert_close(bn.running_var, running_var)
     assert bn.num_batches_tracked.item() == 2
+    assert bn.num_batches_tracked.dtype == "int64"  # as PyTorch's
     bn.eval()
     x = batches[0]
     bshape = (1, 3) + (1,) * (len(shape) - 2)

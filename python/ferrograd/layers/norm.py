@@ -39,8 +39,8 @@ class _BatchNorm(Module):
         if track_running_stats:
             self.register_buffer("running_mean", Tensor(np.zeros(num_features, dtype=dtype)))
             self.register_buffer("running_var", Tensor(np.ones(num_features, dtype=dtype)))
-            # An integer count; float64 holds every count exactly up to 2**53.
-            self.register_buffer("num_batches_tracked", Tensor(np.zeros((), np.float64)))
+            # int64, as PyTorch's, so state dicts carry the same dtype both ways.
+            self.register_buffer("num_batches_tracked", _core.tensor(0))
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)

@@ -61,6 +61,18 @@ impl Tensor {
         }))
     }
 
+    /// Whether every element over `axes` is non-zero (bool; not differentiable).
+    pub fn all(&self, axes: Option<&[isize]>, keepdims: bool) -> Result<Tensor> {
+        let out = self.array().all_or_any(axes, keepdims, true)?;
+        Ok(Tensor::new(out, false))
+    }
+
+    /// Whether any element over `axes` is non-zero (bool; not differentiable).
+    pub fn any(&self, axes: Option<&[isize]>, keepdims: bool) -> Result<Tensor> {
+        let out = self.array().all_or_any(axes, keepdims, false)?;
+        Ok(Tensor::new(out, false))
+    }
+
     /// Indices of the maxima along `axis` (`None` = flattened), as int64; not differentiable.
     pub fn argmax(&self, axis: Option<isize>, keepdims: bool) -> Result<Tensor> {
         self.arg_extreme(axis, keepdims, true)
