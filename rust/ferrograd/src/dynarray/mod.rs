@@ -415,7 +415,11 @@ impl DynArray {
     /// Whether every element (`all`) or any element (`any`) over `axes` is non-zero, as
     /// bool; like NumPy, `all` of nothing is true and `any` of nothing false.
     pub fn all_or_any(&self, axes: Option<&[isize]>, keepdims: bool, all: bool) -> Result<Self> {
-        let (op, name) = if all { (ReduceOp::Min, "all") } else { (ReduceOp::Max, "any") };
+        let (op, name) = if all {
+            (ReduceOp::Min, "all")
+        } else {
+            (ReduceOp::Max, "any")
+        };
         let axes = normalize_axes(name, axes, self.ndim())?;
         // Over bools, `all` is the minimum and `any` the maximum, each from its identity.
         let truth = self.as_dtype(DType::Bool);
