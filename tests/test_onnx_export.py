@@ -60,8 +60,9 @@ BATCH = {"input_0": {0: "batch"}, "output_0": {0: "batch"}}
 
 def test_an_mlp_exports_and_runs_at_two_batch_sizes(tmp_path):
     fg.manual_seed(0)
-    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 10),
-                          nn.Tanh())
+    model = nn.Sequential(
+        nn.Linear(64, 32), nn.ReLU(), nn.Dropout(0.2), nn.Linear(32, 10), nn.Tanh()
+    )
     x = fg.randn(5, 64)
     _check(model, tmp_path / "mlp.onnx", x, [fg.randn(3, 64)], dynamic_axes=BATCH)
     proto = onnx.load(str(tmp_path / "mlp.onnx"))
@@ -78,12 +79,22 @@ class DigitsCNNWithBatchNorm(nn.Module):
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-            nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+            nn.Conv2d(1, 8, 3, padding=1),
+            nn.BatchNorm2d(8),
+            nn.ReLU(),
+            nn.Conv2d(8, 16, 3, padding=1),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
             nn.MaxPool2d(2),
         )
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(16 * 4 * 4, 32), nn.BatchNorm1d(32),
-                                  nn.ReLU(), nn.Dropout(0.25), nn.Linear(32, 10))
+        self.head = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(16 * 4 * 4, 32),
+            nn.BatchNorm1d(32),
+            nn.ReLU(),
+            nn.Dropout(0.25),
+            nn.Linear(32, 10),
+        )
 
     def forward(self, x):
         return self.head(self.features(x.reshape(-1, 1, 8, 8)))
@@ -95,7 +106,7 @@ def _trained_a_little(model, steps=3):
     opt = fg.optim.SGD(model.parameters(), lr=0.05)
     model.train()
     for i in range(steps):
-        xb, yb = fg.Tensor(X[i * 32:(i + 1) * 32]), fg.tensor(y[i * 32:(i + 1) * 32])
+        xb, yb = fg.Tensor(X[i * 32 : (i + 1) * 32]), fg.tensor(y[i * 32 : (i + 1) * 32])
         loss = fg.loss.cross_entropy(model(xb), yb)
         opt.zero_grad()
         loss.backward()
@@ -120,8 +131,7 @@ def test_the_digits_demo_cnn_exports(tmp_path):
     ex = _example("train_digits")
     fg.manual_seed(2)
     model = ex.SmallCNN()
-    _check(model, tmp_path / "small.onnx", fg.randn(4, 64), [fg.randn(9, 64)],
-           dynamic_axes=BATCH)
+    _check(model, tmp_path / "small.onnx", fg.randn(4, 64), [fg.randn(9, 64)], dynamic_axes=BATCH)
 
 
 def test_the_gpt_of_the_transformer_example_exports(tmp_path):
@@ -129,9 +139,15 @@ def test_the_gpt_of_the_transformer_example_exports(tmp_path):
     fg.manual_seed(3)
     model = ex.GPT(13, 8, n_layer=2, n_head=2, n_embd=16)
     idx = fg.randint(0, 13, (2, 8))
-    _check(model, tmp_path / "gpt.onnx", idx, [fg.randint(0, 13, (5, 8))],
-           input_names=["idx"], output_names=["logits"],
-           dynamic_axes={"idx": {0: "batch"}, "logits": {0: "batch"}})
+    _check(
+        model,
+        tmp_path / "gpt.onnx",
+        idx,
+        [fg.randint(0, 13, (5, 8))],
+        input_names=["idx"],
+        output_names=["logits"],
+        dynamic_axes={"idx": {0: "batch"}, "logits": {0: "batch"}},
+    )
     proto = onnx.load(str(tmp_path / "gpt.onnx"))
     ops = {n.op_type for n in proto.graph.node}
     assert {"Gather", "LayerNormalization", "Softmax", "Erf", "MatMul"} <= ops
@@ -163,8 +179,11 @@ class TensorOps(nn.Module):
         stats = fg.stack([z.mean(axis=1), z.max(axis=1), z.var(axis=1), z.sum(axis=1)], axis=1)
         first = z[:, :4] + z[:, -4:] - z[:, ::9].abs().sqrt().sum(axis=1, keepdims=True)
         picked = z.gather(1, (z[:, :4] * (z[:, :4] > 0.1).float()).argmax(axis=1, keepdims=True))
-        return (stats.log_softmax(axis=-1), first ** 2 / 3 + fg.maximum(first, picked),
-                (x.sum(axis=(1, 2)) > 0).long() * 2)
+        return (
+            stats.log_softmax(axis=-1),
+            first**2 / 3 + fg.maximum(first, picked),
+            (x.sum(axis=(1, 2)) > 0).long() * 2,
+        )
 
 
 def test_a_custom_module_of_tensor_ops_exports_with_several_outputs(tmp_path):
@@ -249,8 +268,14 @@ def test_recording_records_under_no_grad_and_leaves_no_trace():
 def test_inputs_and_outputs_take_the_given_names_and_bad_names_are_refused(tmp_path):
     model = nn.Sequential(nn.Linear(3, 2))
     path = tmp_path / "named.onnx"
-    fg.onnx.export(model, (fg.randn(4, 3),), path, input_names=["features"],
-                   output_names=["scores"], dynamic_axes={"features": [0], "scores": [0]})
+    fg.onnx.export(
+        model,
+        (fg.randn(4, 3),),
+        path,
+        input_names=["features"],
+        output_names=["scores"],
+        dynamic_axes={"features": [0], "scores": [0]},
+    )
     proto = onnx.load(str(path))
     assert [i.name for i in proto.graph.input] == ["features"]
     assert [o.name for o in proto.graph.output] == ["scores"]
@@ -266,10 +291,12 @@ def test_inputs_and_outputs_take_the_given_names_and_bad_names_are_refused(tmp_p
 def test_losses_forward_parts_export(tmp_path):
     class Losses(nn.Module):
         def forward(self, logits, p, y):
-            return (fg.loss.cross_entropy(logits, [0, 2, 1], label_smoothing=0.1),
-                    fg.loss.binary_cross_entropy(p.sigmoid(), y),
-                    fg.loss.binary_cross_entropy_with_logits(p, y, reduction="sum"),
-                    fg.loss.mse(p, y))
+            return (
+                fg.loss.cross_entropy(logits, [0, 2, 1], label_smoothing=0.1),
+                fg.loss.binary_cross_entropy(p.sigmoid(), y),
+                fg.loss.binary_cross_entropy_with_logits(p, y, reduction="sum"),
+                fg.loss.mse(p, y),
+            )
 
     fg.manual_seed(5)
     inputs = (fg.randn(3, 4), fg.randn(3, 2), fg.rand(3, 2))
@@ -280,6 +307,78 @@ def test_importing_ferrograd_does_not_import_onnx():
     import subprocess
     import sys
 
-    code = "import sys, ferrograd; assert 'onnx' not in sys.modules; import ferrograd.onnx; " \
-           "assert 'onnx' not in sys.modules"
+    code = (
+        "import sys, ferrograd; assert 'onnx' not in sys.modules; import ferrograd.onnx; "
+        "assert 'onnx' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+class Attend(nn.Module):
+    """Attention under a padding mask computed from an input, a fixed mask with a row that
+    sees no key, and a float mask."""
+
+    def forward(self, q, k, v, pad):
+        sdpa = fg.functional.scaled_dot_product_attention
+        keep = pad.unsqueeze(1).unsqueeze(1)  # (B, 1, 1, S)
+        fixed = np.ones((4, 5), dtype=bool)
+        fixed[0] = False
+        bias = fg.Tensor(np.linspace(-1, 1, 20, dtype=np.float32).reshape(4, 5))
+        return (
+            sdpa(q, k, v, attn_mask=keep),
+            sdpa(q, k, v, attn_mask=fg.tensor(fixed), scale=0.3),
+            sdpa(q, k, v, attn_mask=bias),
+        )
+
+
+def test_attention_masks_export_also_one_computed_from_an_input(tmp_path):
+    fg.manual_seed(6)
+
+    def inputs(b):
+        pad = fg.rand(b, 5) > 0.4
+        pad[0] = fg.zeros(5, dtype=fg.bool)  # a sequence with every key padded: rows are 0
+        return (fg.randn(b, 2, 4, 3), fg.randn(b, 2, 5, 3), fg.randn(b, 2, 5, 3), pad)
+
+    axes = {f"input_{i}": [0] for i in range(4)}
+    _check(Attend(), tmp_path / "attend.onnx", inputs(2), [inputs(3)], dynamic_axes=axes)
+
+
+def test_indexing_by_a_tensor_made_from_the_inputs_is_refused_and_a_constant_one_exports(
+    tmp_path,
+):
+    class Picks(nn.Module):
+        def forward(self, x, i):
+            return x[i]
+
+    with pytest.raises(fg.onnx.UnsupportedOperatorError, match="'index'"):
+        fg.onnx.export(Picks(), (fg.randn(4, 3), fg.tensor([2, 0])), tmp_path / "p.onnx")
+    assert not (tmp_path / "p.onnx").exists()
+
+    class Fixed(nn.Module):
+        def forward(self, x):
+            return x[fg.tensor([2, 0])] + x[..., None, 1:3][::-1]
+
+    _check(Fixed(), tmp_path / "f.onnx", fg.randn(4, 3))
+
+
+def test_multihead_attention_exports(tmp_path):
+    fg.manual_seed(7)
+    mha = nn.MultiheadAttention(8, 2)
+
+    class SelfAttend(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mha = mha
+
+        def forward(self, x):
+            out, weights = self.mha(x, x, x)
+            return out, weights
+
+    axes = {"input_0": [0]}
+    _check(
+        SelfAttend(),
+        tmp_path / "mha.onnx",
+        fg.randn(2, 5, 8),
+        [fg.randn(4, 5, 8)],
+        dynamic_axes=axes,
+    )

@@ -117,6 +117,27 @@ pub(crate) fn set_attrs(out: &Tensor, attrs: Option<Attrs>) {
     });
 }
 
+/// Adds `extra` to the inputs of the last record, if it is the op that produced `out`: for
+/// tensors an op took as plain arrays (an attention mask, the tensors in an index key), so
+/// an exporter sees where they came from.
+pub fn link_inputs(out: &Tensor, extra: &[&Tensor]) {
+    if !is_recording() || extra.is_empty() {
+        return;
+    }
+    RECORDS.with(|r| {
+        if let Some(last) = r.borrow_mut().last_mut() {
+            if last
+                .outputs
+                .first()
+                .is_some_and(|(t, _)| t.id() == out.id())
+            {
+                last.inputs
+                    .extend(extra.iter().map(|t| ((*t).clone(), t.version())));
+            }
+        }
+    });
+}
+
 /// Restores the recording flag when dropped (also when the wrapped call fails or panics).
 struct Resume(bool);
 
