@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 import ferrograd as fg
 from ferrograd import _core
 from ferrograd._core import Tensor
-from ferrograd.onnx._graph import OPSET, DynamicAxes, UnsupportedOperatorError, _GraphBuilder
-from ferrograd.onnx._ops import CONVERTERS, RANDOM
+from ferrograd.onnx import _ops, _ops_nn
+from ferrograd.onnx._graph import DynamicAxes, UnsupportedOperatorError, _GraphBuilder
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
-__all__ = ["OPSET", "UnsupportedOperatorError", "export"]
+__all__ = ["UnsupportedOperatorError", "export"]
 
 
 def _onnx() -> Any:
@@ -86,7 +86,8 @@ def export(
         for m, mode in modes:
             m.training = mode
     outputs = _outputs(result)
-    builder = _GraphBuilder(onnx, rec.records, model, inputs, outputs, CONVERTERS, RANDOM)
+    converters = {**_ops.CONVERTERS, **_ops_nn.CONVERTERS}
+    builder = _GraphBuilder(onnx, rec.records, model, inputs, outputs, converters, _ops.RANDOM)
     proto = builder.build(input_names, output_names, dynamic_axes)
     onnx.checker.check_model(proto, full_check=True)
     onnx.save(proto, os.fspath(path))
