@@ -137,7 +137,8 @@ class _GraphBuilder:
         self.tensors: dict[int, Tensor] = {}  # node id -> tensor
         self.dyn: dict[int, frozenset[int]] = {}  # node id -> its dynamic axes
         self.used_names: set[str] = set()
-        self.live: set[int] = set()
+        self.live: set[int] = set()  # node ids of tensors computed from inputs or parameters
+        self.roots: set[int] = set()  # storage ids of the inputs and parameters
         self.counter = 0
 
     # ---------------------------------------------------------------- names and values
@@ -166,6 +167,10 @@ class _GraphBuilder:
 
     def one(self, op_type: str, inputs: Sequence[str], **attrs: Any) -> str:
         return self.node(op_type, inputs, 1, **attrs)[0]
+
+    def depends_on_inputs(self, t: Tensor) -> bool:
+        """Whether ``t`` is an input or parameter or is computed from one (not a constant)."""
+        return t._id in self.live or _storage_id(t) in self.roots
 
     def name_of(self, t: Tensor) -> str:
         return self.value_names[t._id]
@@ -224,6 +229,7 @@ class _GraphBuilder:
 
         live = self._live_tensors(input_storages, params)
         self.live = live
+        self.roots = set(input_storages) | set(params)
         self._check_versions()
         needed = self._needed_records(live)
         emitted_params: set[str] = set()

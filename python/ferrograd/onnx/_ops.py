@@ -273,7 +273,7 @@ _BIG = 2**62
 
 def _index(b: _GraphBuilder, r: dict[str, Any]) -> list[str]:
     t, out = _ins(r)[0], _out(r)
-    if any(k._id in b.live for k in _ins(r)[1:]):
+    if any(b.depends_on_inputs(k) for k in _ins(r)[1:]):
         raise UnsupportedOperatorError(
             "export: the op 'index' with a tensor index computed from the model's inputs has "
             "no ONNX mapping here (it would freeze the index); use gather or embedding"

@@ -68,7 +68,7 @@ def _max_pool(b: _GraphBuilder, r: dict[str, Any]) -> list[str]:
 def _attention(b: _GraphBuilder, r: dict[str, Any]) -> list[str]:
     """No attention op at opset 17: MatMul, scale, mask, Softmax, MatMul."""
     out = _out(r)
-    q, k, v = _ins(r)
+    q, k, v = _ins(r)[:3]
     a = r["attrs"]
     if a["dropout_p"]:
         raise UnsupportedOperatorError(
@@ -82,7 +82,7 @@ def _attention(b: _GraphBuilder, r: dict[str, Any]) -> list[str]:
     kt = b.one("Transpose", [b.arg(k, dt)], perm=perm)
     scores = b.one("Mul", [b.one("MatMul", [b.arg(q, dt), kt]), b.const(scale, dt)])
     mask, blocked_rows = a["mask"], None
-    if len(_ins(r)) > 3 and _ins(r)[3]._id in b.live:
+    if len(_ins(r)) > 3 and b.depends_on_inputs(_ins(r)[3]):
         return [_attention_with(b, r, scores, _ins(r)[3], v, dt)]
     if isinstance(mask, str):  # "causal": query i sees keys j <= i
         keep = np.tril(np.ones((length, keys), dtype=bool))
