@@ -499,7 +499,16 @@ macro_rules! shared_array_methods {
 
             fn __getitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Self> {
                 let items = $crate::convert::parse_index(key)?;
-                self.unary(py, |t| t.index(&items))
+                let out = self.unary(py, |t| t.index(&items))?;
+                // Tensors in the key are recorded as inputs too (an export refuses them when
+                // they are computed from the model's inputs: it would freeze their values).
+                if ferrograd::tensor::record::is_recording() {
+                    let keys = $crate::convert::tensors_in_key(key);
+                    let refs: Vec<&Tensor> = keys.iter().collect();
+                    let own = $crate::array_methods::ArrayClass::tensor(&out);
+                    ferrograd::tensor::record::link_inputs(&own, &refs);
+                }
+                Ok(out)
             }
         }
 

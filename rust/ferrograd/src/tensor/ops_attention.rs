@@ -3,6 +3,7 @@
 //! mask, and the dropout seed), the probabilities being recomputed in backward.
 
 use super::ops_nn::{typed, with_arrays};
+use super::record::{self, kv, Attr};
 use super::Tensor;
 use crate::dynarray::{DType, DynArray, Element};
 use crate::ndarray::attention::{Attention, Dropout, Mask};
@@ -103,6 +104,19 @@ impl Tensor {
                 0
             },
         });
+        let attrs = record::attrs(|| {
+            let mask = match &mask {
+                SavedMask::None => Attr::None,
+                SavedMask::Causal => Attr::from("causal"),
+                SavedMask::Keep(m) => Attr::Array(DynArray::Bool(m.clone())),
+                SavedMask::Add(m) => Attr::Array(m.clone()),
+            };
+            vec![
+                kv("mask", mask),
+                kv("scale", scale),
+                kv("dropout_p", dropout_p),
+            ]
+        });
         let (out, stats) = with_arrays(&parents, |a| {
             let cast: Vec<_> = a.iter().map(|x| x.as_dtype(dtype)).collect();
             match dtype {
@@ -129,7 +143,8 @@ impl Tensor {
                     Ok(grads.into())
                 })
             },
-        ))
+        )
+        .recorded_with(attrs))
     }
 }
 
