@@ -382,3 +382,21 @@ def test_multihead_attention_exports(tmp_path):
         [fg.randn(4, 5, 8)],
         dynamic_axes=axes,
     )
+
+
+class _AllAny(nn.Module):
+    def forward(self, x):
+        return (x.all(axis=1), x.any(axis=(0, 2), keepdims=True), (x > 0.5).all(), x.any())
+
+
+def test_all_and_any_export_with_fractions_counted_as_true(tmp_path):
+    x = fg.tensor([[[0.0, 0.25], [1.0, 2.0]], [[0.5, 3.0], [0.0, 0.0]]])
+    path = tmp_path / "all_any.onnx"
+    fg.onnx.export(_AllAny(), x, path)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    for inputs in (x, fg.ones(2, 2, 2)):
+        got = _run_onnx(path, [inputs.numpy()])
+        want = _ours(_AllAny(), inputs)
+        for g, w in zip(got, want):
+            assert g.dtype == np.bool_
+            np.testing.assert_array_equal(g, w)

@@ -169,6 +169,21 @@ def _reduce(b: _GraphBuilder, r: dict[str, Any]) -> list[str]:
     return [b.one(onnx_op, [b.arg(t, out.dtype)], axes=axes, keepdims=keep)]
 
 
+def _all_or_any(b: _GraphBuilder, r: dict[str, Any]) -> list[str]:
+    # Over 0/1 integers, `all` is the minimum and `any` the maximum (ONNX has no boolean
+    # reduction); casting to bool first makes 0.5 true, as in the core.
+    t = _ins(r)[0]
+    axes = list(r["attrs"]["axes"])
+    keep = int(bool(r["attrs"]["keepdims"]))
+    _reduce_dyn(b, r, axes, bool(keep))
+    ones = b.cast(b.arg(t, "bool"), "bool", "int32")
+    if t.ndim == 0:
+        return [b.cast(ones, "int32", "bool")]
+    op = "ReduceMin" if r["op"] == "all" else "ReduceMax"
+    folded = b.one(op, [ones], axes=axes, keepdims=keep)
+    return [b.cast(folded, "int32", "bool")]
+
+
 def _arg_extreme(b: _GraphBuilder, r: dict[str, Any]) -> list[str]:
     t = _ins(r)[0]
     out = _out(r)
@@ -418,6 +433,8 @@ CONVERTERS: dict[str, Converter] = {
     "maximum": _pick,
     "minimum": _pick,
     **{op: _reduce for op in ("sum", "mean", "max", "min", "logsumexp")},
+    "all": _all_or_any,
+    "any": _all_or_any,
     "argmax": _arg_extreme,
     "argmin": _arg_extreme,
     "softmax": _softmax,

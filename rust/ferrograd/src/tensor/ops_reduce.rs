@@ -66,14 +66,25 @@ impl Tensor {
 
     /// Whether every element over `axes` is non-zero (bool; not differentiable).
     pub fn all(&self, axes: Option<&[isize]>, keepdims: bool) -> Result<Tensor> {
-        let out = self.array().all_or_any(axes, keepdims, true)?;
-        Ok(Tensor::new(out, false))
+        self.all_or_any(axes, keepdims, true)
     }
 
     /// Whether any element over `axes` is non-zero (bool; not differentiable).
     pub fn any(&self, axes: Option<&[isize]>, keepdims: bool) -> Result<Tensor> {
-        let out = self.array().all_or_any(axes, keepdims, false)?;
-        Ok(Tensor::new(out, false))
+        self.all_or_any(axes, keepdims, false)
+    }
+
+    fn all_or_any(&self, axes: Option<&[isize]>, keepdims: bool, all: bool) -> Result<Tensor> {
+        let x = self.array();
+        let out = x.all_or_any(axes, keepdims, all)?;
+        let op = if all { "all" } else { "any" };
+        let axes = normalize_axes(op, axes, x.ndim())?;
+        drop(x);
+        let attrs = record::attrs(|| {
+            let ax: Vec<isize> = axes.iter().map(|&a| a as isize).collect();
+            vec![kv("axes", &ax[..]), kv("keepdims", keepdims)]
+        });
+        Ok(Tensor::untracked_op(out, op, &[self]).recorded_with(attrs))
     }
 
     /// Indices of the maxima along `axis` (`None` = flattened), as int64; not differentiable.
