@@ -134,7 +134,6 @@ class _GraphBuilder:
         self.nodes: list[Any] = []
         self.initializers: list[Any] = []
         self.value_names: dict[int, str] = {}  # node id -> ONNX value name
-        self.tensors: dict[int, Tensor] = {}  # node id -> tensor
         self.dyn: dict[int, frozenset[int]] = {}  # node id -> its dynamic axes
         self.used_names: set[str] = set()
         self.live: set[int] = set()  # node ids of tensors computed from inputs or parameters
@@ -214,7 +213,6 @@ class _GraphBuilder:
             spec = _dyn_spec(dynamic_axes, name, t.ndim)
             input_storages[_storage_id(t)] = name
             self.value_names[t._id] = name
-            self.tensors[t._id] = t
             self.dyn[t._id] = frozenset(spec)
             dims = [spec.get(i, n) for i, n in enumerate(t.shape)]
             graph_inputs.append(h.make_tensor_value_info(name, _NP_TO_ONNX[t.dtype], dims))
@@ -248,7 +246,6 @@ class _GraphBuilder:
             produced = converter(self, r)
             for (t, _), name in zip(r["outputs"], produced):
                 self.value_names[t._id] = name
-                self.tensors[t._id] = t
 
         graph_outputs = []
         for t, name in zip(self.outputs, out_names):

@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::Tensor;
 use crate::dtype::Scalar;
@@ -47,10 +48,14 @@ thread_local! {
     static RECORDS: RefCell<Vec<Record>> = const { RefCell::new(Vec::new()) };
 }
 
+/// How many threads record now: while it is 0 (always, outside an export) an op's check is
+/// one plain load, not a thread-local lookup (a call in a shared library).
+static RECORDING_THREADS: AtomicUsize = AtomicUsize::new(0);
+
 /// Whether this thread is recording.
 #[inline]
 pub fn is_recording() -> bool {
-    ACTIVE.with(Cell::get)
+    RECORDING_THREADS.load(Ordering::Relaxed) != 0 && ACTIVE.with(Cell::get)
 }
 
 /// Starts recording on this thread; an error if it already records (one export at a time).
@@ -61,13 +66,16 @@ pub fn start() -> Result<()> {
         ));
     }
     RECORDS.with(|r| r.borrow_mut().clear());
+    RECORDING_THREADS.fetch_add(1, Ordering::SeqCst);
     ACTIVE.with(|a| a.set(true));
     Ok(())
 }
 
 /// Stops recording on this thread and hands back what was recorded (empty when it was off).
 pub fn stop() -> Vec<Record> {
-    ACTIVE.with(|a| a.set(false));
+    if ACTIVE.with(|a| a.replace(false)) {
+        RECORDING_THREADS.fetch_sub(1, Ordering::SeqCst);
+    }
     RECORDS.with(|r| std::mem::take(&mut *r.borrow_mut()))
 }
 
