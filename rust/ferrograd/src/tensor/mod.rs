@@ -176,8 +176,11 @@ impl Tensor {
 
     /// Attaches the attributes an exporter needs (built by [`record::attrs`], `None` when
     /// not recording) to the record of the op that just produced `self`.
+    #[inline]
     pub fn recorded_with(self, attrs: Option<record::Attrs>) -> Self {
-        record::set_attrs(&self, attrs);
+        if attrs.is_some() {
+            record::set_attrs(&self, attrs);
+        }
         self
     }
 
