@@ -5,7 +5,7 @@
 use super::ops_nn::{typed, with_arrays};
 use super::Tensor;
 use crate::dynarray::{DType, DynArray, Element};
-use crate::ndarray::attention::{Attention, Dropout, Mask};
+use crate::ndarray::attention::{Attention, Dropout, Mask, Saved};
 use crate::ndarray::NdArray;
 use crate::{random, value_err, Error, Result};
 
@@ -97,7 +97,7 @@ impl Tensor {
                 0
             },
         });
-        let (out, stats) = with_arrays(&parents, |a| {
+        let (out, stats, probs) = with_arrays(&parents, |a| {
             let cast: Vec<_> = a.iter().map(|x| x.as_dtype(dtype)).collect();
             match dtype {
                 DType::F32 => forward::<f32>(&cast, &mask, scale, dropout),
@@ -114,8 +114,24 @@ impl Tensor {
                     let mut cast: Vec<_> = a.iter().map(|x| x.as_dtype(dtype)).collect();
                     cast.extend([g.as_dtype(dtype), out.as_dtype(dtype)]);
                     let grads = match dtype {
-                        DType::F32 => backward::<f32>(&cast, &stats, &mask, scale, dropout, need),
-                        DType::F64 => backward::<f64>(&cast, &stats, &mask, scale, dropout, need),
+                        DType::F32 => backward::<f32>(
+                            &cast,
+                            &stats,
+                            probs.as_ref(),
+                            &mask,
+                            scale,
+                            dropout,
+                            need,
+                        ),
+                        DType::F64 => backward::<f64>(
+                            &cast,
+                            &stats,
+                            probs.as_ref(),
+                            &mask,
+                            scale,
+                            dropout,
+                            need,
+                        ),
                     }?;
                     Ok(grads.into())
                 })
@@ -124,13 +140,14 @@ impl Tensor {
     }
 }
 
-/// The kernel's forward on `[q, k, v]` (already in `T`'s dtype): the output and statistics.
+/// The kernel's forward on `[q, k, v]` (already in `T`'s dtype): the output, the row statistics
+/// and the probabilities when the kernel keeps them.
 fn forward<T: Element>(
     a: &[impl AsRef<DynArray>],
     mask: &SavedMask,
     scale: Option<f64>,
     dropout: Option<Dropout>,
-) -> Result<(DynArray, DynArray)> {
+) -> Result<(DynArray, DynArray, Option<DynArray>)> {
     let f = Attention {
         q: typed::<T>(a[0].as_ref())?,
         k: typed(a[1].as_ref())?,
@@ -140,13 +157,15 @@ fn forward<T: Element>(
         dropout,
     }
     .forward()?;
-    Ok((T::wrap(f.out), T::wrap(f.stats)))
+    Ok((T::wrap(f.out), T::wrap(f.stats), f.probs.map(T::wrap)))
 }
 
-/// The kernel's backward on `[q, k, v, grad, out]` (in `T`'s dtype).
+/// The kernel's backward on `[q, k, v, grad, out]` (in `T`'s dtype) with the forward's
+/// statistics and probabilities.
 fn backward<T: Element>(
     a: &[impl AsRef<DynArray>],
     stats: &DynArray,
+    probs: Option<&DynArray>,
     mask: &SavedMask,
     scale: Option<f64>,
     dropout: Option<Dropout>,
@@ -160,11 +179,11 @@ fn backward<T: Element>(
         scale,
         dropout,
     };
-    let grads = attention.backward(
-        typed(a[3].as_ref())?,
-        typed(a[4].as_ref())?,
-        typed(stats)?,
-        need,
-    )?;
+    let saved = Saved {
+        out: typed(a[4].as_ref())?,
+        stats: typed(stats)?,
+        probs: probs.map(typed).transpose()?,
+    };
+    let grads = attention.backward(typed(a[3].as_ref())?, saved, need)?;
     Ok(grads.map(|g| g.map(T::wrap)))
 }

@@ -33,6 +33,7 @@ enum RefMask {
 }
 
 /// One attention problem in f64.
+#[derive(Clone)]
 struct Case {
     q: NdArray<f64>,
     k: NdArray<f64>,
@@ -286,16 +287,23 @@ fn cases() -> Vec<(&'static str, Case)> {
     ]
 }
 
+/// Both ways the backward may get the probabilities: kept by the forward, or recomputed.
+const SAVE: [bool; 2] = [true, false];
+
 #[test]
 fn forward_and_backward_match_the_naive_reference_in_float64() {
-    for (name, case) in cases() {
+    for ((name, case), save) in cases()
+        .into_iter()
+        .flat_map(|c| SAVE.map(|s| (c.clone(), s)))
+    {
         let add = case.add_mask();
         let a = case.attention(&add);
-        let f = a.forward().unwrap();
+        let f = a.forward_with(save).unwrap();
+        assert_eq!(f.probs.is_some(), save);
         let g = filled::<f64>(f.out.shape(), 5);
         let want = naive(&case, &g);
         assert_close(name, &f.out, &want.out, 1e-12);
-        let grads = a.backward(&g, &f.out, &f.stats, [true; 3]).unwrap();
+        let grads = a.backward(&g, f.saved(), [true; 3]).unwrap();
         for (which, (got, want)) in ["dq", "dk", "dv"].iter().zip(grads.iter().zip(&want.grads)) {
             assert_close(
                 &format!("{name} {which}"),
@@ -309,7 +317,10 @@ fn forward_and_backward_match_the_naive_reference_in_float64() {
 
 #[test]
 fn float32_forward_and_backward_match_the_float64_reference() {
-    for (name, case) in cases() {
+    for ((name, case), save) in cases()
+        .into_iter()
+        .flat_map(|c| SAVE.map(|s| (c.clone(), s)))
+    {
         let (q, k, v) = (to_f32(&case.q), to_f32(&case.k), to_f32(&case.v));
         let add = case.add_mask().map(|m| to_f32(&m));
         let mask = match (&case.mask, &add) {
@@ -327,13 +338,11 @@ fn float32_forward_and_backward_match_the_float64_reference() {
             scale: None,
             dropout: None,
         };
-        let f = a.forward().unwrap();
+        let f = a.forward_with(save).unwrap();
         let g64 = filled::<f64>(f.out.shape(), 5);
         let want = naive(&case, &g64);
         assert_close(name, &f.out, &want.out, 2e-5);
-        let grads = a
-            .backward(&to_f32(&g64), &f.out, &f.stats, [true; 3])
-            .unwrap();
+        let grads = a.backward(&to_f32(&g64), f.saved(), [true; 3]).unwrap();
         for (which, (got, want)) in ["dq", "dk", "dv"].iter().zip(grads.iter().zip(&want.grads)) {
             assert_close(
                 &format!("{name} {which}"),
@@ -353,7 +362,7 @@ fn gradients_with_dropout_match_finite_differences() {
         filled(&[2, 5, 2], 3),
     ];
     let dropout = Some(Dropout { p: 0.3, seed: 42 });
-    let attention = |o: &'_ [NdArray<f64>; 3], mask| -> AttentionForward<f64> {
+    let attention = |o: &'_ [NdArray<f64>; 3], mask, save| -> AttentionForward<f64> {
         let a = Attention {
             q: &o[0],
             k: &o[1],
@@ -362,10 +371,13 @@ fn gradients_with_dropout_match_finite_differences() {
             scale: Some(0.7),
             dropout,
         };
-        a.forward().unwrap()
+        a.forward_with(save).unwrap()
     };
-    for mask in [Mask::None, Mask::Causal] {
-        let f = attention(&ops, mask);
+    for (mask, save) in [Mask::None, Mask::Causal]
+        .into_iter()
+        .flat_map(|m| SAVE.map(|s| (m, s)))
+    {
+        let f = attention(&ops, mask, save);
         let g = filled::<f64>(f.out.shape(), 8);
         let a = Attention {
             q: &ops[0],
@@ -375,12 +387,12 @@ fn gradients_with_dropout_match_finite_differences() {
             scale: Some(0.7),
             dropout,
         };
-        let grads = a.backward(&g, &f.out, &f.stats, [true; 3]).unwrap();
+        let grads = a.backward(&g, f.saved(), [true; 3]).unwrap();
         // Σ out ∘ g with one element of one operand moved by d.
         let loss = |which: usize, idx: usize, d: f64| {
             let mut o = ops.clone();
             o[which].data_mut()[idx] += d;
-            let out = attention(&o, mask).out;
+            let out = attention(&o, mask, false).out;
             out.data()
                 .iter()
                 .zip(g.data())
@@ -485,7 +497,7 @@ fn a_row_with_every_position_masked_is_zero_with_zero_gradients_and_a_nan_score_
     for (x, y) in rows(&f.out).iter().zip(rows(&want.out)) {
         assert!((x - y).abs() < 1e-12);
     }
-    let [dq, dk, dv] = a.backward(&g, &f.out, &f.stats, [true; 3]).unwrap();
+    let [dq, dk, dv] = a.backward(&g, f.saved(), [true; 3]).unwrap();
     let dq = dq.unwrap();
     assert_eq!(&dq.data()[2..4], &[0.0, 0.0]);
     assert!(dk
@@ -530,7 +542,7 @@ fn no_keys_give_a_zero_output_and_zero_gradients() {
         assert_eq!(f.out.shape(), &[2, 3, 4]);
         assert!(f.out.data().iter().all(|&x| x == 0.0));
         let g = filled::<f64>(&[2, 3, 4], 4);
-        let [dq, dk, dv] = a.backward(&g, &f.out, &f.stats, [true; 3]).unwrap();
+        let [dq, dk, dv] = a.backward(&g, f.saved(), [true; 3]).unwrap();
         assert!(dq.unwrap().data().iter().all(|&x| x == 0.0));
         assert_eq!(dk.unwrap().shape(), &[2, 0, 2]);
         assert_eq!(dv.unwrap().shape(), &[2, 0, 4]);
@@ -544,11 +556,32 @@ fn only_the_gradients_asked_for_are_computed() {
     let f = a.forward().unwrap();
     let g = filled::<f64>(f.out.shape(), 5);
     let want = naive(&case, &g);
-    let [dq, dk, dv] = a
-        .backward(&g, &f.out, &f.stats, [false, true, false])
-        .unwrap();
+    let [dq, dk, dv] = a.backward(&g, f.saved(), [false, true, false]).unwrap();
     assert!(dq.is_none() && dv.is_none());
     assert_close("dk", &dk.unwrap(), &want.grads[1], 1e-12);
+}
+
+#[test]
+fn the_forward_keeps_the_probabilities_only_within_its_memory_budget() {
+    let run = |l: usize| {
+        let (q, k, v) = (
+            filled::<f64>(&[l, 1], 1),
+            filled(&[1024, 1], 2),
+            filled(&[1024, 1], 3),
+        );
+        let a = Attention {
+            q: &q,
+            k: &k,
+            v: &v,
+            mask: Mask::Causal,
+            scale: None,
+            dropout: None,
+        };
+        a.forward().unwrap().probs.is_some()
+    };
+    let fits = SAVE_PROBS_BYTES / 8 / 1024;
+    assert!(run(fits));
+    assert!(!run(fits + 1));
 }
 
 #[test]
