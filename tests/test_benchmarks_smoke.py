@@ -17,7 +17,7 @@ import pytest
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 SCRIPTS = ["bench_matmul", "bench_elementwise", "bench_overhead", "bench_value",
-           "bench_training", "bench_numpy_io"]
+           "bench_training", "bench_numpy_io", "bench_attention"]
 FIELDS = {"workload", "size", "threads", "impl", "value", "unit"}
 TIMEOUT_S = 180
 

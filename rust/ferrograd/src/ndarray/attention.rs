@@ -9,15 +9,17 @@
 //! nothing: its output and gradients are 0, as in PyTorch (its "safe" softmax, since 2.5).
 
 mod gemm;
+mod geometry;
 mod rows;
 
 use rayon::prelude::*;
 
 use super::elementwise::simd;
 use super::{try_zeroed, Float, NdArray};
-use crate::shape::{broadcast_shapes, broadcast_strides, checked_size, fmt_shape};
+use crate::shape::{checked_size, fmt_shape};
 use crate::{shape_err, Result};
 use gemm::{gemm_into, Mat};
+use geometry::Geometry;
 use rows::{BlockDrop, BlockMask, DropMask, ForwardRows, GradRows, RebuildRows};
 
 /// Rows of the query handled together: the scores of one block (`ROW_BLOCK × S`) are the only
@@ -108,163 +110,6 @@ pub struct Saved<'a, T> {
 /// …): summing them down to an operand's own shape is the caller's job. `None` where not
 /// asked for.
 pub type AttentionGrads<T> = [Option<NdArray<T>>; 3];
-
-/// Sizes and per-slice offsets, checked once.
-struct Geometry {
-    /// The broadcast leading axes.
-    batch: Vec<usize>,
-    count: usize,
-    l: usize,
-    s: usize,
-    e: usize,
-    ev: usize,
-    /// Element offset of each slice in q, k and v.
-    offsets: Vec<[usize; 3]>,
-    /// For a mask: its offset per slice and its (row, column) strides, 0 where it broadcasts.
-    mask: Option<(Vec<usize>, usize, usize)>,
-}
-
-impl Geometry {
-    fn new<T: Float>(a: &Attention<'_, T>) -> Result<Self> {
-        let (qs, ks, vs) = (a.q.shape(), a.k.shape(), a.v.shape());
-        let shapes = || {
-            format!(
-                "query {}, key {}, value {}",
-                fmt_shape(qs),
-                fmt_shape(ks),
-                fmt_shape(vs)
-            )
-        };
-        for (name, s) in [("query", qs), ("key", ks), ("value", vs)] {
-            if s.len() < 2 {
-                return Err(shape_err!(
-                    "scaled_dot_product_attention: {name} must have at least 2 dimensions \
-                     (..., length, features), got shape {}",
-                    fmt_shape(s)
-                ));
-            }
-        }
-        let last2 = |s: &[usize]| (s[s.len() - 2], s[s.len() - 1]);
-        let ((l, e), (s, ek), (sv, ev)) = (last2(qs), last2(ks), last2(vs));
-        if ek != e {
-            return Err(shape_err!(
-                "scaled_dot_product_attention: query and key must have the same last dimension \
-                 (embedding size), got {e} and {ek} ({})",
-                shapes()
-            ));
-        }
-        if sv != s {
-            return Err(shape_err!(
-                "scaled_dot_product_attention: key and value must have the same sequence length \
-                 (second to last dimension), got {s} and {sv} ({})",
-                shapes()
-            ));
-        }
-        let lead = |s: &[usize]| s[..s.len() - 2].to_vec();
-        let batch = broadcast_shapes("scaled_dot_product_attention", &lead(qs), &lead(ks))
-            .and_then(|b| broadcast_shapes("scaled_dot_product_attention", &b, &lead(vs)))
-            .map_err(|_| {
-                shape_err!(
-                    "scaled_dot_product_attention: the leading (batch) dimensions do not \
-                     broadcast together ({})",
-                    shapes()
-                )
-            })?;
-        let count = checked_size(&batch)?;
-        let mut full = batch.clone();
-        full.extend([l, s]);
-        // The weights (count·L·S) are never stored, but their count must be addressable for
-        // the dropout counters and the mask offsets.
-        checked_size(&full)?;
-        let strides = |shape: &[usize], mat: usize| -> Vec<usize> {
-            broadcast_strides(&lead(shape), &batch)
-                .iter()
-                .map(|st| st * mat)
-                .collect()
-        };
-        let (sq, sk, sv) = (strides(qs, l * e), strides(ks, s * e), strides(vs, s * ev));
-        let offsets = (0..count)
-            .map(|i| slice_offsets(&batch, i, [&sq, &sk, &sv]))
-            .collect();
-        let mask = match a.mask {
-            Mask::None | Mask::Causal => None,
-            Mask::Keep(m) => Some(mask_geometry(m.shape(), &full, &batch)?),
-            Mask::Add(m) => Some(mask_geometry(m.shape(), &full, &batch)?),
-        };
-        Ok(Self {
-            batch,
-            count,
-            l,
-            s,
-            e,
-            ev,
-            offsets,
-            mask,
-        })
-    }
-
-    fn shape(&self, rows: usize, cols: usize) -> Vec<usize> {
-        let mut s = self.batch.clone();
-        s.extend([rows, cols]);
-        s
-    }
-
-    /// Multiply-adds of one pass (both products) over all slices.
-    fn work(&self) -> usize {
-        self.count
-            .saturating_mul(self.l)
-            .saturating_mul(self.s)
-            .saturating_mul(self.e + self.ev)
-    }
-
-    fn parallel(&self) -> bool {
-        self.count > 1 && self.work() >= PARALLEL_WORK && crate::parallel::num_threads() > 1
-    }
-}
-
-/// The offsets into each of `strides.len()` operands of slice `i` of the batch.
-fn slice_offsets<const N: usize>(
-    batch: &[usize],
-    mut i: usize,
-    strides: [&[usize]; N],
-) -> [usize; N] {
-    let mut out = [0; N];
-    for d in (0..batch.len()).rev() {
-        let j = i % batch[d];
-        i /= batch[d];
-        for (o, s) in out.iter_mut().zip(&strides) {
-            *o += j * s[d];
-        }
-    }
-    out
-}
-
-/// A mask of `shape` read as `full = batch + (L, S)`: its offset per slice and its row and
-/// column strides. It must broadcast to `full` without enlarging it.
-fn mask_geometry(
-    shape: &[usize],
-    full: &[usize],
-    batch: &[usize],
-) -> Result<(Vec<usize>, usize, usize)> {
-    let fits = shape.len() <= full.len()
-        && broadcast_shapes("scaled_dot_product_attention", shape, full).is_ok_and(|b| b == full);
-    if !fits {
-        return Err(shape_err!(
-            "scaled_dot_product_attention: attn_mask of shape {} does not broadcast to the \
-             attention weights' shape {} (batch..., L, S)",
-            fmt_shape(shape),
-            fmt_shape(full)
-        ));
-    }
-    let strides = broadcast_strides(shape, full);
-    let n = full.len();
-    let lead = &strides[..n - 2];
-    let count = batch.iter().product();
-    let offsets = (0..count)
-        .map(|i| slice_offsets(batch, i, [lead])[0])
-        .collect();
-    Ok((offsets, strides[n - 2], strides[n - 1]))
-}
 
 /// Read-only data shared by the per-slice work of one call.
 struct Ctx<'a, T> {
@@ -400,30 +245,31 @@ impl<'a, T: Float> Ctx<'a, T> {
         };
         // With no output (Ev = 0 or nothing in the batch) there is nothing to compute.
         if !out.is_empty() {
-            let tasks: Vec<_> = out
+            // One task per block of rows of each slice (blocks are independent in the
+            // forward), so that a few long sequences spread over the threads too.
+            let rb = self.row_block();
+            let mut tasks = Vec::new();
+            let slices = out
                 .chunks_mut(l * ev)
                 .zip(stats.chunks_mut(l * 2))
-                .zip(per_slice(&mut probs, count, l * s))
-                .enumerate()
-                .collect();
-            let slice = |(b, ((o, st), pr)): (usize, ((&mut [T], &mut [T]), &mut [T]))| {
-                let mut sc = Vec::new();
-                let rb = self.row_block();
-                for i0 in (0..l).step_by(rb) {
-                    let rows = rb.min(l - i0);
-                    let saved = match pr.is_empty() {
-                        true => &mut [][..],
-                        false => &mut pr[i0 * s..(i0 + rows) * s],
-                    };
-                    let o = &mut o[i0 * ev..(i0 + rows) * ev];
-                    let st = &mut st[i0 * 2..(i0 + rows) * 2];
-                    self.forward_block(b, i0, [o, st, saved], &mut sc);
+                .zip(per_slice(&mut probs, count, l * s));
+            for (b, ((o, st), pr)) in slices.enumerate() {
+                let blocks = o
+                    .chunks_mut(rb * ev)
+                    .zip(st.chunks_mut(rb * 2))
+                    .zip(per_slice(pr, l.div_ceil(rb), rb * s));
+                for (i, ((o, st), pr)) in blocks.enumerate() {
+                    tasks.push((b, i * rb, [o, st, pr]));
                 }
+            }
+            let block = |sc: &mut Vec<T>, (b, i0, bufs): (usize, usize, [&mut [T]; 3])| {
+                self.forward_block(b, i0, bufs, sc)
             };
             if self.g.parallel() {
-                crate::parallel::install(|| tasks.into_par_iter().for_each(slice));
+                crate::parallel::install(|| tasks.into_par_iter().for_each_init(Vec::new, block));
             } else {
-                tasks.into_iter().for_each(slice);
+                let mut sc = Vec::new();
+                tasks.into_iter().for_each(|t| block(&mut sc, t));
             }
         }
         Ok(AttentionForward {
@@ -437,20 +283,21 @@ impl<'a, T: Float> Ctx<'a, T> {
 }
 
 impl<'a, T: Float> Attention<'a, T> {
-    /// The forward pass: the output and what its backward needs. It keeps the probabilities
+    /// The forward pass: the output and what its backward needs, the probabilities among it
     /// when they fit in [`SAVE_PROBS_BYTES`].
     pub fn forward(&self) -> Result<AttentionForward<T>> {
+        self.forward_with(true)
+    }
+
+    /// The forward pass, keeping the probabilities for the backward only if `keep_probs` and
+    /// they fit in [`SAVE_PROBS_BYTES`] (pass false when no backward will follow).
+    pub fn forward_with(&self, keep_probs: bool) -> Result<AttentionForward<T>> {
         let cx = Ctx::new(self)?;
         let g = &cx.g;
         let bytes = [g.count, g.l, g.s, std::mem::size_of::<T>()]
             .iter()
             .try_fold(1usize, |a, &d| a.checked_mul(d));
-        cx.forward(bytes.is_some_and(|b| b <= SAVE_PROBS_BYTES))
-    }
-
-    /// The forward pass, keeping the probabilities for the backward or not.
-    pub fn forward_with(&self, save_probs: bool) -> Result<AttentionForward<T>> {
-        Ctx::new(self)?.forward(save_probs)
+        cx.forward(keep_probs && bytes.is_some_and(|b| b <= SAVE_PROBS_BYTES))
     }
 
     /// The backward pass: gradients of q, k and v (those `need` asks for) from the gradient
@@ -660,5 +507,7 @@ fn per_slice<T>(v: &mut [T], count: usize, n: usize) -> Vec<&mut [T]> {
     }
 }
 
+#[cfg(test)]
+mod reference;
 #[cfg(test)]
 mod tests;

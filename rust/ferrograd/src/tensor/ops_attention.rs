@@ -3,7 +3,7 @@
 //! mask, and the dropout seed), the probabilities being recomputed in backward.
 
 use super::ops_nn::{typed, with_arrays};
-use super::Tensor;
+use super::{is_grad_enabled, Tensor};
 use crate::dynarray::{DType, DynArray, Element};
 use crate::ndarray::attention::{Attention, Dropout, Mask, Saved};
 use crate::ndarray::NdArray;
@@ -75,18 +75,6 @@ impl Tensor {
             ));
         }
         let parents = [self, key, value];
-        let dtype = with_arrays(&parents, |a| -> Result<DType> {
-            let dq = float_dtype("query", a[0])?;
-            let dk = float_dtype("key", a[1])?;
-            let dv = float_dtype("value", a[2])?;
-            Ok(dq.promote(dk).promote(dv))
-        })?;
-        let mask = match attn_mask {
-            None if is_causal => SavedMask::Causal,
-            None => SavedMask::None,
-            Some(AttentionMask::Keep(m)) => SavedMask::Keep(m),
-            Some(AttentionMask::Add(m)) => SavedMask::Add(m.into_dtype(dtype)),
-        };
         // The seed of this call's dropout mask, drawn only when there is one (an invalid p
         // draws nothing: the kernel rejects it).
         let dropout = (dropout_p != 0.0).then(|| Dropout {
@@ -97,12 +85,24 @@ impl Tensor {
                 0
             },
         });
-        let (out, stats, probs) = with_arrays(&parents, |a| {
+        // Keep the probabilities only for a backward that will come (`from_op`'s test).
+        let keep = is_grad_enabled() && parents.iter().any(|p| p.requires_grad());
+        let (dtype, mask, (out, stats, probs)) = with_arrays(&parents, |a| -> Result<_> {
+            let dtype = float_dtype("query", a[0])?
+                .promote(float_dtype("key", a[1])?)
+                .promote(float_dtype("value", a[2])?);
+            let mask = match attn_mask {
+                None if is_causal => SavedMask::Causal,
+                None => SavedMask::None,
+                Some(AttentionMask::Keep(m)) => SavedMask::Keep(m),
+                Some(AttentionMask::Add(m)) => SavedMask::Add(m.into_dtype(dtype)),
+            };
             let cast: Vec<_> = a.iter().map(|x| x.as_dtype(dtype)).collect();
-            match dtype {
-                DType::F32 => forward::<f32>(&cast, &mask, scale, dropout),
-                DType::F64 => forward::<f64>(&cast, &mask, scale, dropout),
-            }
+            let saved = match dtype {
+                DType::F32 => forward::<f32>(&cast, &mask, scale, dropout, keep),
+                DType::F64 => forward::<f64>(&cast, &mask, scale, dropout, keep),
+            }?;
+            Ok((dtype, mask, saved))
         })?;
         Ok(Tensor::from_op(
             out,
@@ -147,6 +147,7 @@ fn forward<T: Element>(
     mask: &SavedMask,
     scale: Option<f64>,
     dropout: Option<Dropout>,
+    keep_probs: bool,
 ) -> Result<(DynArray, DynArray, Option<DynArray>)> {
     let f = Attention {
         q: typed::<T>(a[0].as_ref())?,
@@ -156,7 +157,7 @@ fn forward<T: Element>(
         scale,
         dropout,
     }
-    .forward()?;
+    .forward_with(keep_probs)?;
     Ok((T::wrap(f.out), T::wrap(f.stats), f.probs.map(T::wrap)))
 }
 
