@@ -81,9 +81,20 @@ def worker(impl: str, shape: dict, threads: int, samples: int, min_time: float) 
 
 
 def spawn(impl: str, args: argparse.Namespace, shape: dict) -> dict | None:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl,
-           "--threads", str(args.threads), "--samples", str(args.samples),
-           "--min-time", str(args.min_time), "--shape", json.dumps(shape)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        impl,
+        "--threads",
+        str(args.threads),
+        "--samples",
+        str(args.samples),
+        "--min-time",
+        str(args.min_time),
+        "--shape",
+        json.dumps(shape),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         if impl == "torch" and "No module named 'torch'" in done.stderr:
@@ -103,8 +114,9 @@ def main() -> None:
     p.add_argument("--shape", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        result = worker(args.worker, json.loads(args.shape), args.threads, args.samples,
-                        args.min_time)
+        result = worker(
+            args.worker, json.loads(args.shape), args.threads, args.samples, args.min_time
+        )
         print(json.dumps(result))
         return
     shape = QUICK if args.quick else RECIPE
@@ -114,7 +126,7 @@ def main() -> None:
     samples: dict[str, dict[str, list[float]]] = {}
     impls = ["ferrograd", "torch"]
     for r in range(args.rounds):
-        for impl in impls[r % 2:] + impls[:r % 2]:
+        for impl in impls[r % 2 :] + impls[: r % 2]:
             if impl in samples and samples[impl] is None:
                 continue
             load = os.getloadavg()[0]
@@ -143,9 +155,16 @@ def main() -> None:
         ratio_txt = f"{ratio:.2f}" if ratio else "—"
         print(f"| {name} | {fg_med:.0f} ± {fg_iqr:.0f} | {peer_txt} | {ratio_txt} |")
         for impl, (med, iqr) in figs.items():
-            fig = {"workload": f"attention {name}", "size": size, "threads": args.threads,
-                   "impl": impl, "value": round(med, 2), "unit": "µs", "iqr": round(iqr, 2),
-                   "better": "lower"}
+            fig = {
+                "workload": f"attention {name}",
+                "size": size,
+                "threads": args.threads,
+                "impl": impl,
+                "value": round(med, 2),
+                "unit": "µs",
+                "iqr": round(iqr, 2),
+                "better": "lower",
+            }
             if impl == "ferrograd" and ratio:
                 fig["ratio_vs_torch"] = round(ratio, 3)
             print(json.dumps(fig, ensure_ascii=False))

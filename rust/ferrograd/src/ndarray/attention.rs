@@ -373,9 +373,10 @@ impl<T: Float> Ctx<'_, T> {
             .into_iter()
             .zip(per_slice(&mut dk, count, s * e))
             .zip(per_slice(&mut dv, count, s * ev))
+            .map(|((dq, dk), dv)| [dq, dk, dv])
             .enumerate()
             .collect();
-        let slice = |(b, ((dq, dk), dv)): (usize, ((&mut [T], &mut [T]), &mut [T]))| {
+        let slice = |(b, [dq, dk, dv]): (usize, [&mut [T]; 3])| {
             // dK and dV are sums over the row blocks. Writing their zeros first makes each
             // fresh page fault once: the GEMM's first read-then-add would fault twice (the
             // shared zero page, then a copy of it).
