@@ -269,27 +269,23 @@ class TestErrors:
             sdpa(x, x, x, attn_mask=np.ones((3, 3), dtype=np.int64))
 
 
-class TestAgainstPyTorch:
-    """The same numbers as torch's SDPA, forward and backward (skipped without torch)."""
+TORCH_CASES = [c for c in CASES if c[4] is not None]
 
+
+@pytest.mark.parametrize("case", TORCH_CASES, ids=[c[0] for c in TORCH_CASES])
+def test_forward_and_backward_match_pytorch_when_it_is_installed(case):
     torch = pytest.importorskip("torch")
-
-    @pytest.mark.parametrize(
-        "case", [c for c in CASES if c[4] is not None], ids=[c[0] for c in CASES if c[4]]
+    q, k, v, mask, causal = make(case, "float64", seed=12)
+    tq, tk, tv = (torch.tensor(x, requires_grad=True) for x in (q, k, v))
+    tmask = None if mask is None else torch.tensor(mask)
+    want = torch.nn.functional.scaled_dot_product_attention(
+        tq, tk, tv, attn_mask=tmask, is_causal=causal
     )
-    def test_forward_and_backward_match_torch(self, case):
-        torch = self.torch
-        q, k, v, mask, causal = make(case, "float64", seed=12)
-        tq, tk, tv = (torch.tensor(x, requires_grad=True) for x in (q, k, v))
-        tmask = None if mask is None else torch.tensor(mask)
-        want = torch.nn.functional.scaled_dot_product_attention(
-            tq, tk, tv, attn_mask=tmask, is_causal=causal
-        )
-        g = np.random.default_rng(13).standard_normal(want.shape)
-        want.backward(torch.tensor(g))
-        fq, fk, fv = (fg.Tensor(x, requires_grad=True) for x in (q, k, v))
-        got = sdpa(fq, fk, fv, attn_mask=mask, is_causal=causal)
-        got.backward(g)
-        np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=1e-10, atol=1e-12)
-        for mine, theirs in ((fq, tq), (fk, tk), (fv, tv)):
-            np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), atol=1e-10)
+    g = np.random.default_rng(13).standard_normal(want.shape)
+    want.backward(torch.tensor(g))
+    fq, fk, fv = (fg.Tensor(x, requires_grad=True) for x in (q, k, v))
+    got = sdpa(fq, fk, fv, attn_mask=mask, is_causal=causal)
+    got.backward(g)
+    np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for mine, theirs in ((fq, tq), (fk, tk), (fv, tv)):
+        np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), atol=1e-10)

@@ -95,7 +95,10 @@ impl Tensor {
                 None if is_causal => SavedMask::Causal,
                 None => SavedMask::None,
                 Some(AttentionMask::Keep(m)) => SavedMask::Keep(m),
-                Some(AttentionMask::Add(m)) => SavedMask::Add(m.into_dtype(dtype)),
+                Some(AttentionMask::Add(m)) => {
+                    float_dtype("attn_mask (a bool or float mask)", &m)?;
+                    SavedMask::Add(m.into_dtype(dtype))
+                }
             };
             let cast: Vec<_> = a.iter().map(|x| x.as_dtype(dtype)).collect();
             let saved = match dtype {
