@@ -48,6 +48,7 @@ CASES = [
     ("causal L < S", (3, 4, 2), (3, 9, 2), (3, 9, 3), "causal"),
     ("causal L > S", (3, 9, 2), (3, 4, 2), (3, 4, 3), "causal"),
     ("causal, long", (1, 2, 150, 8), (1, 2, 150, 8), (1, 2, 150, 8), "causal"),
+    ("causal, nanoGPT's shapes", (12, 4, 64, 32), (12, 4, 64, 32), (12, 4, 64, 32), "causal"),
     ("bool mask (L, S)", (2, 3, 5, 4), (2, 3, 6, 4), (2, 3, 6, 3), lambda r: keep_mask(r, (5, 6))),
     (
         "bool mask (B, 1, L, S)",
@@ -175,6 +176,18 @@ def test_gradients_of_broadcast_operands_are_summed_to_their_shapes():
     v = fg.Tensor(rand(rng, 1, 1, 6, 2), requires_grad=True)
     sdpa(q, k, v).sum().backward()
     assert (q.grad.shape, k.grad.shape, v.grad.shape) == ((2, 3, 5, 4), (3, 6, 4), (1, 1, 6, 2))
+
+
+def test_a_retained_graph_gives_the_same_gradients_twice():
+    rng = np.random.default_rng(10)
+    q, k, v = (fg.Tensor(rand(rng, 2, 3, 6, 4), requires_grad=True) for _ in range(3))
+    out = sdpa(q, k, v, is_causal=True)
+    g = rand(rng, 2, 3, 6, 4)
+    out.backward(g, retain_graph=True)
+    first = [t.grad.numpy().copy() for t in (q, k, v)]
+    out.backward(g)
+    for t, once in zip((q, k, v), first):
+        np.testing.assert_allclose(t.grad.numpy(), 2 * once, rtol=1e-6, atol=1e-7)
 
 
 def test_the_op_records_a_graph_only_when_an_operand_requires_grad():
