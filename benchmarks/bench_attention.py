@@ -5,7 +5,9 @@ float32, causal, 2 threads).
 Each library runs in its own process (two thread pools in one process stall each other on a
 small machine); the processes alternate A B A B, each reporting per-call times, and the figure
 is the median over all samples of a library with its interquartile range. The load average
-is printed before each process starts. Without torch installed, ferrograd runs alone.
+is printed before each process starts. Besides wall time the table shows the process's CPU
+time per call (all its threads, user + system): on a shared machine wall time also counts the
+waits for a core, CPU time much less so. Without torch installed, ferrograd runs alone.
 
     python benchmarks/bench_attention.py [--threads 2] [--rounds 4] [--quick]
 """
@@ -70,13 +72,15 @@ def worker(impl: str, shape: dict, threads: int, samples: int, min_time: float) 
             fn()
             calls += 1
         per_sample = max(1, calls)
-        times = []
+        times, cpu = [], []
         for _ in range(samples):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(per_sample):
                 fn()
             times.append((time.perf_counter() - t0) / per_sample * 1e6)
+            cpu.append((time.process_time() - c0) / per_sample * 1e6)
         out[name] = times
+        out[f"{name} (CPU time)"] = cpu
     return out
 
 
@@ -140,7 +144,8 @@ def main() -> None:
                 samples.setdefault(impl, {}).setdefault(name, []).extend(times)
     print(f"\n| {size}, {args.threads} threads | ferrograd µs | torch µs | ratio |")
     print("|---|---|---|---|")
-    for name in ("forward", "forward+backward"):
+    names = ("forward", "forward+backward")
+    for name in names + tuple(f"{n} (CPU time)" for n in names):
         figs = {}
         for impl, by_name in samples.items():
             if by_name is None:
