@@ -35,8 +35,9 @@ const CAUSAL_ROW_BLOCK: usize = 32;
 /// 786 KB, the backward runs ~20% faster). Beyond it memory wins: the backward recomputes.
 pub const SAVE_PROBS_BYTES: usize = 8 << 20;
 
-/// From this many multiply-adds in all (`count·L·S·(E + Ev)`), the slices are spread over the
-/// crate's threads; below it the hand-off costs more than it saves.
+/// From this many multiply-adds in all (`count·L·S·(E + Ev)`), the row blocks (forward) and
+/// slices (backward) are spread over the crate's threads: the order of matmul's threshold for
+/// batches of small GEMMs, below which handing work to the pool costs about what it saves.
 const PARALLEL_WORK: usize = 1 << 19;
 
 /// Which positions take part, and what is added to the scores.
