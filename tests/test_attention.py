@@ -200,6 +200,35 @@ def test_the_op_records_a_graph_only_when_an_operand_requires_grad():
         assert not sdpa(y, y, y).requires_grad
 
 
+@pytest.mark.parametrize("threads", [2, 3, 5])
+@pytest.mark.parametrize(
+    "shape", [(6, 4, 40, 16), (1, 1, 300, 16)], ids=["many slices", "one long slice"]
+)
+def test_results_do_not_depend_on_the_thread_count(threads, shape):
+    # Sizes above the parallel threshold: row blocks and slices (and, for one slice, parts of
+    # its row blocks with their own dK/dV sums) spread over the threads.
+    rng = np.random.default_rng(14)
+    arrays = [rand(rng, *shape) for _ in range(3)]
+    g = rand(rng, *shape)
+
+    def run():
+        q, k, v = (fg.Tensor(a, requires_grad=True) for a in arrays)
+        out = sdpa(q, k, v, is_causal=True)
+        out.backward(g)
+        return [out.numpy()] + [t.grad.numpy() for t in (q, k, v)]
+
+    fg.set_num_threads(1)
+    try:
+        want = run()
+        fg.set_num_threads(threads)
+        got = run()
+    finally:
+        fg.set_num_threads(0)
+    np.testing.assert_allclose(want[0], reference(*arrays, is_causal=True), rtol=1e-12)
+    for x, y in zip(got, want):
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12)
+
+
 class TestDropout:
     def setup_method(self):
         rng = np.random.default_rng(8)

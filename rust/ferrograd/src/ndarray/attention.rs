@@ -14,7 +14,7 @@ mod rows;
 
 use rayon::prelude::*;
 
-use super::elementwise::simd;
+use super::elementwise::{add_into, simd};
 use super::{try_zeroed, Float, NdArray};
 use crate::shape::{checked_size, fmt_shape};
 use crate::{shape_err, Result};
@@ -366,32 +366,65 @@ impl<T: Float> Ctx<'_, T> {
                 Ok(Vec::new())
             }
         };
+        if !need.iter().any(|&n| n) {
+            return Ok([None, None, None]);
+        }
         let mut dq = alloc(need[0], l * e)?;
         let mut dk = alloc(need[1], s * e)?;
         let mut dv = alloc(need[2], s * ev)?;
-        // Each slice writes its own chunk of each gradient (an empty one when not wanted).
-        let tasks: Vec<_> = per_slice(&mut dq, count, l * e)
+        let rb = self.row_block();
+        let blocks = l.div_ceil(rb);
+        // Each slice is a task. With fewer slices than threads, a slice's row blocks are also
+        // split over `parts` tasks; all but the first sum their share of dK and dV into
+        // buffers of their own, added up at the end.
+        let threads = match self.g.parallel() {
+            true => crate::parallel::num_threads(),
+            false => 1,
+        };
+        let per = match count < threads {
+            true => blocks.div_ceil((threads / count.max(1)).clamp(1, blocks.max(1))),
+            false => blocks,
+        };
+        let parts = blocks.div_ceil(per.max(1)).max(1);
+        let extra = count * (parts - 1);
+        let mut xk = alloc(need[1] && parts > 1, (parts - 1) * s * e)?;
+        let mut xv = alloc(need[2] && parts > 1, (parts - 1) * s * ev)?;
+        let mut xk_parts = per_slice(&mut xk, extra, s * e).into_iter();
+        let mut xv_parts = per_slice(&mut xv, extra, s * ev).into_iter();
+        let mut tasks = Vec::with_capacity(count * parts);
+        let slices = per_slice(&mut dq, count, l * e)
             .into_iter()
             .zip(per_slice(&mut dk, count, s * e))
-            .zip(per_slice(&mut dv, count, s * ev))
-            .map(|((dq, dk), dv)| [dq, dk, dv])
-            .enumerate()
-            .collect();
-        let slice = |(b, [dq, dk, dv]): (usize, [&mut [T]; 3])| {
+            .zip(per_slice(&mut dv, count, s * ev));
+        for (b, ((dq, dk), dv)) in slices.enumerate() {
+            let mut own = Some([dk, dv]);
+            for (p, dq) in per_slice(dq, parts, per * rb * e).into_iter().enumerate() {
+                let [dk, dv] = match own.take() {
+                    Some(first) => first,
+                    None => [
+                        xk_parts.next().unwrap_or_default(),
+                        xv_parts.next().unwrap_or_default(),
+                    ],
+                };
+                let range = p * per..((p + 1) * per).min(blocks);
+                tasks.push((b, range, [dq, dk, dv]));
+            }
+        }
+        let task = |(b, range, [dq, dk, dv]): (usize, std::ops::Range<usize>, [&mut [T]; 3])| {
             // dK and dV are sums over the row blocks. Writing their zeros first makes each
             // fresh page fault once: the GEMM's first read-then-add would fault twice (the
             // shared zero page, then a copy of it).
             dk.fill(T::zero());
             dv.fill(T::zero());
             let mut scratch = Scratch::default();
-            let rb = self.row_block();
-            for i0 in (0..l).step_by(rb) {
+            let r0 = range.start * rb;
+            for blk in range {
+                let i0 = blk * rb;
                 let rows = rb.min(l - i0);
                 let at = b * l + i0;
-                let dq_blk = if dq.is_empty() {
-                    &mut [][..]
-                } else {
-                    &mut dq[i0 * e..(i0 + rows) * e]
+                let dq_blk = match dq.is_empty() {
+                    true => &mut [][..],
+                    false => &mut dq[(i0 - r0) * e..(i0 - r0 + rows) * e],
                 };
                 self.backward_block(
                     b,
@@ -407,10 +440,19 @@ impl<T: Float> Ctx<'_, T> {
                 );
             }
         };
-        if self.g.parallel() {
-            crate::parallel::install(|| tasks.into_par_iter().for_each(slice));
+        if threads > 1 {
+            crate::parallel::install(|| tasks.into_par_iter().for_each(task));
         } else {
-            tasks.into_iter().for_each(slice);
+            tasks.into_iter().for_each(task);
+        }
+        // The parts' shares of dK and dV.
+        for (total, shares, n) in [(&mut dk, &xk, s * e), (&mut dv, &xv, s * ev)] {
+            if shares.is_empty() || n == 0 {
+                continue;
+            }
+            for (t, sh) in total.chunks_mut(n).zip(shares.chunks(n * (parts - 1))) {
+                sh.chunks(n).for_each(|x| add_into(t, x));
+            }
         }
         let wrap = |want: bool, v: Vec<T>, rows: usize, cols: usize| {
             want.then(|| NdArray::from_vec(v, &self.g.shape(rows, cols)))
