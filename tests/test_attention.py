@@ -224,7 +224,7 @@ def test_results_do_not_depend_on_the_thread_count(threads, shape):
         got = run()
     finally:
         fg.set_num_threads(0)
-    np.testing.assert_allclose(want[0], reference(*arrays, is_causal=True), rtol=1e-12)
+    np.testing.assert_allclose(want[0], reference(*arrays, is_causal=True), rtol=1e-12, atol=1e-12)
     for x, y in zip(got, want):
         np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12)
 
