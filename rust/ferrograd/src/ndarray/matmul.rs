@@ -151,6 +151,45 @@ impl<T: Float> NdArray<T> {
     }
 }
 
+/// One GEMM of two row-major buffers read as matrices whatever shape they are stored with:
+/// `a` holds `a_dims = [rows, cols]` (read transposed when `ta`), `b` likewise; the result is
+/// `(m, n)`. Fused ops use it to treat a `(..., C)` array as `rows × C` without copying it.
+pub fn matmul_flat<T: Float>(
+    a: &[T],
+    a_dims: [usize; 2],
+    ta: bool,
+    b: &[T],
+    b_dims: [usize; 2],
+    tb: bool,
+) -> Result<NdArray<T>> {
+    for (data, dims, name) in [(a, a_dims, "first"), (b, b_dims, "second")] {
+        if dims[0].checked_mul(dims[1]) != Some(data.len()) {
+            return Err(Error::Shape(format!(
+                "matmul: the {name} operand holds {} elements, not {}",
+                data.len(),
+                fmt_shape(&dims)
+            )));
+        }
+    }
+    let a = Operand::new(a, &a_dims, ta);
+    let b = Operand::new(b, &b_dims, tb);
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if b.rows != k {
+        return Err(Error::Shape(format!(
+            "matmul: matrices {} and {} do not line up: {k} != {}",
+            fmt_shape(&[a.rows, a.cols]),
+            fmt_shape(&[b.rows, b.cols]),
+            b.rows
+        )));
+    }
+    let len = checked_size(&[m, n])?;
+    let mut data = try_with_capacity(len)?;
+    gemm_batched(&mut data.spare_capacity_mut()[..len], &[], &a, &b, m, n, k);
+    // SAFETY: `gemm_batched` initialised all `len` elements (see its contract).
+    unsafe { data.set_len(len) };
+    NdArray::from_vec(data, &[m, n])
+}
+
 /// Writes every element of `out` (shape `batch + [m, n]`, row-major) with the batched
 /// product `a @ b`; batch axes of size 1 or missing in an operand broadcast.
 fn gemm_batched<T: Float>(

@@ -16,6 +16,7 @@ mod reduce;
 
 pub use float::Float;
 pub use index::IndexItem;
+pub use matmul::matmul_flat;
 pub(crate) use matmul::GEMM_PARALLEL_WORK;
 pub use reduce::ReduceOp;
 
@@ -293,6 +294,18 @@ impl<T: Clone> NdArray<T> {
     /// Reads a strided view (in elements, from `start`) into a new contiguous vector.
     fn gather_strided(&self, shape: &[usize], strides: &[usize], start: usize) -> Result<Vec<T>> {
         let mut out = try_with_capacity(checked_size(shape)?)?;
+        let nd = shape.len();
+        if nd > 0 && strides[nd - 1] == 1 {
+            // Contiguous runs along the last axis (a transpose of leading axes, a narrow):
+            // copied whole instead of element by element.
+            let run = shape[nd - 1];
+            if run > 0 {
+                for_each_offset(&shape[..nd - 1], &strides[..nd - 1], start, |i| {
+                    out.extend_from_slice(&self.data[i..i + run])
+                });
+            }
+            return Ok(out);
+        }
         for_each_offset(shape, strides, start, |i| out.push(self.data[i].clone()));
         Ok(out)
     }

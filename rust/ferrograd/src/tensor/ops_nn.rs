@@ -1,7 +1,5 @@
-//! Neural-network ops on `Tensor` — fused linear, GELU, dropout, clamp, maximum/minimum and
+//! Neural-network ops on `Tensor` — fused linear, dropout, clamp, maximum/minimum and
 //! the fused cross-entropy and NLL losses — each with its backward rule beside its forward.
-
-use std::borrow::Cow;
 
 use rayon::prelude::*;
 
@@ -9,7 +7,7 @@ use super::{read_pair, Tensor};
 use crate::dtype::float_only_error;
 use crate::dynarray::fns::{Add, Mul, Neg};
 use crate::dynarray::{BinaryFn, DynArray, Element, UnaryFn};
-use crate::ndarray::{Float, NdArray, ReduceOp, GEMM_PARALLEL_WORK};
+use crate::ndarray::{matmul_flat, Float, NdArray, GEMM_PARALLEL_WORK};
 use crate::parallel::{join_split, num_threads, PARALLEL_THRESHOLD};
 use crate::shape::fmt_shape;
 use crate::{random, shape_err, value_err, Error, Result};
@@ -35,15 +33,6 @@ pub(super) fn with_arrays<R>(ts: &[&Tensor], f: impl FnOnce(&[&DynArray]) -> R) 
 /// The typed array inside `a`, which the caller has already cast to `T`'s dtype.
 pub(super) fn typed<T: Element>(a: &DynArray) -> Result<&NdArray<T>> {
     T::view(a).ok_or_else(mismatch)
-}
-
-/// `a` viewed as a `rows × cols` matrix, copied only when its shape differs.
-fn as_matrix(a: &DynArray, rows: usize, cols: usize) -> Result<Cow<'_, DynArray>> {
-    if a.shape() == [rows, cols] {
-        Ok(Cow::Borrowed(a))
-    } else {
-        Ok(Cow::Owned(a.clone().into_shape(&[rows, cols])?))
-    }
 }
 
 impl Tensor {
@@ -75,24 +64,6 @@ impl Tensor {
                 grads.push(db);
             }
             Ok(grads)
-        }))
-    }
-
-    /// The exact GELU, `0.5·x·(1 + erf(x/√2))` (PyTorch's default, not the tanh form).
-    pub fn gelu(&self) -> Result<Tensor> {
-        let out = match &*self.array() {
-            DynArray::F32(a) => DynArray::F32(a.unary(gelu_f32)?),
-            DynArray::F64(a) => DynArray::F64(a.unary(gelu_f64)?),
-            other => return Err(float_only_error("gelu", other.dtype())),
-        };
-        Ok(Tensor::from_op(out, "gelu", &[self], |g, ctx| {
-            // d/dx = Φ(x) + x·φ(x)
-            let d = match &*ctx.input(0)? {
-                DynArray::F32(a) => DynArray::F32(a.unary(gelu_grad_f32)?),
-                DynArray::F64(a) => DynArray::F64(a.unary(gelu_grad_f64)?),
-                _ => return Err(mismatch()),
-            };
-            Ok(vec![Some(g.zip("gelu", &d, Mul)?)])
         }))
     }
 
@@ -290,7 +261,15 @@ fn linear_forward(x: &DynArray, w: &DynArray, b: Option<&DynArray>) -> Result<Dy
             ));
         }
     }
-    let mut out = x.matmul_t(w, false, true)?;
+    // The batch axes of X flatten into rows: one GEMM whatever X's rank (a 3-D X read as a
+    // batch of matrices would pack W once per batch entry).
+    let rows: usize = xs[..xs.len() - 1].iter().product();
+    let mut out_shape = xs.to_vec();
+    if let Some(last) = out_shape.last_mut() {
+        *last = out_f;
+    }
+    let mut out =
+        flat_product(x, [rows, in_f], false, w, [out_f, in_f], true)?.into_shape(&out_shape)?;
     let Some(b) = b else { return Ok(out) };
     if out_f == 0 {
         return Ok(out);
@@ -332,15 +311,20 @@ fn linear_backward(
         return Err(changed("linear"));
     }
     let rows: usize = xs[..xs.len() - 1].iter().product();
-    let g2 = as_matrix(g, rows, out_f)?;
+    // G, X and dX are read as `rows × features` matrices in place (no reshaped copies).
     let dx = || match w {
-        Some(w) => Ok(Some(g2.matmul(w)?.into_shape(xs)?)),
+        Some(w) => Ok(Some(
+            flat_product(g, [rows, out_f], false, w, [out_f, in_f], false)?.into_shape(xs)?,
+        )),
         None => Ok(None),
     };
     let dw = || match x {
-        Some(x) => Ok(Some(g2.matmul_t(
-            as_matrix(x, rows, in_f)?.as_ref(),
+        Some(x) => Ok(Some(flat_product(
+            g,
+            [rows, out_f],
             true,
+            x,
+            [rows, in_f],
             false,
         )?)),
         None => Ok(None),
@@ -362,32 +346,63 @@ fn linear_bias_grad(g: &DynArray, shapes: &[Vec<usize>; 2]) -> Result<DynArray> 
         return Err(changed("linear"));
     }
     let rows: usize = xs[..xs.len() - 1].iter().product();
-    as_matrix(g, rows, out_f)?.reduce(ReduceOp::Sum, Some(&[0]), false)
+    if rows.checked_mul(out_f) != Some(g.size()) {
+        return Err(changed("linear"));
+    }
+    match g {
+        DynArray::F32(g) => Ok(DynArray::F32(column_sums(g.data(), out_f)?)),
+        DynArray::F64(g) => Ok(DynArray::F64(column_sums(g.data(), out_f)?)),
+        other => Err(float_only_error("linear", other.dtype())),
+    }
+}
+
+/// The sums over rows of a row-major `(rows, cols)` buffer: `(cols,)`.
+fn column_sums<T: Float>(data: &[T], cols: usize) -> Result<NdArray<T>> {
+    let mut out = crate::ndarray::try_filled(cols, T::zero())?;
+    if cols > 0 {
+        data.chunks_exact(cols)
+            .for_each(|row| crate::ndarray::elementwise::add_into(&mut out, row));
+    }
+    NdArray::from_vec(out, &[cols])
+}
+
+/// `a @ b` of two float arrays read as the matrices `a_dims` and `b_dims` (each transposed
+/// when asked) whatever shape they are stored with, their dtypes promoted.
+fn flat_product(
+    a: &DynArray,
+    a_dims: [usize; 2],
+    ta: bool,
+    b: &DynArray,
+    b_dims: [usize; 2],
+    tb: bool,
+) -> Result<DynArray> {
+    a.require_float("linear")?;
+    b.require_float("linear")?;
+    let dtype = a.dtype().promote(b.dtype());
+    let (a, b) = (a.as_dtype(dtype), b.as_dtype(dtype));
+    match (a.as_ref(), b.as_ref()) {
+        (DynArray::F32(a), DynArray::F32(b)) => Ok(DynArray::F32(matmul_flat(
+            a.data(),
+            a_dims,
+            ta,
+            b.data(),
+            b_dims,
+            tb,
+        )?)),
+        (DynArray::F64(a), DynArray::F64(b)) => Ok(DynArray::F64(matmul_flat(
+            a.data(),
+            a_dims,
+            ta,
+            b.data(),
+            b_dims,
+            tb,
+        )?)),
+        _ => Err(float_only_error("linear", dtype)),
+    }
 }
 
 // ---------------------------------------------------------------------------------------
 // elementwise helpers
-
-fn gelu_f64(x: f64) -> f64 {
-    0.5 * x * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2))
-}
-
-fn gelu_f32(x: f32) -> f32 {
-    0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
-}
-
-/// 1/√(2π), the standard normal density at 0.
-const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
-
-fn gelu_grad_f64(x: f64) -> f64 {
-    let cdf = 0.5 * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2));
-    cdf + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
-}
-
-fn gelu_grad_f32(x: f32) -> f32 {
-    let cdf = 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2));
-    cdf + x * INV_SQRT_2PI as f32 * (-0.5 * x * x).exp()
-}
 
 /// `min(max(x, lo), hi)`, NaN kept (a NaN bound gives NaN, as in PyTorch).
 #[derive(Clone, Copy)]
