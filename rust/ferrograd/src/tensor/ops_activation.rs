@@ -7,9 +7,9 @@ use std::mem::MaybeUninit;
 use rayon::prelude::*;
 
 use super::ops_nn::{changed, mismatch};
-use super::Tensor;
+use super::{is_grad_enabled, Tensor};
 use crate::dtype::float_only_error;
-use crate::dynarray::DynArray;
+use crate::dynarray::{DynArray, Element};
 use crate::ndarray::elementwise::simd::{self, Kernel};
 use crate::ndarray::{try_with_capacity, Float, NdArray};
 use crate::parallel::{install, should_split};
@@ -18,21 +18,24 @@ use crate::Result;
 impl Tensor {
     /// The exact GELU, `0.5·x·(1 + erf(x/√2))` (PyTorch's default, not the tanh form).
     pub fn gelu(&self) -> Result<Tensor> {
-        let out = match &*self.array() {
-            DynArray::F32(a) => DynArray::F32(gelu_array::<f32, false>(a, a)?),
-            DynArray::F64(a) => DynArray::F64(gelu_array::<f64, false>(a, a)?),
+        // With a backward to come, the forward keeps Φ(x) = ½(1 + erf(x/√2)): the backward
+        // then needs one exponential per element instead of a second erf.
+        let keep = is_grad_enabled() && self.requires_grad();
+        let (out, cdf) = match &*self.array() {
+            DynArray::F32(a) => wrap_pair(gelu_forward::<f32>(a, keep)?),
+            DynArray::F64(a) => wrap_pair(gelu_forward::<f64>(a, keep)?),
             other => return Err(float_only_error("gelu", other.dtype())),
         };
-        Ok(Tensor::from_op(out, "gelu", &[self], |g, ctx| {
+        Ok(Tensor::from_op(out, "gelu", &[self], move |g, ctx| {
             let x = ctx.input(0)?;
             let g = g.as_dtype(x.dtype());
             // g · d/dx, with d/dx = Φ(x) + x·φ(x), in one pass.
-            let dx = match (&*x, g.as_ref()) {
-                (DynArray::F32(x), DynArray::F32(g)) => {
-                    DynArray::F32(gelu_array::<f32, true>(x, g)?)
+            let dx = match (&*x, g.as_ref(), &cdf) {
+                (DynArray::F32(x), DynArray::F32(g), DynArray::F32(c)) => {
+                    DynArray::F32(gelu_backward::<f32>(x, g, c)?)
                 }
-                (DynArray::F64(x), DynArray::F64(g)) => {
-                    DynArray::F64(gelu_array::<f64, true>(x, g)?)
+                (DynArray::F64(x), DynArray::F64(g), DynArray::F64(c)) => {
+                    DynArray::F64(gelu_backward::<f64>(x, g, c)?)
                 }
                 _ => return Err(mismatch()),
             };
@@ -41,56 +44,139 @@ impl Tensor {
     }
 }
 
+fn wrap_pair<T: Element>((a, b): (NdArray<T>, NdArray<T>)) -> (DynArray, DynArray) {
+    (T::wrap(a), T::wrap(b))
+}
+
 /// Elements per task of the parallel passes.
 const CHUNK: usize = 1 << 14;
 
-/// `gelu(x)`, or with `BACKWARD` the gradient `g · gelu'(x)` (`g` of `x`'s shape; ignored
-/// in the forward), in parallel chunks when large.
-fn gelu_array<T: Erf, const BACKWARD: bool>(x: &NdArray<T>, g: &NdArray<T>) -> Result<NdArray<T>> {
-    if BACKWARD && g.shape() != x.shape() {
+/// What a [`GeluChunk`] computes.
+const FORWARD: u8 = 0;
+/// The forward, also writing Φ(x).
+const FORWARD_KEEP: u8 = 1;
+/// `g · (Φ(x) + x·φ(x))` from the kept Φ(x).
+const BACKWARD: u8 = 2;
+
+/// `gelu(x)`, and Φ(x) when `keep` (else an empty array).
+fn gelu_forward<T: Erf + Element>(x: &NdArray<T>, keep: bool) -> Result<(NdArray<T>, NdArray<T>)> {
+    let (out, cdf) = match keep {
+        true => gelu_pass::<T, FORWARD_KEEP>(x.data(), &[], &[])?,
+        false => gelu_pass::<T, FORWARD>(x.data(), &[], &[])?,
+    };
+    let cdf_shape: &[usize] = if keep { x.shape() } else { &[0] };
+    Ok((
+        NdArray::from_vec(out, x.shape())?,
+        NdArray::from_vec(cdf, cdf_shape)?,
+    ))
+}
+
+fn gelu_backward<T: Erf>(x: &NdArray<T>, g: &NdArray<T>, cdf: &NdArray<T>) -> Result<NdArray<T>> {
+    if g.shape() != x.shape() || cdf.shape() != x.shape() {
         return Err(changed("gelu"));
     }
-    let (xs, gs, n) = (x.data(), g.data(), x.size());
-    let mut out = try_with_capacity(n)?;
-    let dst = &mut out.spare_capacity_mut()[..n];
-    let chunk = |(i, out): (usize, &mut [MaybeUninit<T>])| {
-        let at = i * CHUNK..i * CHUNK + out.len();
-        let g = if BACKWARD { &gs[at.clone()] } else { &[][..] };
-        simd::run(GeluChunk::<T, BACKWARD> { out, x: &xs[at], g });
-    };
-    if should_split(n) {
-        install(|| dst.par_chunks_mut(CHUNK).enumerate().for_each(chunk));
-    } else {
-        dst.chunks_mut(CHUNK).enumerate().for_each(chunk);
-    }
-    // SAFETY: the chunks cover all `n` elements of the spare capacity and each kernel writes
-    // every element of its chunk.
-    unsafe { out.set_len(n) };
-    NdArray::from_vec(out, x.shape())
+    let (dx, _) = gelu_pass::<T, BACKWARD>(x.data(), g.data(), cdf.data())?;
+    NdArray::from_vec(dx, x.shape())
 }
 
-/// One chunk of the GELU forward or backward, a loop compiled per instruction set (the
-/// `erf` and `exp` inline into it: as a closure they would be called out of line).
-struct GeluChunk<'a, T, const BACKWARD: bool> {
+/// One pass of `MODE` over `x` (with `g` and `cdf` in the backward), in parallel chunks
+/// when large: the output, and Φ(x) in `FORWARD_KEEP` (else empty).
+fn gelu_pass<T: Erf, const MODE: u8>(xs: &[T], gs: &[T], cs: &[T]) -> Result<(Vec<T>, Vec<T>)> {
+    let n = xs.len();
+    let mut out = try_with_capacity(n)?;
+    let mut cdf = try_with_capacity(if MODE == FORWARD_KEEP { n } else { 0 })?;
+    let dst = &mut out.spare_capacity_mut()[..n];
+    let cdf_dst = &mut cdf.spare_capacity_mut()[..];
+    let chunk = |(i, (out, cdf_out)): (usize, (&mut [MaybeUninit<T>], &mut [MaybeUninit<T>]))| {
+        let at = i * CHUNK..i * CHUNK + out.len();
+        let (g, cdf) = match MODE == BACKWARD {
+            true => (&gs[at.clone()], &cs[at.clone()]),
+            false => (&[][..], &[][..]),
+        };
+        simd::run(GeluChunk::<T, MODE> {
+            out,
+            cdf_out,
+            x: &xs[at],
+            g,
+            cdf,
+        });
+    };
+    // Φ(x) is written only in FORWARD_KEEP; elsewhere each chunk gets an empty slice of it.
+    if MODE == FORWARD_KEEP {
+        if should_split(n) {
+            install(|| {
+                dst.par_chunks_mut(CHUNK)
+                    .zip(cdf_dst.par_chunks_mut(CHUNK))
+                    .enumerate()
+                    .for_each(chunk)
+            });
+        } else {
+            dst.chunks_mut(CHUNK)
+                .zip(cdf_dst.chunks_mut(CHUNK))
+                .enumerate()
+                .for_each(chunk);
+        }
+    } else if should_split(n) {
+        install(|| {
+            dst.par_chunks_mut(CHUNK)
+                .map(|d| (d, &mut [][..]))
+                .enumerate()
+                .for_each(chunk)
+        });
+    } else {
+        dst.chunks_mut(CHUNK)
+            .map(|d| (d, &mut [][..]))
+            .enumerate()
+            .for_each(chunk);
+    }
+    // SAFETY: the chunks cover all `n` elements of each spare capacity written (`cdf` only in
+    // FORWARD_KEEP, sized `n` there), and each kernel writes every element of its chunk.
+    unsafe {
+        out.set_len(n);
+        if MODE == FORWARD_KEEP {
+            cdf.set_len(n);
+        }
+    }
+    Ok((out, cdf))
+}
+
+/// One chunk of a GELU pass, a loop compiled per instruction set (the `erf` and `exp` inline
+/// into it: as a closure they would be called out of line).
+struct GeluChunk<'a, T, const MODE: u8> {
     out: &'a mut [MaybeUninit<T>],
+    cdf_out: &'a mut [MaybeUninit<T>],
     x: &'a [T],
     g: &'a [T],
+    cdf: &'a [T],
 }
 
-impl<T: Erf, const BACKWARD: bool> Kernel for GeluChunk<'_, T, BACKWARD> {
+impl<T: Erf, const MODE: u8> Kernel for GeluChunk<'_, T, MODE> {
     fn work(&self) -> usize {
         self.out.len()
     }
 
     #[inline(always)]
     fn run(self) {
-        if BACKWARD {
-            for ((o, &x), &g) in self.out.iter_mut().zip(self.x).zip(self.g) {
-                o.write(g * gelu_grad(x));
+        match MODE {
+            FORWARD => {
+                for (o, &x) in self.out.iter_mut().zip(self.x) {
+                    o.write(x * cdf(x));
+                }
             }
-        } else {
-            for (o, &x) in self.out.iter_mut().zip(self.x) {
-                o.write(gelu(x));
+            FORWARD_KEEP => {
+                for ((o, c), &x) in self.out.iter_mut().zip(self.cdf_out.iter_mut()).zip(self.x) {
+                    let p = cdf(x);
+                    c.write(p);
+                    o.write(x * p);
+                }
+            }
+            _ => {
+                let half = T::from_f64_lossy(0.5);
+                let inv_sqrt_2pi = T::from_f64_lossy(INV_SQRT_2PI);
+                let zipped = self.out.iter_mut().zip(self.x).zip(self.g);
+                for (((o, &x), &g), &p) in zipped.zip(self.cdf) {
+                    o.write(g * (p + x * inv_sqrt_2pi * (-half * x * x).vexp()));
+                }
             }
         }
     }
@@ -118,19 +204,24 @@ impl Erf for f64 {
 /// 1/√(2π), the standard normal density at 0.
 const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
 
+/// Φ(x) = ½(1 + erf(x/√2)), the standard normal CDF.
 #[inline(always)]
-fn gelu<T: Erf>(x: T) -> T {
+fn cdf<T: Erf>(x: T) -> T {
     let half = T::from_f64_lossy(0.5);
-    let inv_sqrt2 = T::from_f64_lossy(std::f64::consts::FRAC_1_SQRT_2);
-    half * x * (T::one() + (x * inv_sqrt2).erf())
+    half * (T::one() + (x * T::from_f64_lossy(std::f64::consts::FRAC_1_SQRT_2)).erf())
 }
 
-#[inline(always)]
+/// GELU's derivative Φ(x) + x·φ(x) (the tests' reference for the fused backward).
+#[cfg(test)]
 fn gelu_grad<T: Erf>(x: T) -> T {
     let half = T::from_f64_lossy(0.5);
-    let inv_sqrt2 = T::from_f64_lossy(std::f64::consts::FRAC_1_SQRT_2);
-    let cdf = half * (T::one() + (x * inv_sqrt2).erf());
-    cdf + x * T::from_f64_lossy(INV_SQRT_2PI) * (-half * x * x).vexp()
+    cdf(x) + x * T::from_f64_lossy(INV_SQRT_2PI) * (-half * x * x).vexp()
+}
+
+/// GELU, x·Φ(x).
+#[cfg(test)]
+fn gelu<T: Erf>(x: T) -> T {
+    x * cdf(x)
 }
 
 /// `erf(a)` for f32 within about 1 ulp (2 at most through the exponential), branch-free so

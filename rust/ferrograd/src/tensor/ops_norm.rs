@@ -8,6 +8,7 @@ use super::ops_nn::{changed, with_arrays};
 use super::Tensor;
 use crate::dtype::float_only_error;
 use crate::dynarray::{DType, DynArray, Element};
+use crate::ndarray::elementwise::simd::{self, Kernel};
 use crate::ndarray::{try_filled, NdArray};
 use crate::parallel::{install, num_threads, PARALLEL_THRESHOLD};
 use crate::shape::fmt_shape;
@@ -169,38 +170,83 @@ fn rows_per_task(rows: usize, n: usize) -> usize {
     rows.div_ceil(threads.max(1)).max(1)
 }
 
-/// `Σ f(x)` over a slice in eight interleaved partial sums (a fixed order the compiler can
-/// keep in vector registers).
+/// `Σ a·b` (or `Σ a` with `b` empty) in eight interleaved partial sums: a fixed order the
+/// compiler keeps in vector registers.
 #[inline(always)]
-fn lane_sum<T: Element>(xs: &[T], f: impl Fn(usize, T) -> T) -> T {
+fn lane_dot<T: Element>(a: &[T], b: &[T]) -> T {
     let mut acc = [T::zero(); 8];
-    let mut chunks = xs.chunks_exact(8);
-    let mut at = 0;
-    for c in &mut chunks {
-        for (l, (a, &v)) in acc.iter_mut().zip(c).enumerate() {
-            *a = *a + f(at + l, v);
+    let mut ca = a.chunks_exact(8);
+    if b.is_empty() {
+        for c in &mut ca {
+            for (s, &v) in acc.iter_mut().zip(c) {
+                *s = *s + v;
+            }
         }
-        at += 8;
+        let tail = ca.remainder().iter().fold(T::zero(), |s, &v| s + v);
+        return acc.iter().fold(tail, |s, &v| s + v);
     }
-    let tail = chunks
+    let mut cb = b.chunks_exact(8);
+    for (c, d) in (&mut ca).zip(&mut cb) {
+        for ((s, &v), &u) in acc.iter_mut().zip(c).zip(d) {
+            *s = *s + v * u;
+        }
+    }
+    let tail = ca
         .remainder()
         .iter()
-        .enumerate()
-        .fold(T::zero(), |s, (l, &v)| s + f(at + l, v));
-    acc.iter().fold(tail, |s, &a| s + a)
-}
-
-/// The row's mean and `1/√(var + eps)`.
-fn row_stats<T: Element>(row: &[T], eps: T) -> (T, T) {
-    let inv_n = T::one() / T::from_usize(row.len()).unwrap_or_else(T::one);
-    let mean = lane_sum(row, |_, v| v) * inv_n;
-    let var = lane_sum(row, |_, v| (v - mean) * (v - mean)) * inv_n;
-    (mean, T::one() / (var + eps).sqrt())
+        .zip(cb.remainder())
+        .fold(T::zero(), |s, (&v, &u)| s + v * u);
+    acc.iter().fold(tail, |s, &v| s + v)
 }
 
 /// The data of `a`, already cast to `T`'s dtype.
 fn data_of<T: Element>(a: &DynArray) -> Result<&[T]> {
     Ok(super::ops_nn::typed::<T>(a)?.data())
+}
+
+/// The forward of a block of rows: each row's `(mean, rstd)` into `stats`, the normalised,
+/// scaled and shifted row into `out`. A loop compiled per instruction set.
+struct ForwardRows<'a, T> {
+    x: &'a [T],
+    out: &'a mut [T],
+    stats: &'a mut [T],
+    w: Option<&'a [T]>,
+    b: Option<&'a [T]>,
+    n: usize,
+    eps: T,
+}
+
+impl<T: Element> Kernel for ForwardRows<'_, T> {
+    fn work(&self) -> usize {
+        self.x.len()
+    }
+
+    #[inline(always)]
+    fn run(self) {
+        let n = self.n;
+        let inv_n = T::one() / T::from_usize(n).unwrap_or_else(T::one);
+        let rows = self.x.chunks_exact(n).zip(self.out.chunks_exact_mut(n));
+        for ((row, y), st) in rows.zip(self.stats.chunks_exact_mut(2)) {
+            let mean = lane_dot(row, &[]) * inv_n;
+            for (y, &v) in y.iter_mut().zip(row) {
+                *y = v - mean;
+            }
+            let var = lane_dot(y, y) * inv_n;
+            let rstd = T::one() / (var + self.eps).sqrt();
+            st[0] = mean;
+            st[1] = rstd;
+            match (self.w, self.b) {
+                (Some(w), Some(b)) => {
+                    for ((y, &w), &b) in y.iter_mut().zip(w).zip(b) {
+                        *y = *y * rstd * w + b;
+                    }
+                }
+                (Some(w), None) => y.iter_mut().zip(w).for_each(|(y, &w)| *y = *y * rstd * w),
+                (None, Some(b)) => y.iter_mut().zip(b).for_each(|(y, &b)| *y = *y * rstd + b),
+                (None, None) => y.iter_mut().for_each(|y| *y = *y * rstd),
+            }
+        }
+    }
 }
 
 /// The output and the per-row `(mean, rstd)` pairs (shape `(rows, 2)`).
@@ -217,43 +263,22 @@ fn forward<T: Element>(
         w.map(typed).transpose()?,
         b.map(typed).transpose()?,
     );
-    let rows = xd.len() / n;
+    // (A zero-length row has nothing to normalise: no rows are walked.)
+    let rows = xd.len().checked_div(n).unwrap_or(0);
     let eps = T::from_f64_lossy(eps);
     let mut out = try_filled(xd.len(), T::zero())?;
     let mut stats = try_filled(2 * rows, T::zero())?;
     let per = rows_per_task(rows, n);
-    let task = |((xs, ys), st): ((&[T], &mut [T]), &mut [T])| {
-        for ((row, y), st) in xs
-            .chunks_exact(n)
-            .zip(ys.chunks_exact_mut(n))
-            .zip(st.chunks_exact_mut(2))
-        {
-            let (mean, rstd) = row_stats(row, eps);
-            st[0] = mean;
-            st[1] = rstd;
-            match (w, b) {
-                (Some(w), Some(b)) => {
-                    for (((y, &v), &w), &b) in y.iter_mut().zip(row).zip(w).zip(b) {
-                        *y = (v - mean) * rstd * w + b;
-                    }
-                }
-                (Some(w), None) => {
-                    for ((y, &v), &w) in y.iter_mut().zip(row).zip(w) {
-                        *y = (v - mean) * rstd * w;
-                    }
-                }
-                (None, Some(b)) => {
-                    for ((y, &v), &b) in y.iter_mut().zip(row).zip(b) {
-                        *y = (v - mean) * rstd + b;
-                    }
-                }
-                (None, None) => {
-                    for (y, &v) in y.iter_mut().zip(row) {
-                        *y = (v - mean) * rstd;
-                    }
-                }
-            }
-        }
+    let task = |((x, out), stats): ((&[T], &mut [T]), &mut [T])| {
+        simd::run(ForwardRows {
+            x,
+            out,
+            stats,
+            w,
+            b,
+            n,
+            eps,
+        });
     };
     if rows > 0 {
         let parts = xd
@@ -273,8 +298,74 @@ fn forward<T: Element>(
     ))
 }
 
+/// The backward of a block of rows: its rows of dX, and its shares of dW and dB summed into
+/// `dw`, `db` (each empty when not wanted). A loop compiled per instruction set.
+struct BackwardRows<'a, T> {
+    g: &'a [T],
+    x: Option<&'a [T]>,
+    w: Option<&'a [T]>,
+    stats: &'a [T],
+    dx: &'a mut [T],
+    dw: &'a mut [T],
+    db: &'a mut [T],
+    /// Two rows of scratch: x̂ and dx̂ = g·w.
+    scratch: &'a mut [T],
+    n: usize,
+}
+
+impl<T: Element> Kernel for BackwardRows<'_, T> {
+    fn work(&self) -> usize {
+        self.g.len()
+    }
+
+    #[inline(always)]
+    fn run(self) {
+        let n = self.n;
+        let inv_n = T::one() / T::from_usize(n).unwrap_or_else(T::one);
+        let (xhat, dxhat) = self.scratch.split_at_mut(n);
+        for (r, (g, st)) in self
+            .g
+            .chunks_exact(n)
+            .zip(self.stats.chunks_exact(2))
+            .enumerate()
+        {
+            if !self.db.is_empty() {
+                self.db.iter_mut().zip(g).for_each(|(d, &g)| *d = *d + g);
+            }
+            let Some(x) = self.x else { continue };
+            let (mean, rstd) = (st[0], st[1]);
+            let x = &x[r * n..(r + 1) * n];
+            for (h, &v) in xhat.iter_mut().zip(x) {
+                *h = (v - mean) * rstd;
+            }
+            if !self.dw.is_empty() {
+                for ((d, &g), &h) in self.dw.iter_mut().zip(g).zip(xhat.iter()) {
+                    *d = *d + g * h;
+                }
+            }
+            if self.dx.is_empty() {
+                continue;
+            }
+            match self.w {
+                Some(w) => {
+                    for ((d, &g), &w) in dxhat.iter_mut().zip(g).zip(w) {
+                        *d = g * w;
+                    }
+                }
+                None => dxhat.copy_from_slice(g),
+            }
+            let a = lane_dot(dxhat, &[]) * inv_n;
+            let b = lane_dot(dxhat, xhat) * inv_n;
+            let dx = &mut self.dx[r * n..(r + 1) * n];
+            for ((d, &dh), &h) in dx.iter_mut().zip(dxhat.iter()).zip(xhat.iter()) {
+                *d = rstd * (dh - a - h * b);
+            }
+        }
+    }
+}
+
 /// `[dX, dW, dB]` (those in `need`) from the upstream gradient, the input (needed for dX and
-/// dW), the weight (for dX) and the saved row statistics.
+/// dW), the weight (for dX) and the saved row statistics; dW and dB have `norm_shape`.
 fn backward<T: Element>(
     g: &DynArray,
     x: Option<&DynArray>,
@@ -297,58 +388,35 @@ fn backward<T: Element>(
         false => Vec::new(),
     };
     let per = rows_per_task(rows, n);
+    let tasks = rows.div_ceil(per);
     // Each task sums its rows' share of dW and dB; the shares are added at the end.
-    let task = |(p, dx): (usize, &mut [T])| -> (Vec<T>, Vec<T>) {
-        let mut dw = vec![T::zero(); if need.w { n } else { 0 }];
-        let mut db = vec![T::zero(); if need.b { n } else { 0 }];
-        let inv_n = T::one() / T::from_usize(n).unwrap_or_else(T::one);
-        for r in p * per..((p + 1) * per).min(rows) {
-            let gr = &gd[r * n..(r + 1) * n];
-            let (mean, rstd) = (st[2 * r], st[2 * r + 1]);
-            if need.b {
-                crate::ndarray::elementwise::add_into(&mut db, gr);
-            }
-            let Some(x) = x else { continue };
-            let xr = &x[r * n..(r + 1) * n];
-            if need.w {
-                for ((d, &gv), &v) in dw.iter_mut().zip(gr).zip(xr) {
-                    *d = *d + gv * ((v - mean) * rstd);
-                }
-            }
-            if need.x {
-                let dxhat = |j: usize, gv: T| match w {
-                    Some(w) => gv * w[j],
-                    None => gv,
-                };
-                let a = lane_sum(gr, dxhat) * inv_n;
-                let b = lane_sum(gr, |j, gv| dxhat(j, gv) * ((xr[j] - mean) * rstd)) * inv_n;
-                let dr = &mut dx[(r - p * per) * n..(r - p * per + 1) * n];
-                for (j, (d, (&gv, &v))) in dr.iter_mut().zip(gr.iter().zip(xr)).enumerate() {
-                    *d = rstd * (dxhat(j, gv) - a - (v - mean) * rstd * b);
-                }
-            }
-        }
-        (dw, db)
+    let task = |(p, dx): (usize, &mut [T])| -> Result<(Vec<T>, Vec<T>)> {
+        let mut dw = try_filled(if need.w { n } else { 0 }, T::zero())?;
+        let mut db = try_filled(if need.b { n } else { 0 }, T::zero())?;
+        let mut scratch = try_filled(2 * n, T::zero())?;
+        let r = p * per..((p + 1) * per).min(rows);
+        simd::run(BackwardRows {
+            g: &gd[r.start * n..r.end * n],
+            x: x.map(|x| &x[r.start * n..r.end * n]),
+            w,
+            stats: &st[2 * r.start..2 * r.end],
+            dx,
+            dw: &mut dw,
+            db: &mut db,
+            scratch: &mut scratch,
+            n,
+        });
+        Ok((dw, db))
     };
-    let shares: Vec<(Vec<T>, Vec<T>)> = if rows == 0 {
-        Vec::new()
-    } else if need.x {
-        let parts: Vec<_> = dx.chunks_mut(per * n).enumerate().collect();
-        match per < rows {
-            true => install(|| parts.into_par_iter().map(task).collect()),
-            false => parts.into_iter().map(task).collect(),
-        }
-    } else {
-        let parts = rows.div_ceil(per);
-        match per < rows {
-            true => install(|| {
-                (0..parts)
-                    .into_par_iter()
-                    .map(|p| task((p, &mut [])))
-                    .collect()
-            }),
-            false => (0..parts).map(|p| task((p, &mut []))).collect(),
-        }
+    let mut parts: Vec<(usize, &mut [T])> = match need.x && n > 0 {
+        true => dx.chunks_mut(per * n).enumerate().collect(),
+        false if n > 0 => (0..tasks).map(|p| (p, &mut [][..])).collect(),
+        false => Vec::new(),
+    };
+    parts.truncate(tasks);
+    let shares: Vec<(Vec<T>, Vec<T>)> = match tasks > 1 {
+        true => install(|| parts.into_par_iter().map(task).collect::<Result<_>>())?,
+        false => parts.into_iter().map(task).collect::<Result<_>>()?,
     };
     let sum = |pick: fn(&(Vec<T>, Vec<T>)) -> &Vec<T>| -> Result<DynArray> {
         let mut total = try_filled(n, T::zero())?;
