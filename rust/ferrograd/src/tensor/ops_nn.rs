@@ -5,8 +5,9 @@ use rayon::prelude::*;
 
 use super::{read_pair, Tensor};
 use crate::dtype::float_only_error;
-use crate::dynarray::fns::{Add, Mul, Neg};
+use crate::dynarray::fns::{Mul, Neg};
 use crate::dynarray::{BinaryFn, DynArray, Element, UnaryFn};
+use crate::ndarray::elementwise::simd::{self, Kernel};
 use crate::ndarray::{matmul_flat, Float, NdArray, GEMM_PARALLEL_WORK};
 use crate::parallel::{join_split, num_threads, PARALLEL_THRESHOLD};
 use crate::shape::fmt_shape;
@@ -268,28 +269,8 @@ fn linear_forward(x: &DynArray, w: &DynArray, b: Option<&DynArray>) -> Result<Dy
     if let Some(last) = out_shape.last_mut() {
         *last = out_f;
     }
-    let mut out =
-        flat_product(x, [rows, in_f], false, w, [out_f, in_f], true)?.into_shape(&out_shape)?;
-    let Some(b) = b else { return Ok(out) };
-    if out_f == 0 {
-        return Ok(out);
-    }
-    // Add the bias row by row in place when the dtypes agree; mixed dtypes promote.
-    match (&mut out, b) {
-        (DynArray::F32(o), DynArray::F32(b)) => add_rows(o.data_mut(), b.data()),
-        (DynArray::F64(o), DynArray::F64(b)) => add_rows(o.data_mut(), b.data()),
-        _ => out = out.zip("linear", b, Add)?,
-    }
-    Ok(out)
-}
-
-fn add_rows<T: Float>(out: &mut [T], bias: &[T]) {
-    let add = |row: &mut [T]| row.iter_mut().zip(bias).for_each(|(y, &b)| *y = *y + b);
-    if out.len() >= PARALLEL_THRESHOLD && num_threads() > 1 {
-        crate::parallel::install(|| out.par_chunks_mut(bias.len()).for_each(add));
-    } else {
-        out.chunks_mut(bias.len()).for_each(add);
-    }
+    // The bias rows are where the GEMM starts: no second pass over the output.
+    flat_product(x, [rows, in_f], false, w, [out_f, in_f], true, b)?.into_shape(&out_shape)
 }
 
 /// dX = G @ W (when `w` is given) and dW = Gᵀ @ X (when `x` is given), with the batch axes
@@ -314,7 +295,7 @@ fn linear_backward(
     // G, X and dX are read as `rows × features` matrices in place (no reshaped copies).
     let dx = || match w {
         Some(w) => Ok(Some(
-            flat_product(g, [rows, out_f], false, w, [out_f, in_f], false)?.into_shape(xs)?,
+            flat_product(g, [rows, out_f], false, w, [out_f, in_f], false, None)?.into_shape(xs)?,
         )),
         None => Ok(None),
     };
@@ -326,6 +307,7 @@ fn linear_backward(
             x,
             [rows, in_f],
             false,
+            None,
         )?)),
         None => Ok(None),
     };
@@ -360,14 +342,37 @@ fn linear_bias_grad(g: &DynArray, shapes: &[Vec<usize>; 2]) -> Result<DynArray> 
 fn column_sums<T: Float>(data: &[T], cols: usize) -> Result<NdArray<T>> {
     let mut out = crate::ndarray::try_filled(cols, T::zero())?;
     if cols > 0 {
-        data.chunks_exact(cols)
-            .for_each(|row| crate::ndarray::elementwise::add_into(&mut out, row));
+        simd::run(ColumnSums {
+            data,
+            out: &mut out,
+        });
     }
     NdArray::from_vec(out, &[cols])
 }
 
-/// `a @ b` of two float arrays read as the matrices `a_dims` and `b_dims` (each transposed
-/// when asked) whatever shape they are stored with, their dtypes promoted.
+/// `out += row` for every row of `data` (rows of `out.len()`), compiled per instruction set.
+struct ColumnSums<'a, T> {
+    data: &'a [T],
+    out: &'a mut [T],
+}
+
+impl<T: Float> Kernel for ColumnSums<'_, T> {
+    fn work(&self) -> usize {
+        self.data.len()
+    }
+
+    #[inline(always)]
+    fn run(self) {
+        for row in self.data.chunks_exact(self.out.len()) {
+            for (o, &v) in self.out.iter_mut().zip(row) {
+                *o = *o + v;
+            }
+        }
+    }
+}
+
+/// `a @ b (+ bias)` of float arrays read as the matrices `a_dims` and `b_dims` (each
+/// transposed when asked) whatever shape they are stored with, their dtypes promoted.
 fn flat_product(
     a: &DynArray,
     a_dims: [usize; 2],
@@ -375,11 +380,20 @@ fn flat_product(
     b: &DynArray,
     b_dims: [usize; 2],
     tb: bool,
+    bias: Option<&DynArray>,
 ) -> Result<DynArray> {
     a.require_float("linear")?;
     b.require_float("linear")?;
-    let dtype = a.dtype().promote(b.dtype());
+    let mut dtype = a.dtype().promote(b.dtype());
+    if let Some(c) = bias {
+        c.require_float("linear")?;
+        dtype = dtype.promote(c.dtype());
+    }
     let (a, b) = (a.as_dtype(dtype), b.as_dtype(dtype));
+    let bias = bias.map(|c| c.as_dtype(dtype));
+    fn data<T: Element>(a: Option<&DynArray>) -> Result<Option<&[T]>> {
+        a.map(|a| typed::<T>(a).map(NdArray::data)).transpose()
+    }
     match (a.as_ref(), b.as_ref()) {
         (DynArray::F32(a), DynArray::F32(b)) => Ok(DynArray::F32(matmul_flat(
             a.data(),
@@ -388,6 +402,7 @@ fn flat_product(
             b.data(),
             b_dims,
             tb,
+            data(bias.as_deref())?,
         )?)),
         (DynArray::F64(a), DynArray::F64(b)) => Ok(DynArray::F64(matmul_flat(
             a.data(),
@@ -396,6 +411,7 @@ fn flat_product(
             b.data(),
             b_dims,
             tb,
+            data(bias.as_deref())?,
         )?)),
         _ => Err(float_only_error("linear", dtype)),
     }
