@@ -10,7 +10,9 @@ param groups, warmup + cosine schedule, grad clip 1.0). One step is what the exa
 set the lr, slice the batch, forward, backward, clip, step, zero the grads.
 
 Reported: ms per iteration (median of every timed iteration of every round, with the
-quartiles and min-max), the ratio ferrograd / PyTorch, the peak RSS of the process and its
+quartiles and min-max), the process CPU time per iteration (steadier than wall time on a
+loaded machine; at several threads it adds up the threads' time, spinning included), the
+ratios ferrograd / PyTorch, the peak RSS of the process and its
 peak above the RSS after the imports, and the training loss at a few iterations (both start
 from different random weights, so the curves agree in shape, not digit for digit).
 
@@ -67,14 +69,15 @@ def worker(lib: str, cfg: dict[str, Any]) -> None:
         rows = rng.integers(0, len(data) - T, B)[:, None] + np.arange(T)
         return data[rows], data[rows + 1]
 
-    times, losses = [], []
+    times, cpu_times, losses = [], [], []
     for it in range(cfg["warmup"] + cfg["iters"]):
-        t0 = time.perf_counter()
+        c0, t0 = time.process_time(), time.perf_counter()
         x, y = batch(train)
         loss = step(it, x, y)
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         if it >= cfg["warmup"]:
             times.append(dt * 1000)
+            cpu_times.append(dc * 1000)
         losses.append(loss)
     val_loss = float(np.mean([eval_loss(*batch(val)) for _ in range(cfg["eval_iters"])]))
     print(
@@ -82,6 +85,7 @@ def worker(lib: str, cfg: dict[str, Any]) -> None:
             {
                 "lib": lib,
                 "ms": times,
+                "cpu_ms": cpu_times,
                 "losses": losses,
                 "val_loss": val_loss,
                 "peak_rss_mib": peak_rss_mib(),
@@ -173,24 +177,31 @@ def main() -> None:
             results[lib].append(run_worker(lib, cfg))
 
     print(
-        "\n| library | ms/iter median | quartiles | min-max | peak RSS MiB | above imports MiB | val loss |"
+        "\n| library | ms/iter median | quartiles | min-max | CPU ms/iter median (min) "
+        "| peak RSS MiB | above imports MiB | val loss |"
     )
-    print("|---|---|---|---|---|---|---|")
-    medians = {}
+    print("|---|---|---|---|---|---|---|---|")
+    medians, cpu_medians = {}, {}
     for lib, runs in results.items():
         ms = [t for run in runs for t in run["ms"]]
         lo, med, hi = quartiles(ms)
         medians[lib] = med
+        cpu = [t for run in runs for t in run["cpu_ms"]]
+        cpu_medians[lib] = statistics.median(cpu)
         peak = max(run["peak_rss_mib"] for run in runs)
         above = max(run["peak_rss_mib"] - run["rss_after_imports_mib"] for run in runs)
         val = statistics.mean(run["val_loss"] for run in runs)
         print(
             f"| {lib} | {med:.2f} | {lo:.2f}-{hi:.2f} | {min(ms):.2f}-{max(ms):.2f} | "
-            f"{peak:.0f} | {above:.0f} | {val:.4f} |"
+            f"{cpu_medians[lib]:.2f} ({min(cpu):.2f}) | {peak:.0f} | {above:.0f} | {val:.4f} |"
         )
     if len(medians) == 2:
         print(
             f"\nferrograd / PyTorch, median ms/iter: {medians['ferrograd'] / medians['torch']:.2f}x"
+        )
+        print(
+            "ferrograd / PyTorch, median CPU ms/iter: "
+            f"{cpu_medians['ferrograd'] / cpu_medians['torch']:.2f}x"
         )
         peaks = {lib: max(r["peak_rss_mib"] for r in runs) for lib, runs in results.items()}
         print(f"ferrograd / PyTorch, peak RSS: {peaks['ferrograd'] / peaks['torch']:.2f}x")
