@@ -14,6 +14,7 @@ mod ops_conv;
 mod ops_dtype;
 mod ops_elementwise;
 mod ops_embedding;
+mod ops_linear;
 mod ops_math;
 mod ops_nn;
 mod ops_norm;

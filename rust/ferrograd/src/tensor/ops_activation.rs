@@ -79,6 +79,9 @@ fn gelu_backward<T: Erf>(x: &NdArray<T>, g: &NdArray<T>, cdf: &NdArray<T>) -> Re
     NdArray::from_vec(dx, x.shape())
 }
 
+/// A chunk of the output and of Φ(x) (empty unless `FORWARD_KEEP`).
+type OutChunks<'a, T> = (&'a mut [MaybeUninit<T>], &'a mut [MaybeUninit<T>]);
+
 /// One pass of `MODE` over `x` (with `g` and `cdf` in the backward), in parallel chunks
 /// when large: the output, and Φ(x) in `FORWARD_KEEP` (else empty).
 fn gelu_pass<T: Erf, const MODE: u8>(xs: &[T], gs: &[T], cs: &[T]) -> Result<(Vec<T>, Vec<T>)> {
@@ -87,7 +90,7 @@ fn gelu_pass<T: Erf, const MODE: u8>(xs: &[T], gs: &[T], cs: &[T]) -> Result<(Ve
     let mut cdf = try_with_capacity(if MODE == FORWARD_KEEP { n } else { 0 })?;
     let dst = &mut out.spare_capacity_mut()[..n];
     let cdf_dst = &mut cdf.spare_capacity_mut()[..];
-    let chunk = |(i, (out, cdf_out)): (usize, (&mut [MaybeUninit<T>], &mut [MaybeUninit<T>]))| {
+    let chunk = |(i, (out, cdf_out)): (usize, OutChunks<'_, T>)| {
         let at = i * CHUNK..i * CHUNK + out.len();
         let (g, cdf) = match MODE == BACKWARD {
             true => (&gs[at.clone()], &cs[at.clone()]),

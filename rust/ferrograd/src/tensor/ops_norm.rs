@@ -364,6 +364,9 @@ impl<T: Element> Kernel for BackwardRows<'_, T> {
     }
 }
 
+/// One task's shares of dW and dB.
+type Shares<T> = (Vec<T>, Vec<T>);
+
 /// `[dX, dW, dB]` (those in `need`) from the upstream gradient, the input (needed for dX and
 /// dW), the weight (for dX) and the saved row statistics; dW and dB have `norm_shape`.
 fn backward<T: Element>(
@@ -390,7 +393,7 @@ fn backward<T: Element>(
     let per = rows_per_task(rows, n);
     let tasks = rows.div_ceil(per);
     // Each task sums its rows' share of dW and dB; the shares are added at the end.
-    let task = |(p, dx): (usize, &mut [T])| -> Result<(Vec<T>, Vec<T>)> {
+    let task = |(p, dx): (usize, &mut [T])| -> Result<Shares<T>> {
         let mut dw = try_filled(if need.w { n } else { 0 }, T::zero())?;
         let mut db = try_filled(if need.b { n } else { 0 }, T::zero())?;
         let mut scratch = try_filled(2 * n, T::zero())?;
@@ -414,11 +417,11 @@ fn backward<T: Element>(
         false => Vec::new(),
     };
     parts.truncate(tasks);
-    let shares: Vec<(Vec<T>, Vec<T>)> = match tasks > 1 {
+    let shares: Vec<Shares<T>> = match tasks > 1 {
         true => install(|| parts.into_par_iter().map(task).collect::<Result<_>>())?,
         false => parts.into_iter().map(task).collect::<Result<_>>()?,
     };
-    let sum = |pick: fn(&(Vec<T>, Vec<T>)) -> &Vec<T>| -> Result<DynArray> {
+    let sum = |pick: fn(&Shares<T>) -> &Vec<T>| -> Result<DynArray> {
         let mut total = try_filled(n, T::zero())?;
         for s in &shares {
             crate::ndarray::elementwise::add_into(&mut total, pick(s));
