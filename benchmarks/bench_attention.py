@@ -5,7 +5,9 @@ float32, causal, 2 threads).
 Each library runs in its own process (two thread pools in one process stall each other on a
 small machine); the processes alternate A B A B, each reporting per-call times, and the figure
 is the median over all samples of a library with its interquartile range. The load average
-is printed before each process starts. Without torch installed, ferrograd runs alone.
+is printed before each process starts. Besides wall time the table shows the process's CPU
+time per call (all its threads, user + system): on a shared machine wall time also counts the
+waits for a core, CPU time much less so. Without torch installed, ferrograd runs alone.
 
     python benchmarks/bench_attention.py [--threads 2] [--rounds 4] [--quick]
 """
@@ -70,20 +72,33 @@ def worker(impl: str, shape: dict, threads: int, samples: int, min_time: float) 
             fn()
             calls += 1
         per_sample = max(1, calls)
-        times = []
+        times, cpu = [], []
         for _ in range(samples):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             for _ in range(per_sample):
                 fn()
             times.append((time.perf_counter() - t0) / per_sample * 1e6)
+            cpu.append((time.process_time() - c0) / per_sample * 1e6)
         out[name] = times
+        out[f"{name} (CPU time)"] = cpu
     return out
 
 
 def spawn(impl: str, args: argparse.Namespace, shape: dict) -> dict | None:
-    cmd = [sys.executable, os.path.abspath(__file__), "--worker", impl,
-           "--threads", str(args.threads), "--samples", str(args.samples),
-           "--min-time", str(args.min_time), "--shape", json.dumps(shape)]
+    cmd = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--worker",
+        impl,
+        "--threads",
+        str(args.threads),
+        "--samples",
+        str(args.samples),
+        "--min-time",
+        str(args.min_time),
+        "--shape",
+        json.dumps(shape),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         if impl == "torch" and "No module named 'torch'" in done.stderr:
@@ -103,8 +118,9 @@ def main() -> None:
     p.add_argument("--shape", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.worker:
-        result = worker(args.worker, json.loads(args.shape), args.threads, args.samples,
-                        args.min_time)
+        result = worker(
+            args.worker, json.loads(args.shape), args.threads, args.samples, args.min_time
+        )
         print(json.dumps(result))
         return
     shape = QUICK if args.quick else RECIPE
@@ -114,7 +130,7 @@ def main() -> None:
     samples: dict[str, dict[str, list[float]]] = {}
     impls = ["ferrograd", "torch"]
     for r in range(args.rounds):
-        for impl in impls[r % 2:] + impls[:r % 2]:
+        for impl in impls[r % 2 :] + impls[: r % 2]:
             if impl in samples and samples[impl] is None:
                 continue
             load = os.getloadavg()[0]
@@ -128,7 +144,8 @@ def main() -> None:
                 samples.setdefault(impl, {}).setdefault(name, []).extend(times)
     print(f"\n| {size}, {args.threads} threads | ferrograd µs | torch µs | ratio |")
     print("|---|---|---|---|")
-    for name in ("forward", "forward+backward"):
+    names = ("forward", "forward+backward")
+    for name in names + tuple(f"{n} (CPU time)" for n in names):
         figs = {}
         for impl, by_name in samples.items():
             if by_name is None:
@@ -143,9 +160,16 @@ def main() -> None:
         ratio_txt = f"{ratio:.2f}" if ratio else "—"
         print(f"| {name} | {fg_med:.0f} ± {fg_iqr:.0f} | {peer_txt} | {ratio_txt} |")
         for impl, (med, iqr) in figs.items():
-            fig = {"workload": f"attention {name}", "size": size, "threads": args.threads,
-                   "impl": impl, "value": round(med, 2), "unit": "µs", "iqr": round(iqr, 2),
-                   "better": "lower"}
+            fig = {
+                "workload": f"attention {name}",
+                "size": size,
+                "threads": args.threads,
+                "impl": impl,
+                "value": round(med, 2),
+                "unit": "µs",
+                "iqr": round(iqr, 2),
+                "better": "lower",
+            }
             if impl == "ferrograd" and ratio:
                 fig["ratio_vs_torch"] = round(ratio, 3)
             print(json.dumps(fig, ensure_ascii=False))

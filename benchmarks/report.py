@@ -388,6 +388,19 @@ def target_rows(figs: Sequence[Figure]) -> list[TargetRow]:
         found,
         lambda r: r[0] >= 1.0,
     )
+    for t in (1, 2):
+        check(
+            f"GPT train step, {t} thread{'s' * (t > 1)}",
+            "≤ 0.8 × PyTorch's ms/iteration",
+            vs_best(figs, "GPT train step (AdamW)", ("torch",), t),
+            lambda r: r[0] <= 0.8,
+        )
+        check(
+            f"GPT train peak RSS, {t} thread{'s' * (t > 1)}",
+            "≤ 0.5 × PyTorch's",
+            vs_best(figs, "GPT train step (AdamW) peak RSS", ("torch",), t),
+            lambda r: r[0] <= 0.5,
+        )
     check(
         "Value build+backward, gc on",
         "≥ 30 × micrograd's ops/s",

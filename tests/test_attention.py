@@ -48,6 +48,7 @@ CASES = [
     ("causal L < S", (3, 4, 2), (3, 9, 2), (3, 9, 3), "causal"),
     ("causal L > S", (3, 9, 2), (3, 4, 2), (3, 4, 3), "causal"),
     ("causal, long", (1, 2, 150, 8), (1, 2, 150, 8), (1, 2, 150, 8), "causal"),
+    ("causal, nanoGPT's shapes", (12, 4, 64, 32), (12, 4, 64, 32), (12, 4, 64, 32), "causal"),
     ("bool mask (L, S)", (2, 3, 5, 4), (2, 3, 6, 4), (2, 3, 6, 3), lambda r: keep_mask(r, (5, 6))),
     (
         "bool mask (B, 1, L, S)",
@@ -177,6 +178,18 @@ def test_gradients_of_broadcast_operands_are_summed_to_their_shapes():
     assert (q.grad.shape, k.grad.shape, v.grad.shape) == ((2, 3, 5, 4), (3, 6, 4), (1, 1, 6, 2))
 
 
+def test_a_retained_graph_gives_the_same_gradients_twice():
+    rng = np.random.default_rng(10)
+    q, k, v = (fg.Tensor(rand(rng, 2, 3, 6, 4), requires_grad=True) for _ in range(3))
+    out = sdpa(q, k, v, is_causal=True)
+    g = rand(rng, 2, 3, 6, 4)
+    out.backward(g, retain_graph=True)
+    first = [t.grad.numpy().copy() for t in (q, k, v)]
+    out.backward(g)
+    for t, once in zip((q, k, v), first):
+        np.testing.assert_allclose(t.grad.numpy(), 2 * once, rtol=1e-6, atol=1e-7)
+
+
 def test_the_op_records_a_graph_only_when_an_operand_requires_grad():
     x = fg.Tensor(np.ones((2, 3, 4)))
     assert not sdpa(x, x, x).requires_grad
@@ -185,6 +198,35 @@ def test_the_op_records_a_graph_only_when_an_operand_requires_grad():
     assert out.requires_grad and out._op == "scaled_dot_product_attention"
     with fg.no_grad():
         assert not sdpa(y, y, y).requires_grad
+
+
+@pytest.mark.parametrize("threads", [2, 3, 5])
+@pytest.mark.parametrize(
+    "shape", [(6, 4, 40, 16), (1, 1, 300, 16)], ids=["many slices", "one long slice"]
+)
+def test_results_do_not_depend_on_the_thread_count(threads, shape):
+    # Sizes above the parallel threshold: row blocks and slices (and, for one slice, parts of
+    # its row blocks with their own dK/dV sums) spread over the threads.
+    rng = np.random.default_rng(14)
+    arrays = [rand(rng, *shape) for _ in range(3)]
+    g = rand(rng, *shape)
+
+    def run():
+        q, k, v = (fg.Tensor(a, requires_grad=True) for a in arrays)
+        out = sdpa(q, k, v, is_causal=True)
+        out.backward(g)
+        return [out.numpy()] + [t.grad.numpy() for t in (q, k, v)]
+
+    fg.set_num_threads(1)
+    try:
+        want = run()
+        fg.set_num_threads(threads)
+        got = run()
+    finally:
+        fg.set_num_threads(0)
+    np.testing.assert_allclose(want[0], reference(*arrays, is_causal=True), rtol=1e-12, atol=1e-12)
+    for x, y in zip(got, want):
+        np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12)
 
 
 class TestDropout:
@@ -269,27 +311,23 @@ class TestErrors:
             sdpa(x, x, x, attn_mask=np.ones((3, 3), dtype=np.int64))
 
 
-class TestAgainstPyTorch:
-    """The same numbers as torch's SDPA, forward and backward (skipped without torch)."""
+TORCH_CASES = [c for c in CASES if c[4] is not None]
 
+
+@pytest.mark.parametrize("case", TORCH_CASES, ids=[c[0] for c in TORCH_CASES])
+def test_forward_and_backward_match_pytorch_when_it_is_installed(case):
     torch = pytest.importorskip("torch")
-
-    @pytest.mark.parametrize(
-        "case", [c for c in CASES if c[4] is not None], ids=[c[0] for c in CASES if c[4]]
+    q, k, v, mask, causal = make(case, "float64", seed=12)
+    tq, tk, tv = (torch.tensor(x, requires_grad=True) for x in (q, k, v))
+    tmask = None if mask is None else torch.tensor(mask)
+    want = torch.nn.functional.scaled_dot_product_attention(
+        tq, tk, tv, attn_mask=tmask, is_causal=causal
     )
-    def test_forward_and_backward_match_torch(self, case):
-        torch = self.torch
-        q, k, v, mask, causal = make(case, "float64", seed=12)
-        tq, tk, tv = (torch.tensor(x, requires_grad=True) for x in (q, k, v))
-        tmask = None if mask is None else torch.tensor(mask)
-        want = torch.nn.functional.scaled_dot_product_attention(
-            tq, tk, tv, attn_mask=tmask, is_causal=causal
-        )
-        g = np.random.default_rng(13).standard_normal(want.shape)
-        want.backward(torch.tensor(g))
-        fq, fk, fv = (fg.Tensor(x, requires_grad=True) for x in (q, k, v))
-        got = sdpa(fq, fk, fv, attn_mask=mask, is_causal=causal)
-        got.backward(g)
-        np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=1e-10, atol=1e-12)
-        for mine, theirs in ((fq, tq), (fk, tk), (fv, tv)):
-            np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), atol=1e-10)
+    g = np.random.default_rng(13).standard_normal(want.shape)
+    want.backward(torch.tensor(g))
+    fq, fk, fv = (fg.Tensor(x, requires_grad=True) for x in (q, k, v))
+    got = sdpa(fq, fk, fv, attn_mask=mask, is_causal=causal)
+    got.backward(g)
+    np.testing.assert_allclose(got.numpy(), want.detach().numpy(), rtol=1e-10, atol=1e-12)
+    for mine, theirs in ((fq, tq), (fk, tk), (fv, tv)):
+        np.testing.assert_allclose(mine.grad.numpy(), theirs.grad.numpy(), atol=1e-10)

@@ -185,6 +185,27 @@ def test_gelu_matches_the_erf_formula_and_its_gradient_passes_gradcheck():
     assert fg.gradcheck(F.gelu, [randn(3, 4)])
 
 
+def test_float32_gelu_and_its_gradient_agree_with_float64_to_float32_precision():
+    # float32 takes a vectorised erf; float64 libm's. Large enough for the parallel chunks.
+    x = np.concatenate([np.linspace(-12, 12, 200_001), [0.0, -0.0, np.inf, -np.inf]])
+    g = RNG.standard_normal(x.shape)
+    x32 = fg.Tensor(x.astype(np.float32), requires_grad=True)
+    y32 = F.gelu(x32)
+    y32.backward(fg.Tensor(g.astype(np.float32)))
+    x64 = fg.Tensor(x.astype(np.float32).astype(np.float64), dtype="float64", requires_grad=True)
+    y64 = F.gelu(x64)
+    y64.backward(fg.Tensor(g.astype(np.float32).astype(np.float64), dtype="float64"))
+    assert y32.dtype == "float32" and x32.grad.dtype == "float32"
+    finite = np.isfinite(x)
+    np.testing.assert_allclose(y32.numpy()[finite], y64.numpy()[finite], rtol=2e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        x32.grad.numpy()[finite], x64.grad.numpy()[finite], rtol=2e-6, atol=1e-6
+    )
+    # The formula at ±inf: inf·1 and -inf·0 (PyTorch's float64 gives the same).
+    assert y32.numpy()[-2] == np.inf and np.isnan(y32.numpy()[-1])
+    assert np.isnan(F.gelu(fg.Tensor([np.nan], dtype="float32")).numpy()).all()
+
+
 def test_dropout_in_eval_mode_or_at_p_zero_returns_the_input_values():
     x = fg.randn(3, 4)
     assert_close(F.dropout(x, 0.5, training=False), x.numpy())
@@ -341,3 +362,82 @@ def test_maximum_splits_the_gradient_of_a_tie_in_half():
 def test_functional_is_reachable_as_fg_functional_with_every_name():
     assert set(F.__all__) <= set(dir(F))
     assert all(callable(getattr(F, n)) for n in F.__all__)
+
+
+# ---------------------------------------------------------------- layer_norm
+
+
+def np_layer_norm(x, k, w=None, b=None, eps=1e-5):
+    axes = tuple(range(x.ndim - k, x.ndim))
+    y = (x - x.mean(axis=axes, keepdims=True)) / np.sqrt(x.var(axis=axes, keepdims=True) + eps)
+    return y * (1 if w is None else w) + (0 if b is None else b)
+
+
+@pytest.mark.parametrize("affine", ["both", "weight", "bias", "none"])
+@pytest.mark.parametrize("normalized_shape", [(5,), (3, 5)])
+def test_layer_norm_matches_numpy_and_passes_gradcheck(affine, normalized_shape):
+    x = randn(2, 3, 5) * 3 + 1
+    w = randn(*normalized_shape) if affine in ("both", "weight") else None
+    b = randn(*normalized_shape) if affine in ("both", "bias") else None
+    k = len(normalized_shape)
+    t = lambda a: None if a is None else fg.Tensor(a, dtype="float64")
+    out = F.layer_norm(t(x), normalized_shape, t(w), t(b), eps=1e-3)
+    assert_close(out, np_layer_norm(x, k, w, b, eps=1e-3))
+    args = [a for a in (x, w, b) if a is not None]
+
+    def f(*ts):
+        it = iter(ts[1:])
+        tw = next(it) if w is not None else None
+        tb = next(it) if b is not None else None
+        return F.layer_norm(ts[0], normalized_shape, tw, tb)
+
+    assert fg.gradcheck(f, args)
+
+
+def test_layer_norm_takes_an_int_shape_and_float32_and_keeps_the_dtype():
+    x = randn(4, 6).astype(np.float32)
+    out = F.layer_norm(fg.Tensor(x), 6)
+    assert out.dtype == "float32"
+    np.testing.assert_allclose(out.numpy(), np_layer_norm(x.astype(np.float64), 1), atol=1e-5)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_layer_norm_results_and_gradients_do_not_depend_on_the_thread_count(threads):
+    # 600 rows of 256: above the parallel threshold, rows split over the threads.
+    x = (randn(600, 256) * 2).astype(np.float32)
+    w, b = randn(256).astype(np.float32), randn(256).astype(np.float32)
+    g = randn(600, 256).astype(np.float32)
+
+    def run():
+        ts = [fg.Tensor(a, requires_grad=True) for a in (x, w, b)]
+        out = F.layer_norm(ts[0], (256,), ts[1], ts[2])
+        out.backward(fg.Tensor(g))
+        return [out.numpy()] + [a.grad.numpy() for a in ts]
+
+    fg.set_num_threads(1)
+    try:
+        one = run()
+        fg.set_num_threads(threads)
+        many = run()
+    finally:
+        fg.set_num_threads(0)
+    for a, b_ in zip(one, many):
+        np.testing.assert_allclose(b_, a, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("call", "error", "match"),
+    [
+        (lambda: F.layer_norm(fg.zeros(2, 3), (4,)), ValueError, "does not end in"),
+        (lambda: F.layer_norm(fg.zeros(2, 3), (2, 3, 1)), ValueError, "does not end in"),
+        (lambda: F.layer_norm(fg.zeros(2, 3), (3,), fg.ones(4)), ValueError, "weight of shape"),
+        (lambda: F.layer_norm(fg.zeros(2, 3), (3,), None, fg.ones(2)), ValueError, "bias of shape"),
+        (lambda: F.layer_norm(fg.zeros(2, 3), "3"), TypeError, "normalized_shape"),
+        (lambda: F.layer_norm(fg.zeros(2, 3), (-3,)), ValueError, "non-negative"),
+        (lambda: F.layer_norm(fg.tensor([[1, 2]]), (2,)), TypeError, "floating-point"),
+    ],
+    ids=["wrong-trailing", "too-many-axes", "weight", "bias", "str-shape", "negative", "int"],
+)
+def test_layer_norm_rejects_bad_arguments(call, error, match):
+    with pytest.raises(error, match=match):
+        call()

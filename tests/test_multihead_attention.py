@@ -132,7 +132,52 @@ def test_need_weights_false_returns_none_and_the_same_output():
     x = fg.Tensor(_inputs()[0])
     out, weights = mha(x, x, x, need_weights=False)
     assert weights is None
-    np.testing.assert_array_equal(out.numpy(), mha(x, x, x)[0].numpy())
+    # The fused kernel runs without weights: equal up to rounding.
+    np.testing.assert_allclose(out.numpy(), mha(x, x, x)[0].numpy(), **TOL["float32"])
+
+
+@pytest.mark.parametrize(
+    "masks",
+    [{"is_causal": True}, {"attn_mask": "causal"}, {"key_padding_mask": "pad", "is_causal": True}],
+    ids=["is_causal", "bool-attn-mask", "padding-and-causal"],
+)
+def test_the_fused_path_without_weights_matches_the_reference_and_its_gradients(masks):
+    mha = MultiheadAttention(8, 2, dtype="float64")
+    sd = _randomise_biases(mha)
+    x = _inputs(n=2, length=5, dtype="float64")[0]
+    padding = np.array([[False] * 5, [False, False, False, True, True]])
+    kwargs = dict(masks)
+    additive = np.zeros((2, 1, 5, 5))
+    if masks.get("is_causal") or masks.get("attn_mask") == "causal":
+        additive = additive + np.where(_causal(5, 5), -np.inf, 0.0)
+    if kwargs.get("attn_mask") == "causal":
+        kwargs["attn_mask"] = _causal(5, 5)
+    if kwargs.get("key_padding_mask") == "pad":
+        kwargs["key_padding_mask"] = padding
+        additive = additive + np.where(padding, -np.inf, 0.0)[:, None, None, :]
+    want, _ = reference(x, x, x, sd, 2, mask=additive)
+    grads = []
+    for need_weights in (False, True):
+        t = fg.Tensor(x, requires_grad=True)
+        out, w = mha(t, t, t, need_weights=need_weights, **kwargs)
+        assert (w is None) == (not need_weights)
+        np.testing.assert_allclose(out.numpy(), want, **TOL["float64"])
+        mha.zero_grad()
+        (out * fg.Tensor(np.linspace(-1, 1, out.size).reshape(out.shape))).sum().backward()
+        grads.append([t.grad.numpy()] + [p.grad.numpy() for p in mha.parameters()])
+    for fused, composite in zip(*grads):
+        np.testing.assert_allclose(fused, composite, rtol=1e-9, atol=1e-12)
+
+
+def test_without_weights_a_fully_blocked_row_gives_zeros_as_pytorchs_fast_path():
+    mha = MultiheadAttention(4, 1)
+    x = fg.randn(1, 2, 4)
+    blocked = np.array([[True, True], [False, False]])
+    out, _ = mha(x, x, x, attn_mask=blocked, need_weights=False)
+    bias = mha.out_proj.bias.numpy()
+    np.testing.assert_array_equal(out.numpy()[0, 0], bias)  # out_proj of a zero attention
+    with_weights, _ = mha(x, x, x, attn_mask=blocked)
+    np.testing.assert_allclose(out.numpy()[0, 1], with_weights.numpy()[0, 1], **TOL["float32"])
 
 
 def test_batch_second_and_unbatched_layouts_agree_with_batch_first():

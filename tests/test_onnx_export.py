@@ -400,3 +400,19 @@ def test_all_and_any_export_with_fractions_counted_as_true(tmp_path):
         for g, w in zip(got, want):
             assert g.dtype == np.bool_
             np.testing.assert_array_equal(g, w)
+
+
+class _LayerNorms(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.gain = fg.Tensor(np.linspace(0.5, 1.5, 6, dtype=np.float32))
+
+    def forward(self, x):
+        ln = fg.functional.layer_norm
+        return ln(x, 6, self.gain), ln(x, (2, 6), eps=1e-3), nn.LayerNorm(6)(x)
+
+
+def test_layer_norm_exports_with_weight_only_neither_or_both(tmp_path):
+    x = fg.randn(3, 2, 6)
+    _check(_LayerNorms(), tmp_path / "ln.onnx", x, others=(fg.randn(5, 2, 6),),
+           dynamic_axes={"input_0": [0], "output_0": [0], "output_1": [0], "output_2": [0]})

@@ -49,7 +49,7 @@ PEERS = ("numpy", "torch", "micrograd")
 THROUGHPUT_UNITS = frozenset({"GFLOP/s", "GB/s", "steps/s", "ops/s", "acc %"})
 
 # The modules that declare workloads, in the order the harness runs them.
-MODULES = ("kernels", "value", "training", "cnn")
+MODULES = ("kernels", "value", "training", "cnn", "gpt")
 
 
 @dataclass

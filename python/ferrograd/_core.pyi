@@ -469,6 +469,13 @@ def max_pool2d(
     padding: int | tuple[int, int] | None = None,
 ) -> Tensor: ...
 def gelu(x: ArrayLike) -> Tensor: ...
+def layer_norm(
+    x: ArrayLike,
+    normalized_shape: int | Sequence[int],
+    weight: ArrayLike | None = None,
+    bias: ArrayLike | None = None,
+    eps: float = 1e-5,
+) -> Tensor: ...
 def dropout(x: ArrayLike, p: float = 0.5, training: bool = True) -> Tensor: ...
 def cross_entropy(
     logits: ArrayLike,

@@ -26,6 +26,7 @@ __all__ = [
     "cross_entropy",
     "dropout",
     "gelu",
+    "layer_norm",
     "linear",
     "max_pool2d",
     "maximum",
@@ -78,6 +79,23 @@ def max_pool2d(
 def gelu(x: ArrayLike) -> Tensor:
     """The exact GELU ``0.5·x·(1 + erf(x/√2))`` (PyTorch's default, not the tanh form)."""
     return _core.gelu(x)
+
+
+def layer_norm(
+    x: ArrayLike,
+    normalized_shape: int | Sequence[int],
+    weight: ArrayLike | None = None,
+    bias: ArrayLike | None = None,
+    eps: float = 1e-5,
+) -> Tensor:
+    """Normalises ``x`` over its trailing ``normalized_shape`` axes, as PyTorch's.
+
+    Each row is centred by its mean and divided by ``sqrt(var + eps)`` (the biased variance),
+    then multiplied by ``weight`` and shifted by ``bias`` when given (each of shape
+    ``normalized_shape``). One fused op: the backward reuses each row's saved mean and
+    reciprocal standard deviation. A shape that does not fit raises ValueError.
+    """
+    return _core.layer_norm(x, normalized_shape, weight, bias, eps)
 
 
 def dropout(x: ArrayLike, p: float = 0.5, training: bool = True) -> Tensor:

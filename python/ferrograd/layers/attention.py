@@ -32,10 +32,16 @@ def _attention(
 
     ``mask`` is None or an additive float Tensor broadcastable to (..., L, S) (-inf where
     a position is blocked). The weights are returned after dropout, as PyTorch's
-    ``MultiheadAttention`` returns them. This is the one place to swap in the fused
-    ``functional.scaled_dot_product_attention`` (same float-mask rule) when the weights
-    are not needed.
+    ``MultiheadAttention`` returns them. Without ``need_weights`` (and with no mask that
+    takes a gradient) the fused ``scaled_dot_product_attention`` runs instead, as in
+    PyTorch: a row with every position blocked is then 0, not NaN.
     """
+    if not need_weights and (mask is None or not mask.requires_grad):
+        # The fused kernel: no (L, S) weights kept, the backward from per-row statistics.
+        out = _core.scaled_dot_product_attention(
+            q, k, v, mask, dropout_p if training else 0.0, False, None
+        )
+        return out, None
     # q is scaled before the product, as PyTorch does (smaller intermediate values).
     scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.transpose(-2, -1)
     if mask is not None:
@@ -230,8 +236,9 @@ class MultiheadAttention(Module):
         (True = blocked), as in PyTorch; a float mask is added to the scores.
         ``is_causal=True`` blocks each position from attending to later ones (here it
         needs no ``attn_mask``, and combines with one if given). A row with every
-        position blocked gives NaN, as in PyTorch. A mask of the wrong shape raises
-        ValueError, an integer mask TypeError.
+        position blocked gives NaN, as in PyTorch; with ``need_weights=False`` the fused
+        attention kernel runs and such a row gives 0 (PyTorch's fast path does the same).
+        A mask of the wrong shape raises ValueError, an integer mask TypeError.
         """
         batched = self._check_inputs(query, key, value)
         self_attention = query is key and key is value  # decided before reshaping
@@ -256,10 +263,17 @@ class MultiheadAttention(Module):
             q = heads(query, slice(0, e))
             k = heads(key, slice(e, 2 * e))
             v = heads(value, slice(2 * e, 3 * e))
-        mask = self._mask(
-            attn_mask, key_padding_mask, is_causal, n, length, source, query.dtype, batched
-        )
-        out, weights = _attention(q, k, v, mask, self.dropout, self.training, need_weights)
+        if is_causal and attn_mask is None and key_padding_mask is None and not need_weights:
+            # The fused kernel applies the causal mask itself (never materialised).
+            out = _core.scaled_dot_product_attention(
+                q, k, v, None, self.dropout if self.training else 0.0, True, None
+            )
+            weights = None
+        else:
+            mask = self._mask(
+                attn_mask, key_padding_mask, is_causal, n, length, source, query.dtype, batched
+            )
+            out, weights = _attention(q, k, v, mask, self.dropout, self.training, need_weights)
         out = self.out_proj(out.permute(0, 2, 1, 3).reshape(n, length, e))
         if not batched:
             out = out.reshape(length, e)

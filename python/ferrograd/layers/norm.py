@@ -144,24 +144,7 @@ class LayerNorm(Module):
             raise ValueError(
                 f"LayerNorm: input {tuple(x.shape)} does not end in {self.normalized_shape}"
             )
-        if _core._is_recording():
-            # An export records it as one LayerNormalization, not its parts.
-            inputs = [x] + ([self.weight, self.bias] if self.elementwise_affine else [])
-            return _core._record_fused("layer_norm", inputs,
-                                       {"axis": x.ndim - k, "eps": self.eps},
-                                       lambda: self._normalise(x))
-        return self._normalise(x)
-
-    def _normalise(self, x: Tensor) -> Tensor:
-        k = len(self.normalized_shape)
-        axes = tuple(range(x.ndim - k, x.ndim))
-        mean = x.mean(axis=axes, keepdims=True)
-        centred = x - mean
-        var = (centred * centred).mean(axis=axes, keepdims=True)
-        out = centred / (var + self.eps).sqrt()
-        if self.elementwise_affine:
-            out = out * self.weight + self.bias
-        return out
+        return _core.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
         return (f"{self.normalized_shape}, eps={self.eps}, "

@@ -184,12 +184,13 @@ def _layer_norm(b: _GraphBuilder, r: dict[str, Any]) -> list[str]:
     ins = _ins(r)
     x = ins[0]
     _same_dyn(b, r)
-    axis = int(r["attrs"]["axis"])
+    attrs = r["attrs"]
+    axis = int(attrs["axis"])
     shape = x.shape[axis:]
-    if len(ins) == 3:
-        scale, bias = b.arg(ins[1], x.dtype), b.arg(ins[2], x.dtype)
-    else:
-        scale, bias = b.const(np.ones(shape), x.dtype), b.const(np.zeros(shape), x.dtype)
+    given = iter(ins[1:])  # the weight, then the bias, each only when the layer has it
+    scale = (b.arg(next(given), x.dtype) if attrs["weight"]
+             else b.const(np.ones(shape), x.dtype))
+    bias = b.arg(next(given), x.dtype) if attrs["bias"] else b.const(np.zeros(shape), x.dtype)
     return [
         b.one(
             "LayerNormalization",

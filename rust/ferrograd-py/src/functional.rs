@@ -1,6 +1,6 @@
 //! The neural-network functions of `ferrograd.functional` (linear, conv2d, max_pool2d, gelu,
-//! dropout, the losses, clamp, maximum/minimum): argument parsing and the GIL; the math is in
-//! the core.
+//! layer_norm, dropout, the losses, clamp, maximum/minimum): argument parsing and the GIL; the
+//! math is in the core.
 
 use ferrograd::tensor::Reduction;
 use ferrograd::Tensor;
@@ -193,6 +193,45 @@ fn gelu(py: Python<'_>, x: &Bound<'_, PyAny>) -> PyResult<PyTensor> {
     compute(py, work, || x.gelu()).py().map(wrap)
 }
 
+/// Layer normalisation over the trailing `normalized_shape` axes, fused.
+#[pyfunction]
+#[pyo3(signature = (x, normalized_shape, weight=None, bias=None, eps=1e-5))]
+fn layer_norm(
+    py: Python<'_>,
+    x: &Bound<'_, PyAny>,
+    normalized_shape: &Bound<'_, PyAny>,
+    weight: Option<&Bound<'_, PyAny>>,
+    bias: Option<&Bound<'_, PyAny>>,
+    eps: f64,
+) -> PyResult<PyTensor> {
+    let shape: Vec<usize> = if normalized_shape.hasattr("__index__")? {
+        vec![size(normalized_shape, "layer_norm", "normalized_shape")?]
+    } else if normalized_shape.is_instance_of::<PyTuple>()
+        || normalized_shape.is_instance_of::<PyList>()
+    {
+        normalized_shape
+            .try_iter()?
+            .map(|item| size(&item?, "layer_norm", "normalized_shape"))
+            .collect::<PyResult<_>>()?
+    } else {
+        return Err(PyTypeError::new_err(format!(
+            "layer_norm: normalized_shape must be an int or a tuple of ints, got {}",
+            normalized_shape.get_type().name()?
+        )));
+    };
+    let (x, w, b) = (
+        arg(x, "x")?,
+        opt_arg(weight, "weight")?,
+        opt_arg(bias, "bias")?,
+    );
+    let work = x.array().size();
+    compute(py, work, || {
+        x.layer_norm(&shape, w.as_ref(), b.as_ref(), eps)
+    })
+    .py()
+    .map(wrap)
+}
+
 /// Zeroes elements with probability `p`, scaling the rest by 1/(1-p); identity when
 /// `training` is false.
 #[pyfunction]
@@ -345,6 +384,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(conv2d, m)?)?;
     m.add_function(wrap_pyfunction!(max_pool2d, m)?)?;
     m.add_function(wrap_pyfunction!(gelu, m)?)?;
+    m.add_function(wrap_pyfunction!(layer_norm, m)?)?;
     m.add_function(wrap_pyfunction!(dropout, m)?)?;
     m.add_function(wrap_pyfunction!(cross_entropy, m)?)?;
     m.add_function(wrap_pyfunction!(nll_loss, m)?)?;

@@ -24,6 +24,8 @@ mod value;
 /// The compiled module behind `import ferrograd`.
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // Training loops free and reallocate the same buffers every step (see the function).
+    ferrograd::ndarray::keep_freed_memory();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<classes::PyTensor>()?;
     m.add_class::<classes::PyNdArray>()?;

@@ -133,9 +133,8 @@ impl<T: Float> NdArray<T> {
             &batch,
             &a,
             &b,
-            m,
-            n,
-            k,
+            [m, n, k],
+            false,
         );
         // SAFETY: `gemm_batched` initialised all `len` elements (see its contract).
         unsafe { data.set_len(len) };
@@ -151,22 +150,81 @@ impl<T: Float> NdArray<T> {
     }
 }
 
+/// One GEMM of two row-major buffers read as matrices whatever shape they are stored with:
+/// `a` holds `a_dims = [rows, cols]` (read transposed when `ta`), `b` likewise; the result is
+/// `(m, n)`, plus `bias` (`n` values) on every row when given: the GEMM adds its product to
+/// the bias rows it starts from, so no second pass reads the output again. Fused ops use it
+/// to treat a `(..., C)` array as `rows × C` without copying it.
+pub fn matmul_flat<T: Float>(
+    a: &[T],
+    a_dims: [usize; 2],
+    ta: bool,
+    b: &[T],
+    b_dims: [usize; 2],
+    tb: bool,
+    bias: Option<&[T]>,
+) -> Result<NdArray<T>> {
+    for (data, dims, name) in [(a, a_dims, "first"), (b, b_dims, "second")] {
+        if dims[0].checked_mul(dims[1]) != Some(data.len()) {
+            return Err(Error::Shape(format!(
+                "matmul: the {name} operand holds {} elements, not {}",
+                data.len(),
+                fmt_shape(&dims)
+            )));
+        }
+    }
+    let a = Operand::new(a, &a_dims, ta);
+    let b = Operand::new(b, &b_dims, tb);
+    let (m, k, n) = (a.rows, a.cols, b.cols);
+    if b.rows != k {
+        return Err(Error::Shape(format!(
+            "matmul: matrices {} and {} do not line up: {k} != {}",
+            fmt_shape(&[a.rows, a.cols]),
+            fmt_shape(&[b.rows, b.cols]),
+            b.rows
+        )));
+    }
+    let len = checked_size(&[m, n])?;
+    if bias.is_some_and(|bias| bias.len() != n) {
+        return Err(Error::Shape(format!(
+            "matmul: a bias of {} values for {n} columns",
+            bias.map_or(0, <[T]>::len)
+        )));
+    }
+    let mut data = try_with_capacity(len)?;
+    let out = &mut data.spare_capacity_mut()[..len];
+    if let (Some(bias), true) = (bias, n > 0) {
+        for row in out.chunks_mut(n) {
+            for (d, &v) in row.iter_mut().zip(bias) {
+                d.write(v);
+            }
+        }
+    }
+    gemm_batched(out, &[], &a, &b, [m, n, k], bias.is_some());
+    // SAFETY: `gemm_batched` initialised all `len` elements (see its contract; with a bias
+    // they were initialised before and it added to them).
+    unsafe { data.set_len(len) };
+    NdArray::from_vec(data, &[m, n])
+}
+
 /// Writes every element of `out` (shape `batch + [m, n]`, row-major) with the batched
-/// product `a @ b`; batch axes of size 1 or missing in an operand broadcast.
+/// product `a @ b`; batch axes of size 1 or missing in an operand broadcast. With
+/// `accumulate`, `out` is already initialised and the product is added to it.
 fn gemm_batched<T: Float>(
     out: &mut [MaybeUninit<T>],
     batch: &[usize],
     a: &Operand<T>,
     b: &Operand<T>,
-    m: usize,
-    n: usize,
-    k: usize,
+    [m, n, k]: [usize; 3],
+    accumulate: bool,
 ) {
     if out.is_empty() {
         return;
     }
     if k == 0 {
-        out.fill(MaybeUninit::new(T::zero())); // an empty sum is 0
+        if !accumulate {
+            out.fill(MaybeUninit::new(T::zero())); // an empty sum is 0
+        }
         return;
     }
     // Element strides of each operand's batch axes, 0 where it broadcasts.
@@ -193,7 +251,7 @@ fn gemm_batched<T: Float>(
     let count = out.len() / (m * n);
     let one = |(i, dst): (usize, &mut [MaybeUninit<T>]), threads: usize| {
         let (oa, ob) = offsets(i);
-        matrix_product(dst, a, oa, b, ob, m, n, k, threads);
+        matrix_product(dst, (a, oa), (b, ob), [m, n, k], threads, accumulate);
     };
     // Many small matrices: one task per GEMM; a big GEMM: threads inside it.
     let batch_parallel = count >= BATCH_PARALLEL_COUNT
@@ -226,19 +284,16 @@ fn gemm_batched<T: Float>(
     }
 }
 
-/// `dst (m×n, row-major) = A @ B`, every element written, for one matrix of each operand,
-/// starting at element offsets `oa` and `ob`, on `threads` threads; `k >= 1`, `m, n >= 1`.
-#[allow(clippy::too_many_arguments)]
+/// `dst (m×n, row-major) = A @ B` (or `+= A @ B` with `accumulate`, `dst` then initialised),
+/// every element written, for one matrix of each operand, starting at element offsets `oa`
+/// and `ob`, on `threads` threads; `k >= 1`, `m, n >= 1`.
 fn matrix_product<T: Float>(
     dst: &mut [MaybeUninit<T>],
-    a: &Operand<T>,
-    oa: usize,
-    b: &Operand<T>,
-    ob: usize,
-    m: usize,
-    n: usize,
-    k: usize,
+    (a, oa): (&Operand<T>, usize),
+    (b, ob): (&Operand<T>, usize),
+    [m, n, k]: [usize; 3],
     threads: usize,
+    accumulate: bool,
 ) {
     let a_last = oa + (m - 1) * a.row_stride as usize + (k - 1) * a.col_stride as usize;
     let b_last = ob + (k - 1) * b.row_stride as usize + (n - 1) * b.col_stride as usize;
@@ -248,17 +303,20 @@ fn matrix_product<T: Float>(
         // `Float` is meant for f32/f64 only; any other implementor gets a plain loop.
         for i in 0..m {
             for j in 0..n {
-                dst[i * n + j] = MaybeUninit::new(
-                    (0..k)
-                        .map(|p| {
-                            let x =
-                                a.data[oa + i * a.row_stride as usize + p * a.col_stride as usize];
-                            let y =
-                                b.data[ob + p * b.row_stride as usize + j * b.col_stride as usize];
-                            x * y
-                        })
-                        .sum(),
-                );
+                let sum: T = (0..k)
+                    .map(|p| {
+                        let x = a.data[oa + i * a.row_stride as usize + p * a.col_stride as usize];
+                        let y = b.data[ob + p * b.row_stride as usize + j * b.col_stride as usize];
+                        x * y
+                    })
+                    .sum();
+                // SAFETY: with `accumulate` the caller initialised `dst`.
+                let start = if accumulate {
+                    unsafe { dst[i * n + j].assume_init() }
+                } else {
+                    T::zero()
+                };
+                dst[i * n + j] = MaybeUninit::new(start + sum);
             }
         }
         return;
@@ -296,7 +354,7 @@ fn matrix_product<T: Float>(
         // distinct `s` are disjoint, so no two calls write the same element of `dst`,
         // and `dst` is a unique borrow that aliases neither input. The assert above
         // shows every element read is in bounds (see `Block::product`).
-        unsafe { block.product(rows, cols) }
+        unsafe { block.product(rows, cols, accumulate) }
     };
     if stripes > 1 {
         crate::parallel::install(|| (0..stripes).into_par_iter().for_each(run));
@@ -334,14 +392,20 @@ impl<T: Float> Block<T> {
     ///
     /// # Safety
     /// `T` must be f32 or f64; `rows` and `cols` must lie within `dst`'s `m × n`, every
-    /// element of `A` and `B` must be readable, and no other thread may touch this part
-    /// of `dst` meanwhile.
-    unsafe fn product(&self, rows: std::ops::Range<usize>, cols: std::ops::Range<usize>) {
+    /// element of `A` and `B` must be readable, no other thread may touch this part of
+    /// `dst` meanwhile, and with `accumulate` that part must be initialised.
+    unsafe fn product(
+        &self,
+        rows: std::ops::Range<usize>,
+        cols: std::ops::Range<usize>,
+        accumulate: bool,
+    ) {
         let (ars, acs) = self.a_strides;
         let (brs, bcs) = self.b_strides;
         let (i0, j0) = (rows.start, cols.start);
         // `read_dst = false`: `dst`'s old (possibly uninitialised) contents are never
-        // read, only written (alpha is then ignored; beta = 1 scales lhs×rhs).
+        // read, only written (alpha is then ignored; beta = 1 scales lhs×rhs). With
+        // `accumulate`, dst = 1·dst + 1·lhs×rhs.
         gemm::gemm(
             rows.len(),
             cols.len(),
@@ -349,14 +413,14 @@ impl<T: Float> Block<T> {
             self.dst.0.add(i0 * self.n + j0),
             1,
             self.n as isize,
-            false,
+            accumulate,
             self.a.0.offset(i0 as isize * ars),
             acs,
             ars,
             self.b.0.offset(j0 as isize * bcs),
             bcs,
             brs,
-            T::zero(),
+            if accumulate { T::one() } else { T::zero() },
             T::one(),
             false,
             false,

@@ -296,3 +296,54 @@ fn a_wide_product_split_into_column_stripes_matches_the_naive_loop() {
         .unwrap();
     assert_close(&got, &want, 1e-4);
 }
+
+#[test]
+fn matmul_flat_reads_any_stored_shape_and_adds_the_bias_row_to_every_row() {
+    // A buffer read as rows × inner times Wᵀ (W stored cols × inner), plus a bias of cols;
+    // the second product is large enough to split into stripes on a machine with 2+ cores.
+    for (rows, inner, cols) in [(12, 5, 7), (256, 128, 96)] {
+        let x = filled::<f32>(&[rows, inner], 1);
+        let w = filled::<f32>(&[cols, inner], 2);
+        let bias = filled::<f32>(&[cols], 3);
+        let mut want = naive(&x, &transposed(&w));
+        for row in want.data_mut().chunks_mut(cols) {
+            for (v, &b) in row.iter_mut().zip(bias.data()) {
+                *v += b as f64;
+            }
+        }
+        let got = super::matmul_flat(
+            x.data(),
+            [rows, inner],
+            false,
+            w.data(),
+            [cols, inner],
+            true,
+            Some(bias.data()),
+        )
+        .unwrap();
+        assert_eq!(got.shape(), [rows, cols]);
+        assert_close(&got, &want, 1e-5);
+        let no_bias = super::matmul_flat(
+            x.data(),
+            [rows, inner],
+            false,
+            w.data(),
+            [cols, inner],
+            true,
+            None,
+        )
+        .unwrap();
+        assert_close(&no_bias, &naive(&x, &transposed(&w)), 1e-5);
+    }
+}
+
+#[test]
+fn matmul_flat_refuses_dims_that_do_not_fit_the_data_or_each_other() {
+    let a = [1.0_f64; 6];
+    let too_few = super::matmul_flat(&a, [4, 2], false, &a, [2, 3], false, None);
+    assert!(matches!(too_few, Err(Error::Shape(_))));
+    let misaligned = super::matmul_flat(&a, [2, 3], false, &a, [2, 3], false, None);
+    assert!(matches!(misaligned, Err(Error::Shape(_))));
+    let bad_bias = super::matmul_flat(&a, [2, 3], false, &a, [3, 2], false, Some(&[1.0]));
+    assert!(matches!(bad_bias, Err(Error::Shape(_))));
+}

@@ -4,9 +4,9 @@
 
 use super::ops_nn::{typed, with_arrays};
 use super::record::{self, kv, Attr};
-use super::Tensor;
+use super::{is_grad_enabled, Tensor};
 use crate::dynarray::{DType, DynArray, Element};
-use crate::ndarray::attention::{Attention, Dropout, Mask};
+use crate::ndarray::attention::{Attention, Dropout, Mask, Saved};
 use crate::ndarray::NdArray;
 use crate::{random, value_err, Error, Result};
 
@@ -82,18 +82,6 @@ impl Tensor {
             ));
         }
         let parents = [self, key, value];
-        let dtype = with_arrays(&parents, |a| -> Result<DType> {
-            let dq = float_dtype("query", a[0])?;
-            let dk = float_dtype("key", a[1])?;
-            let dv = float_dtype("value", a[2])?;
-            Ok(dq.promote(dk).promote(dv))
-        })?;
-        let mask = match attn_mask {
-            None if is_causal => SavedMask::Causal,
-            None => SavedMask::None,
-            Some(AttentionMask::Keep(m)) => SavedMask::Keep(m),
-            Some(AttentionMask::Add(m)) => SavedMask::Add(m.into_dtype(dtype)),
-        };
         // The seed of this call's dropout mask, drawn only when there is one (an invalid p
         // draws nothing: the kernel rejects it).
         let dropout = (dropout_p != 0.0).then(|| Dropout {
@@ -104,6 +92,29 @@ impl Tensor {
                 0
             },
         });
+        // Keep the probabilities only for a backward that will come (`from_op`'s test).
+        let keep = is_grad_enabled() && parents.iter().any(|p| p.requires_grad());
+        let (dtype, mask, (out, stats, probs)) = with_arrays(&parents, |a| -> Result<_> {
+            let dtype = float_dtype("query", a[0])?
+                .promote(float_dtype("key", a[1])?)
+                .promote(float_dtype("value", a[2])?);
+            let mask = match attn_mask {
+                None if is_causal => SavedMask::Causal,
+                None => SavedMask::None,
+                Some(AttentionMask::Keep(m)) => SavedMask::Keep(m),
+                Some(AttentionMask::Add(m)) => {
+                    float_dtype("attn_mask (a bool or float mask)", &m)?;
+                    SavedMask::Add(m.into_dtype(dtype))
+                }
+            };
+            let cast: Vec<_> = a.iter().map(|x| x.as_dtype(dtype)).collect();
+            let saved = match dtype {
+                DType::F32 => forward::<f32>(&cast, &mask, scale, dropout, keep),
+                DType::F64 => forward::<f64>(&cast, &mask, scale, dropout, keep),
+                other => Err(not_float(other)),
+            }?;
+            Ok((dtype, mask, saved))
+        })?;
         let attrs = record::attrs(|| {
             let mask = match &mask {
                 SavedMask::None => Attr::None,
@@ -117,14 +128,6 @@ impl Tensor {
                 kv("dropout_p", dropout_p),
             ]
         });
-        let (out, stats) = with_arrays(&parents, |a| {
-            let cast: Vec<_> = a.iter().map(|x| x.as_dtype(dtype)).collect();
-            match dtype {
-                DType::F32 => forward::<f32>(&cast, &mask, scale, dropout),
-                DType::F64 => forward::<f64>(&cast, &mask, scale, dropout),
-                other => Err(not_float(other)),
-            }
-        })?;
         Ok(Tensor::from_op(
             out,
             "scaled_dot_product_attention",
@@ -136,8 +139,24 @@ impl Tensor {
                     let mut cast: Vec<_> = a.iter().map(|x| x.as_dtype(dtype)).collect();
                     cast.extend([g.as_dtype(dtype), out.as_dtype(dtype)]);
                     let grads = match dtype {
-                        DType::F32 => backward::<f32>(&cast, &stats, &mask, scale, dropout, need),
-                        DType::F64 => backward::<f64>(&cast, &stats, &mask, scale, dropout, need),
+                        DType::F32 => backward::<f32>(
+                            &cast,
+                            &stats,
+                            probs.as_ref(),
+                            &mask,
+                            scale,
+                            dropout,
+                            need,
+                        ),
+                        DType::F64 => backward::<f64>(
+                            &cast,
+                            &stats,
+                            probs.as_ref(),
+                            &mask,
+                            scale,
+                            dropout,
+                            need,
+                        ),
                         other => Err(not_float(other)),
                     }?;
                     Ok(grads.into())
@@ -165,32 +184,36 @@ fn kernel<'a, T: Element>(
     })
 }
 
-/// The kernel's forward on `[q, k, v]` (already in `T`'s dtype): the output and statistics.
+/// The kernel's forward on `[q, k, v]` (already in `T`'s dtype): the output, the row statistics
+/// and the probabilities when the kernel keeps them.
 fn forward<T: Element>(
     a: &[impl AsRef<DynArray>],
     mask: &SavedMask,
     scale: Option<f64>,
     dropout: Option<Dropout>,
-) -> Result<(DynArray, DynArray)> {
-    let f = kernel::<T>(a, mask, scale, dropout)?.forward()?;
-    Ok((T::wrap(f.out), T::wrap(f.stats)))
+    keep_probs: bool,
+) -> Result<(DynArray, DynArray, Option<DynArray>)> {
+    let f = kernel::<T>(a, mask, scale, dropout)?.forward_with(keep_probs)?;
+    Ok((T::wrap(f.out), T::wrap(f.stats), f.probs.map(T::wrap)))
 }
 
-/// The kernel's backward on `[q, k, v, grad, out]` (in `T`'s dtype).
+/// The kernel's backward on `[q, k, v, grad, out]` (in `T`'s dtype) with the forward's
+/// statistics and probabilities.
 fn backward<T: Element>(
     a: &[impl AsRef<DynArray>],
     stats: &DynArray,
+    probs: Option<&DynArray>,
     mask: &SavedMask,
     scale: Option<f64>,
     dropout: Option<Dropout>,
     need: [bool; 3],
 ) -> Result<[Option<DynArray>; 3]> {
     let attention = kernel::<T>(a, mask, scale, dropout)?;
-    let grads = attention.backward(
-        typed(a[3].as_ref())?,
-        typed(a[4].as_ref())?,
-        typed(stats)?,
-        need,
-    )?;
+    let saved = Saved {
+        out: typed(a[4].as_ref())?,
+        stats: typed(stats)?,
+        probs: probs.map(typed).transpose()?,
+    };
+    let grads = attention.backward(typed(a[3].as_ref())?, saved, need)?;
     Ok(grads.map(|g| g.map(T::wrap)))
 }

@@ -1,17 +1,16 @@
-//! Neural-network ops on `Tensor` — fused linear, GELU, dropout, clamp, maximum/minimum and
-//! the fused cross-entropy and NLL losses — each with its backward rule beside its forward.
-
-use std::borrow::Cow;
+//! Neural-network ops on `Tensor` — dropout, clamp, maximum/minimum and the fused
+//! cross-entropy and NLL losses — each with its backward rule beside its forward (linear is
+//! in `ops_linear`, GELU in `ops_activation`, layer_norm in `ops_norm`).
 
 use rayon::prelude::*;
 
 use super::record::{self, kv};
 use super::{read_pair, Tensor};
 use crate::dtype::float_only_error;
-use crate::dynarray::fns::{Add, Mul, Neg};
+use crate::dynarray::fns::{Mul, Neg};
 use crate::dynarray::{BinaryFn, DynArray, Element, UnaryFn};
-use crate::ndarray::{Float, NdArray, ReduceOp, GEMM_PARALLEL_WORK};
-use crate::parallel::{join_split, num_threads, PARALLEL_THRESHOLD};
+use crate::ndarray::{Float, NdArray};
+use crate::parallel::{num_threads, PARALLEL_THRESHOLD};
 use crate::shape::fmt_shape;
 use crate::{random, shape_err, value_err, Error, Result};
 
@@ -38,65 +37,7 @@ pub(super) fn typed<T: Element>(a: &DynArray) -> Result<&NdArray<T>> {
     T::view(a).ok_or_else(mismatch)
 }
 
-/// `a` viewed as a `rows × cols` matrix, copied only when its shape differs.
-fn as_matrix(a: &DynArray, rows: usize, cols: usize) -> Result<Cow<'_, DynArray>> {
-    if a.shape() == [rows, cols] {
-        Ok(Cow::Borrowed(a))
-    } else {
-        Ok(Cow::Owned(a.clone().into_shape(&[rows, cols])?))
-    }
-}
-
 impl Tensor {
-    /// `self @ weightᵀ + bias`, fused: `self` is `(..., in)`, `weight` `(out, in)` (PyTorch's
-    /// layout, never transposed in memory), `bias` `(out,)`; the result is `(..., out)`.
-    pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-        let mut parents = vec![self, weight];
-        parents.extend(bias);
-        let (out, shapes) = with_arrays(&parents, |a| {
-            let shapes = [a[0].shape().to_vec(), a[1].shape().to_vec()];
-            linear_forward(a[0], a[1], a.get(2).copied()).map(|out| (out, shapes))
-        })?;
-        Ok(Tensor::from_op(out, "linear", &parents, move |g, ctx| {
-            // dX reads only W and dW only X: read just what the wanted gradients need.
-            let has_bias = ctx.num_inputs() > 2;
-            let db = match has_bias && ctx.needs_grad(2) {
-                true => Some(linear_bias_grad(g, &shapes)?),
-                false => None,
-            };
-            let mut grads = match [ctx.needs_grad(0), ctx.needs_grad(1)] {
-                [true, true] => ctx.with_inputs(&[0, 1], |xw| {
-                    linear_backward(g, Some(xw[0]), Some(xw[1]), &shapes)
-                })?,
-                [true, false] => linear_backward(g, None, Some(&*ctx.input(1)?), &shapes)?,
-                [false, true] => linear_backward(g, Some(&*ctx.input(0)?), None, &shapes)?,
-                [false, false] => vec![None, None],
-            };
-            if has_bias {
-                grads.push(db);
-            }
-            Ok(grads)
-        }))
-    }
-
-    /// The exact GELU, `0.5·x·(1 + erf(x/√2))` (PyTorch's default, not the tanh form).
-    pub fn gelu(&self) -> Result<Tensor> {
-        let out = match &*self.array() {
-            DynArray::F32(a) => DynArray::F32(a.unary(gelu_f32)?),
-            DynArray::F64(a) => DynArray::F64(a.unary(gelu_f64)?),
-            other => return Err(float_only_error("gelu", other.dtype())),
-        };
-        Ok(Tensor::from_op(out, "gelu", &[self], |g, ctx| {
-            // d/dx = Φ(x) + x·φ(x)
-            let d = match &*ctx.input(0)? {
-                DynArray::F32(a) => DynArray::F32(a.unary(gelu_grad_f32)?),
-                DynArray::F64(a) => DynArray::F64(a.unary(gelu_grad_f64)?),
-                _ => return Err(mismatch()),
-            };
-            Ok(vec![Some(g.zip("gelu", &d, Mul)?)])
-        }))
-    }
-
     /// Zeroes each element with probability `p` (drawn from the generator `manual_seed`
     /// sets) and scales the kept ones by `1/(1-p)`; the identity when `!training` or `p == 0`.
     pub fn dropout(&self, p: f64, training: bool) -> Result<Tensor> {
@@ -263,140 +204,7 @@ pub(super) fn mismatch() -> Error {
 }
 
 // ---------------------------------------------------------------------------------------
-// linear
-
-fn linear_forward(x: &DynArray, w: &DynArray, b: Option<&DynArray>) -> Result<DynArray> {
-    let (xs, ws) = (x.shape(), w.shape());
-    if ws.len() != 2 {
-        return Err(shape_err!(
-            "linear: weight must be 2-D (out_features, in_features), got shape {}",
-            fmt_shape(ws)
-        ));
-    }
-    let (out_f, in_f) = (ws[0], ws[1]);
-    match xs.last() {
-        None => {
-            return Err(shape_err!(
-                "linear: input must have at least 1 dimension (..., {in_f}), got a 0-d tensor"
-            ))
-        }
-        Some(&k) if k != in_f => {
-            return Err(shape_err!(
-                "linear: input of shape {} does not fit weight of shape {}: \
-                 in_features {k} != {in_f}",
-                fmt_shape(xs),
-                fmt_shape(ws)
-            ))
-        }
-        Some(_) => {}
-    }
-    if let Some(b) = b {
-        if b.shape() != [out_f] {
-            return Err(shape_err!(
-                "linear: bias of shape {} does not match weight of shape {}: expected ({out_f},)",
-                fmt_shape(b.shape()),
-                fmt_shape(ws)
-            ));
-        }
-    }
-    let mut out = x.matmul_t(w, false, true)?;
-    let Some(b) = b else { return Ok(out) };
-    if out_f == 0 {
-        return Ok(out);
-    }
-    // Add the bias row by row in place when the dtypes agree; mixed dtypes promote.
-    match (&mut out, b) {
-        (DynArray::F32(o), DynArray::F32(b)) => add_rows(o.data_mut(), b.data()),
-        (DynArray::F64(o), DynArray::F64(b)) => add_rows(o.data_mut(), b.data()),
-        _ => out = out.zip("linear", b, Add)?,
-    }
-    Ok(out)
-}
-
-fn add_rows<T: Float>(out: &mut [T], bias: &[T]) {
-    let add = |row: &mut [T]| row.iter_mut().zip(bias).for_each(|(y, &b)| *y = *y + b);
-    if out.len() >= PARALLEL_THRESHOLD && num_threads() > 1 {
-        crate::parallel::install(|| out.par_chunks_mut(bias.len()).for_each(add));
-    } else {
-        out.chunks_mut(bias.len()).for_each(add);
-    }
-}
-
-/// dX = G @ W (when `w` is given) and dW = Gᵀ @ X (when `x` is given), with the batch axes
-/// of X and G flattened into rows; `shapes` are X's and W's at the forward.
-fn linear_backward(
-    g: &DynArray,
-    x: Option<&DynArray>,
-    w: Option<&DynArray>,
-    shapes: &[Vec<usize>; 2],
-) -> Result<Vec<Option<DynArray>>> {
-    let [xs, ws] = shapes;
-    let (&[out_f, in_f], Some(_)) = (ws.as_slice(), xs.last()) else {
-        return Err(changed("linear"));
-    };
-    let unchanged = x.is_none_or(|x| x.shape() == xs.as_slice())
-        && w.is_none_or(|w| w.shape() == ws.as_slice())
-        && g.shape().last() == Some(&out_f);
-    if !unchanged {
-        return Err(changed("linear"));
-    }
-    let rows: usize = xs[..xs.len() - 1].iter().product();
-    let g2 = as_matrix(g, rows, out_f)?;
-    let dx = || match w {
-        Some(w) => Ok(Some(g2.matmul(w)?.into_shape(xs)?)),
-        None => Ok(None),
-    };
-    let dw = || match x {
-        Some(x) => Ok(Some(g2.matmul_t(
-            as_matrix(x, rows, in_f)?.as_ref(),
-            true,
-            false,
-        )?)),
-        None => Ok(None),
-    };
-    // dX and dW are GEMMs of equal work (rows·out·in each): run them side by side.
-    let (dx, dw) = if x.is_some() && w.is_some() && rows * out_f * in_f >= GEMM_PARALLEL_WORK {
-        join_split(dx, dw)
-    } else {
-        (dx(), dw())
-    };
-    let (dx, dw): (Option<DynArray>, Option<DynArray>) = (dx?, dw?);
-    Ok(vec![dx, dw])
-}
-
-/// db = the column sums of G, its batch axes flattened into rows.
-fn linear_bias_grad(g: &DynArray, shapes: &[Vec<usize>; 2]) -> Result<DynArray> {
-    let (xs, out_f) = (&shapes[0], shapes[1].first().copied().unwrap_or(0));
-    if g.shape().last() != Some(&out_f) || xs.is_empty() {
-        return Err(changed("linear"));
-    }
-    let rows: usize = xs[..xs.len() - 1].iter().product();
-    as_matrix(g, rows, out_f)?.reduce(ReduceOp::Sum, Some(&[0]), false)
-}
-
-// ---------------------------------------------------------------------------------------
 // elementwise helpers
-
-fn gelu_f64(x: f64) -> f64 {
-    0.5 * x * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2))
-}
-
-fn gelu_f32(x: f32) -> f32 {
-    0.5 * x * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2))
-}
-
-/// 1/√(2π), the standard normal density at 0.
-const INV_SQRT_2PI: f64 = 0.398_942_280_401_432_7;
-
-fn gelu_grad_f64(x: f64) -> f64 {
-    let cdf = 0.5 * (1.0 + libm::erf(x * std::f64::consts::FRAC_1_SQRT_2));
-    cdf + x * INV_SQRT_2PI * (-0.5 * x * x).exp()
-}
-
-fn gelu_grad_f32(x: f32) -> f32 {
-    let cdf = 0.5 * (1.0 + libm::erff(x * std::f32::consts::FRAC_1_SQRT_2));
-    cdf + x * INV_SQRT_2PI as f32 * (-0.5 * x * x).exp()
-}
 
 /// `min(max(x, lo), hi)`, NaN kept (a NaN bound gives NaN, as in PyTorch).
 #[derive(Clone, Copy)]

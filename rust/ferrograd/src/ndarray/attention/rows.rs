@@ -102,13 +102,25 @@ impl<T: Float> BlockDrop<T> {
     }
 }
 
+impl<T> BlockMask<'_, T> {
+    /// How many leading columns of row `r` (of `c`) may take part: under the causal mask
+    /// the columns `j <= i0 + r`; the rest are never computed (their weights are 0).
+    #[inline(always)]
+    fn visible(&self, r: usize, c: usize) -> usize {
+        match *self {
+            BlockMask::Causal { i0 } => (i0 + r + 1).min(c),
+            _ => c,
+        }
+    }
+}
+
+/// Masks the visible part of row `r` (the causal mask is applied by `visible`).
 #[inline(always)]
 fn apply_mask<T: Float>(row: &mut [T], r: usize, mask: &BlockMask<'_, T>) {
     let neg = T::neg_infinity();
     let n = row.len();
     match *mask {
-        BlockMask::None => {}
-        BlockMask::Causal { i0 } => row[(i0 + r + 1).min(n)..].fill(neg),
+        BlockMask::None | BlockMask::Causal { .. } => {}
         BlockMask::Keep {
             data,
             start,
@@ -199,12 +211,15 @@ fn softmax_row<T: Float>(row: &mut [T]) -> (T, T) {
 }
 
 /// Forward: masks the scores of a block (rows of length `c`), turns each row into its softmax,
-/// writing its statistics `(max, 1/sum)`, and applies dropout.
+/// writing its statistics `(max, 1/sum)` and, unless `saved` is empty, a copy of it into
+/// `saved` (row stride `saved_rs`), and applies dropout.
 pub(super) struct ForwardRows<'s, T> {
     pub(super) p: &'s mut [T],
     pub(super) c: usize,
     pub(super) mask: BlockMask<'s, T>,
     pub(super) stats: &'s mut [T],
+    pub(super) saved: &'s mut [T],
+    pub(super) saved_rs: usize,
     pub(super) drop: Option<BlockDrop<T>>,
 }
 
@@ -217,10 +232,16 @@ impl<T: Float> Kernel for ForwardRows<'_, T> {
     fn run(self) {
         let rows = self.p.chunks_exact_mut(self.c);
         for (r, (row, st)) in rows.zip(self.stats.chunks_exact_mut(2)).enumerate() {
+            let (row, hidden) = row.split_at_mut(self.mask.visible(r, self.c));
+            hidden.fill(T::zero());
             apply_mask(row, r, &self.mask);
             let (m, inv) = softmax_row(row);
             st[0] = m;
             st[1] = inv;
+            if !self.saved.is_empty() {
+                let at = r * self.saved_rs;
+                self.saved[at..at + row.len()].copy_from_slice(row);
+            }
             if let Some(d) = &self.drop {
                 for (j, x) in row.iter_mut().enumerate() {
                     *x = *x * d.factor(r, j);
@@ -248,6 +269,8 @@ impl<T: Float> Kernel for RebuildRows<'_, T> {
     fn run(self) {
         let rows = self.p.chunks_exact_mut(self.c);
         for (r, (row, st)) in rows.zip(self.stats.chunks_exact(2)).enumerate() {
+            let (row, hidden) = row.split_at_mut(self.mask.visible(r, self.c));
+            hidden.fill(T::zero());
             apply_mask(row, r, &self.mask);
             let (m, inv) = (st[0], st[1]);
             for x in row.iter_mut() {
@@ -264,6 +287,7 @@ pub(super) struct GradRows<'s, T> {
     pub(super) p: &'s mut [T],
     pub(super) dp: &'s mut [T],
     pub(super) c: usize,
+    pub(super) mask: BlockMask<'s, T>,
     pub(super) delta: &'s [T],
     pub(super) drop: Option<BlockDrop<T>>,
 }
@@ -280,6 +304,12 @@ impl<T: Float> Kernel for GradRows<'_, T> {
             .chunks_exact_mut(self.c)
             .zip(self.dp.chunks_exact_mut(self.c));
         for (r, ((prow, dprow), &delta)) in rows.zip(self.delta).enumerate() {
+            // Hidden weights are 0 (those inside the last vector computed as such), and so
+            // are their gradients.
+            let n = self.mask.visible(r, self.c);
+            prow[n..].fill(T::zero());
+            dprow[n..].fill(T::zero());
+            let (prow, dprow) = (&mut prow[..n], &mut dprow[..n]);
             match &self.drop {
                 None => {
                     for (x, y) in prow.iter_mut().zip(dprow.iter_mut()) {

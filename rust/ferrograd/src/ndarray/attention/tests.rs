@@ -1,198 +1,9 @@
-//! Tests of the attention kernels against a naive f64 reference (scores materialised, masks
-//! applied elementwise, softmax and its gradient written out), and by finite differences.
+//! Tests of the attention kernels against the naive f64 reference (`reference.rs`), and by
+//! finite differences.
 
+use super::reference::{assert_close, filled, naive, to_f32, Case, RefMask};
 use super::*;
-use crate::shape::{size_of, strides_of};
 use crate::Error;
-
-/// Deterministic pseudo-random values in [-1, 1) (an LCG; no global state).
-fn filled<T: Float>(shape: &[usize], seed: u64) -> NdArray<T> {
-    let mut s = seed.wrapping_mul(0x5851_F42D_4C95_7F2D).wrapping_add(7);
-    let data = (0..size_of(shape))
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            T::from_f64_lossy((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
-        })
-        .collect();
-    NdArray::from_vec(data, shape).unwrap()
-}
-
-fn to_f32(a: &NdArray<f64>) -> NdArray<f32> {
-    a.map(|&x| x as f32)
-}
-
-/// The masks of a test case, in f64 (the kernel's float mask is converted per dtype).
-#[derive(Clone)]
-enum RefMask {
-    None,
-    Causal,
-    Keep(NdArray<bool>),
-    Add(NdArray<f64>),
-}
-
-/// One attention problem in f64.
-struct Case {
-    q: NdArray<f64>,
-    k: NdArray<f64>,
-    v: NdArray<f64>,
-    mask: RefMask,
-    scale: Option<f64>,
-}
-
-impl Case {
-    fn new(qs: &[usize], ks: &[usize], vs: &[usize], mask: RefMask) -> Self {
-        Self {
-            q: filled(qs, 1),
-            k: filled(ks, 2),
-            v: filled(vs, 3),
-            mask,
-            scale: None,
-        }
-    }
-
-    fn attention<'a>(&'a self, add: &'a Option<NdArray<f64>>) -> Attention<'a, f64> {
-        Attention {
-            q: &self.q,
-            k: &self.k,
-            v: &self.v,
-            mask: match (&self.mask, add) {
-                (RefMask::None, _) => Mask::None,
-                (RefMask::Causal, _) => Mask::Causal,
-                (RefMask::Keep(m), _) => Mask::Keep(m),
-                (RefMask::Add(_), Some(m)) => Mask::Add(m),
-                (RefMask::Add(_), None) => unreachable!(),
-            },
-            scale: self.scale,
-            dropout: None,
-        }
-    }
-
-    fn add_mask(&self) -> Option<NdArray<f64>> {
-        match &self.mask {
-            RefMask::Add(m) => Some(m.clone()),
-            _ => None,
-        }
-    }
-}
-
-/// The naive reference: output, and the gradients of q, k, v (in the broadcast batch shape)
-/// for the upstream gradient `g`.
-struct Naive {
-    out: NdArray<f64>,
-    grads: [NdArray<f64>; 3],
-}
-
-fn naive(c: &Case, g: &NdArray<f64>) -> Naive {
-    let (qs, ks, vs) = (c.q.shape(), c.k.shape(), c.v.shape());
-    let nd = |s: &[usize]| s.len() - 2;
-    let (l, e) = (qs[nd(qs)], qs[nd(qs) + 1]);
-    let (s, ev) = (ks[nd(ks)], vs[nd(vs) + 1]);
-    let batch = broadcast_shapes("t", &qs[..nd(qs)], &ks[..nd(ks)]).unwrap();
-    let batch = broadcast_shapes("t", &batch, &vs[..nd(vs)]).unwrap();
-    let count = size_of(&batch);
-    let bstr = strides_of(&batch);
-    let mut full = batch.clone();
-    full.extend([l, s]);
-    let off = |shape: &[usize], b: usize, mat: usize| -> usize {
-        let st = broadcast_strides(&shape[..shape.len() - 2], &batch);
-        (0..batch.len())
-            .map(|d| (b / bstr[d] % batch[d]) * st[d] * mat)
-            .sum()
-    };
-    let mask_at = |shape: &[usize], b: usize, i: usize, j: usize| -> usize {
-        let st = broadcast_strides(shape, &full);
-        let n = full.len();
-        let mut o: usize = (0..batch.len())
-            .map(|d| (b / bstr[d] % batch[d]) * st[d])
-            .sum();
-        o += i * st[n - 2] + j * st[n - 1];
-        o
-    };
-    let scale = c.scale.unwrap_or(1.0 / (e as f64).sqrt());
-    let mut out = vec![0.0; count * l * ev];
-    let (mut dq, mut dk, mut dv) = (
-        vec![0.0; count * l * e],
-        vec![0.0; count * s * e],
-        vec![0.0; count * s * ev],
-    );
-    for b in 0..count {
-        let (qo, ko, vo) = (off(qs, b, l * e), off(ks, b, s * e), off(vs, b, s * ev));
-        let mut p = vec![vec![0.0; s]; l];
-        for (i, pi) in p.iter_mut().enumerate() {
-            for (j, pij) in pi.iter_mut().enumerate() {
-                let dot: f64 = (0..e)
-                    .map(|t| c.q.data()[qo + i * e + t] * c.k.data()[ko + j * e + t])
-                    .sum();
-                *pij = dot * scale
-                    + match &c.mask {
-                        RefMask::None => 0.0,
-                        RefMask::Causal if j > i => f64::NEG_INFINITY,
-                        RefMask::Causal => 0.0,
-                        RefMask::Keep(m) if m.data()[mask_at(m.shape(), b, i, j)] => 0.0,
-                        RefMask::Keep(_) => f64::NEG_INFINITY,
-                        RefMask::Add(m) => m.data()[mask_at(m.shape(), b, i, j)],
-                    };
-            }
-            let mx = pi.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-            let z: f64 = pi.iter().map(|x| (x - mx).exp()).sum();
-            pi.iter_mut().for_each(|x| *x = (*x - mx).exp() / z);
-        }
-        for i in 0..l {
-            for t in 0..ev {
-                out[(b * l + i) * ev + t] =
-                    (0..s).map(|j| p[i][j] * c.v.data()[vo + j * ev + t]).sum();
-            }
-        }
-        // dP = G Vᵀ; dS = P ∘ (dP - rowsum(P ∘ dP)); dQ = scale dS K; dK = scale dSᵀ Q; dV = Pᵀ G.
-        let gd = |i: usize, t: usize| g.data()[(b * l + i) * ev + t];
-        for i in 0..l {
-            let dp: Vec<f64> = (0..s)
-                .map(|j| {
-                    (0..ev)
-                        .map(|t| gd(i, t) * c.v.data()[vo + j * ev + t])
-                        .sum()
-                })
-                .collect();
-            let rs: f64 = (0..s).map(|j| p[i][j] * dp[j]).sum();
-            for j in 0..s {
-                let ds = p[i][j] * (dp[j] - rs) * scale;
-                for t in 0..e {
-                    dq[(b * l + i) * e + t] += ds * c.k.data()[ko + j * e + t];
-                    dk[(b * s + j) * e + t] += ds * c.q.data()[qo + i * e + t];
-                }
-                for t in 0..ev {
-                    dv[(b * s + j) * ev + t] += p[i][j] * gd(i, t);
-                }
-            }
-        }
-    }
-    let sh = |r: usize, cc: usize| {
-        let mut v = batch.clone();
-        v.extend([r, cc]);
-        v
-    };
-    Naive {
-        out: NdArray::from_vec(out, &sh(l, ev)).unwrap(),
-        grads: [
-            NdArray::from_vec(dq, &sh(l, e)).unwrap(),
-            NdArray::from_vec(dk, &sh(s, e)).unwrap(),
-            NdArray::from_vec(dv, &sh(s, ev)).unwrap(),
-        ],
-    }
-}
-
-fn assert_close<T: Float>(what: &str, got: &NdArray<T>, want: &NdArray<f64>, tol: f64) {
-    assert_eq!(got.shape(), want.shape(), "{what}: shape");
-    for (i, (g, w)) in got.data().iter().zip(want.data()).enumerate() {
-        let g = g.to_f64_lossless();
-        assert!(
-            (g - w).abs() <= tol * (1.0 + w.abs()),
-            "{what}[{i}]: got {g}, want {w}"
-        );
-    }
-}
 
 /// The shapes exercised: plain, causal square and not, masks of every broadcast form, leading
 /// axes that broadcast, several row blocks.
@@ -283,19 +94,30 @@ fn cases() -> Vec<(&'static str, Case)> {
                 RefMask::Causal,
             ),
         ),
+        (
+            "one long slice, its row blocks in parallel",
+            Case::new(&[1, 300, 16], &[1, 300, 16], &[1, 300, 8], RefMask::Causal),
+        ),
     ]
 }
 
+/// Both ways the backward may get the probabilities: kept by the forward, or recomputed.
+const SAVE: [bool; 2] = [true, false];
+
 #[test]
 fn forward_and_backward_match_the_naive_reference_in_float64() {
-    for (name, case) in cases() {
+    for ((name, case), save) in cases()
+        .into_iter()
+        .flat_map(|c| SAVE.map(|s| (c.clone(), s)))
+    {
         let add = case.add_mask();
         let a = case.attention(&add);
-        let f = a.forward().unwrap();
+        let f = a.forward_with(save).unwrap();
+        assert_eq!(f.probs.is_some(), save);
         let g = filled::<f64>(f.out.shape(), 5);
         let want = naive(&case, &g);
         assert_close(name, &f.out, &want.out, 1e-12);
-        let grads = a.backward(&g, &f.out, &f.stats, [true; 3]).unwrap();
+        let grads = a.backward(&g, f.saved(), [true; 3]).unwrap();
         for (which, (got, want)) in ["dq", "dk", "dv"].iter().zip(grads.iter().zip(&want.grads)) {
             assert_close(
                 &format!("{name} {which}"),
@@ -309,7 +131,10 @@ fn forward_and_backward_match_the_naive_reference_in_float64() {
 
 #[test]
 fn float32_forward_and_backward_match_the_float64_reference() {
-    for (name, case) in cases() {
+    for ((name, case), save) in cases()
+        .into_iter()
+        .flat_map(|c| SAVE.map(|s| (c.clone(), s)))
+    {
         let (q, k, v) = (to_f32(&case.q), to_f32(&case.k), to_f32(&case.v));
         let add = case.add_mask().map(|m| to_f32(&m));
         let mask = match (&case.mask, &add) {
@@ -327,13 +152,11 @@ fn float32_forward_and_backward_match_the_float64_reference() {
             scale: None,
             dropout: None,
         };
-        let f = a.forward().unwrap();
+        let f = a.forward_with(save).unwrap();
         let g64 = filled::<f64>(f.out.shape(), 5);
         let want = naive(&case, &g64);
         assert_close(name, &f.out, &want.out, 2e-5);
-        let grads = a
-            .backward(&to_f32(&g64), &f.out, &f.stats, [true; 3])
-            .unwrap();
+        let grads = a.backward(&to_f32(&g64), f.saved(), [true; 3]).unwrap();
         for (which, (got, want)) in ["dq", "dk", "dv"].iter().zip(grads.iter().zip(&want.grads)) {
             assert_close(
                 &format!("{name} {which}"),
@@ -353,7 +176,7 @@ fn gradients_with_dropout_match_finite_differences() {
         filled(&[2, 5, 2], 3),
     ];
     let dropout = Some(Dropout { p: 0.3, seed: 42 });
-    let attention = |o: &'_ [NdArray<f64>; 3], mask| -> AttentionForward<f64> {
+    let attention = |o: &'_ [NdArray<f64>; 3], mask, save| -> AttentionForward<f64> {
         let a = Attention {
             q: &o[0],
             k: &o[1],
@@ -362,10 +185,13 @@ fn gradients_with_dropout_match_finite_differences() {
             scale: Some(0.7),
             dropout,
         };
-        a.forward().unwrap()
+        a.forward_with(save).unwrap()
     };
-    for mask in [Mask::None, Mask::Causal] {
-        let f = attention(&ops, mask);
+    for (mask, save) in [Mask::None, Mask::Causal]
+        .into_iter()
+        .flat_map(|m| SAVE.map(|s| (m, s)))
+    {
+        let f = attention(&ops, mask, save);
         let g = filled::<f64>(f.out.shape(), 8);
         let a = Attention {
             q: &ops[0],
@@ -375,12 +201,12 @@ fn gradients_with_dropout_match_finite_differences() {
             scale: Some(0.7),
             dropout,
         };
-        let grads = a.backward(&g, &f.out, &f.stats, [true; 3]).unwrap();
+        let grads = a.backward(&g, f.saved(), [true; 3]).unwrap();
         // Σ out ∘ g with one element of one operand moved by d.
         let loss = |which: usize, idx: usize, d: f64| {
             let mut o = ops.clone();
             o[which].data_mut()[idx] += d;
-            let out = attention(&o, mask).out;
+            let out = attention(&o, mask, false).out;
             out.data()
                 .iter()
                 .zip(g.data())
@@ -485,7 +311,7 @@ fn a_row_with_every_position_masked_is_zero_with_zero_gradients_and_a_nan_score_
     for (x, y) in rows(&f.out).iter().zip(rows(&want.out)) {
         assert!((x - y).abs() < 1e-12);
     }
-    let [dq, dk, dv] = a.backward(&g, &f.out, &f.stats, [true; 3]).unwrap();
+    let [dq, dk, dv] = a.backward(&g, f.saved(), [true; 3]).unwrap();
     let dq = dq.unwrap();
     assert_eq!(&dq.data()[2..4], &[0.0, 0.0]);
     assert!(dk
@@ -530,7 +356,7 @@ fn no_keys_give_a_zero_output_and_zero_gradients() {
         assert_eq!(f.out.shape(), &[2, 3, 4]);
         assert!(f.out.data().iter().all(|&x| x == 0.0));
         let g = filled::<f64>(&[2, 3, 4], 4);
-        let [dq, dk, dv] = a.backward(&g, &f.out, &f.stats, [true; 3]).unwrap();
+        let [dq, dk, dv] = a.backward(&g, f.saved(), [true; 3]).unwrap();
         assert!(dq.unwrap().data().iter().all(|&x| x == 0.0));
         assert_eq!(dk.unwrap().shape(), &[2, 0, 2]);
         assert_eq!(dv.unwrap().shape(), &[2, 0, 4]);
@@ -544,11 +370,32 @@ fn only_the_gradients_asked_for_are_computed() {
     let f = a.forward().unwrap();
     let g = filled::<f64>(f.out.shape(), 5);
     let want = naive(&case, &g);
-    let [dq, dk, dv] = a
-        .backward(&g, &f.out, &f.stats, [false, true, false])
-        .unwrap();
+    let [dq, dk, dv] = a.backward(&g, f.saved(), [false, true, false]).unwrap();
     assert!(dq.is_none() && dv.is_none());
     assert_close("dk", &dk.unwrap(), &want.grads[1], 1e-12);
+}
+
+#[test]
+fn the_forward_keeps_the_probabilities_only_within_its_memory_budget() {
+    let run = |l: usize| {
+        let (q, k, v) = (
+            filled::<f64>(&[l, 1], 1),
+            filled(&[1024, 1], 2),
+            filled(&[1024, 1], 3),
+        );
+        let a = Attention {
+            q: &q,
+            k: &k,
+            v: &v,
+            mask: Mask::Causal,
+            scale: None,
+            dropout: None,
+        };
+        a.forward().unwrap().probs.is_some()
+    };
+    let fits = SAVE_PROBS_BYTES / 8 / 1024;
+    assert!(run(fits));
+    assert!(!run(fits + 1));
 }
 
 #[test]
