@@ -1,10 +1,13 @@
 //! 2-D convolution (im2col + one batched GEMM) and 2-D max pooling on NCHW `Tensor`s, with
 //! their backward rules (GEMM + col2im scatter-add; gradients routed to the argmax).
 
+use std::borrow::Cow;
+use std::mem::MaybeUninit;
+
 use rayon::prelude::*;
 
 use super::ops_nn::{changed, typed, with_arrays};
-use super::Tensor;
+use super::{is_grad_enabled, Tensor};
 use crate::dynarray::{DType, DynArray, Element};
 use crate::ndarray::{try_filled, try_with_capacity, Float, NdArray};
 use crate::parallel::{num_threads, PARALLEL_THRESHOLD};
@@ -126,18 +129,30 @@ impl Tensor {
     ) -> Result<Tensor> {
         let mut parents = vec![self, weight];
         parents.extend(bias);
-        let (out, geo, dtypes) = with_arrays(&parents, |a| {
+        // dW needs the input's columns again: keep the forward's when they are one chunk.
+        let keep_cols = is_grad_enabled() && weight.requires_grad();
+        let (out, geo, dtypes, cols) = with_arrays(&parents, |a| {
             let dtypes = [a[0].dtype(), a[1].dtype()];
-            conv_forward(a[0], a[1], a.get(2).copied(), stride, padding)
-                .map(|(out, geo)| (out, geo, dtypes))
+            conv_forward(a[0], a[1], a.get(2).copied(), stride, padding, keep_cols)
+                .map(|(out, geo, cols)| (out, geo, dtypes, cols))
         })?;
         let o = out.shape().get(1).copied().unwrap_or(0);
-        let saved = Saved { geo, o, dtypes };
+        let saved = Saved {
+            geo,
+            o,
+            dtypes,
+            cols,
+        };
         Ok(Tensor::from_op(out, "conv2d", &parents, move |g, ctx| {
             let need = [ctx.needs_grad(0), ctx.needs_grad(1), ctx.needs_grad(2)];
             let n = ctx.num_inputs();
-            // dX reads only W and dW only X (db neither): read just what is wanted.
-            match [need[1], need[0]] {
+            // dX reads only W and dW only X (db neither): read just what is wanted. With the
+            // columns kept, X is only checked for in-place writes since the forward.
+            let need_x = need[1] && saved.cols_for(g).is_none();
+            if need[1] && !need_x {
+                drop(ctx.input(0)?);
+            }
+            match [need_x, need[0]] {
                 [true, true] => ctx.with_inputs(&[0, 1], |xw| {
                     conv_backward(g, Some(xw[0]), Some(xw[1]), &saved, need, n)
                 }),
@@ -199,7 +214,8 @@ fn conv_forward(
     b: Option<&DynArray>,
     stride: (usize, usize),
     padding: (usize, usize),
-) -> Result<(DynArray, Geometry)> {
+    keep_cols: bool,
+) -> Result<(DynArray, Geometry, Option<DynArray>)> {
     let ws = w.shape();
     let &[o, wc, kh, kw] = ws else {
         return Err(shape_err!(
@@ -231,12 +247,12 @@ fn conv_forward(
     let (xc, wc) = (x.as_dtype(dt), w.as_dtype(dt));
     let bc = b.map(|b| b.as_dtype(dt));
     let bref = bc.as_deref();
-    let out = match dt {
-        DType::F32 => conv_forward_typed::<f32>(&xc, &wc, bref, &geo, o)?,
-        DType::F64 => conv_forward_typed::<f64>(&xc, &wc, bref, &geo, o)?,
+    let (out, cols) = match dt {
+        DType::F32 => conv_forward_typed::<f32>(&xc, &wc, bref, &geo, o, keep_cols)?,
+        DType::F64 => conv_forward_typed::<f64>(&xc, &wc, bref, &geo, o, keep_cols)?,
         other => return Err(crate::dtype::float_only_error("conv2d", other)),
     };
-    Ok((out, geo))
+    Ok((out, geo, cols))
 }
 
 fn conv_forward_typed<T: Element>(
@@ -245,114 +261,188 @@ fn conv_forward_typed<T: Element>(
     b: Option<&DynArray>,
     geo: &Geometry,
     o: usize,
-) -> Result<DynArray> {
+    keep_cols: bool,
+) -> Result<(DynArray, Option<DynArray>)> {
     let (x, w) = (typed::<T>(x)?, typed::<T>(w)?);
     let w2 = NdArray::from_vec(w.data().to_vec(), &[o, geo.patch()])?;
+    let bias = b.map(typed::<T>).transpose()?.map(NdArray::data);
     let shape = [geo.n, o, geo.ho, geo.wo];
-    let total = checked_size(&shape)?;
-    let img = geo.image();
-    let mut out: Vec<T> = Vec::new();
+    let (img, out_img) = (geo.image(), o * geo.positions());
+    let mut out = try_filled(checked_size(&shape)?, T::zero())?;
+    let mut kept = None;
     for (start, nb) in geo.chunks() {
         let cols = columns(&x.data()[start * img..(start + nb) * img], geo, nb)?;
-        // (O, CKK) @ (nb, CKK, L) -> (nb, O, L): already the NCHW layout of the output.
-        let part = w2.matmul(&cols)?.into_vec();
-        if nb == geo.n {
-            out = part; // one chunk: the product is the output, no copy
-        } else {
-            if out.is_empty() {
-                out = try_with_capacity(total)?;
-            }
-            out.extend_from_slice(&part);
+        // (O, CKK) @ (CKK, nb·L) -> (O, nb·L): one wide GEMM for all the images.
+        let prod = w2.matmul(&cols)?;
+        let dst = &mut out[start * out_img..(start + nb) * out_img];
+        to_images(prod.data(), bias, geo, nb, o, dst);
+        if keep_cols && nb == geo.n {
+            kept = Some(T::wrap(cols));
         }
     }
-    if let Some(b) = b {
-        let b = typed::<T>(b)?.data();
-        let l = geo.positions();
-        for (i, plane) in out.chunks_mut(l).enumerate() {
-            let bo = b[i % o];
-            plane.iter_mut().for_each(|y| *y = *y + bo);
-        }
-    }
-    Ok(T::wrap(NdArray::from_vec(out, &shape)?))
+    Ok((T::wrap(NdArray::from_vec(out, &shape)?), kept))
 }
 
-/// The im2col matrices `(nb, C·kh·kw, H'·W')` of `nb` consecutive images.
+/// Writes `(O, nb·L)` (the GEMM's layout) as `nb` images `(O, L)` (NCHW), adding the bias.
+fn to_images<T: Float>(
+    prod: &[T],
+    bias: Option<&[T]>,
+    geo: &Geometry,
+    nb: usize,
+    o: usize,
+    dst: &mut [T],
+) {
+    let l = geo.positions();
+    let wide = nb * l;
+    let one = |(i, image): (usize, &mut [T])| {
+        for (c, plane) in image.chunks_mut(l).enumerate() {
+            let src = &prod[c * wide + i * l..c * wide + (i + 1) * l];
+            match bias {
+                Some(b) => plane.iter_mut().zip(src).for_each(|(d, &s)| *d = s + b[c]),
+                None => plane.copy_from_slice(src),
+            }
+        }
+    };
+    if l == 0 || o == 0 {
+        return;
+    }
+    if parallel(dst.len(), nb) {
+        crate::parallel::install(|| dst.par_chunks_mut(o * l).enumerate().for_each(one));
+    } else {
+        dst.chunks_mut(o * l).enumerate().for_each(one);
+    }
+}
+
+/// The adjoint layout change of [`to_images`]: `nb` images `(O, L)` side by side as one
+/// `(O, nb·L)` matrix.
+fn from_images<T: Float>(g: &[T], geo: &Geometry, nb: usize, o: usize) -> Result<NdArray<T>> {
+    let l = geo.positions();
+    let wide = nb * l;
+    let mut out = try_with_capacity(o * wide)?;
+    for c in 0..o {
+        for i in 0..nb {
+            out.extend_from_slice(&g[(i * o + c) * l..(i * o + c + 1) * l]);
+        }
+    }
+    NdArray::from_vec(out, &[o, wide])
+}
+
+/// The im2col matrix `(C·kh·kw, nb·H'·W')` of `nb` consecutive images: row `(c, ki, kj)`,
+/// column `i·L + oy·W' + ox` holds `x[i, c, oy·sh + ki - ph, ox·sw + kj - pw]`, 0 in the
+/// padding. Every element is written once (no zero fill first).
 fn columns<T: Float>(x: &[T], geo: &Geometry, nb: usize) -> Result<NdArray<T>> {
-    let per = geo.patch() * geo.positions();
-    let mut cols = try_filled(nb * per, T::zero())?;
-    if per > 0 {
-        let img = geo.image();
-        let fill = |(i, dst): (usize, &mut [T])| im2col(&x[i * img..(i + 1) * img], geo, dst);
-        if parallel(cols.len(), nb) {
-            crate::parallel::install(|| cols.par_chunks_mut(per).enumerate().for_each(fill));
+    let (rows, wide) = (geo.patch(), nb * geo.positions());
+    let len = rows * wide;
+    let mut cols = try_with_capacity(len)?;
+    if wide > 0 {
+        let fill = |(r, row): (usize, &mut [MaybeUninit<T>])| im2col_row(x, geo, r, row);
+        let spare = &mut cols.spare_capacity_mut()[..len];
+        if parallel(len, rows) {
+            crate::parallel::install(|| spare.par_chunks_mut(wide).enumerate().for_each(fill));
         } else {
-            cols.chunks_mut(per).enumerate().for_each(fill);
+            spare.chunks_mut(wide).enumerate().for_each(fill);
         }
     }
-    NdArray::from_vec(cols, &[nb, geo.patch(), geo.positions()])
+    // SAFETY: `im2col_row` writes every element of its row, and the rows tile `len`.
+    unsafe { cols.set_len(len) };
+    NdArray::from_vec(cols, &[rows, wide])
 }
 
-/// Row `(c, ki, kj)`, column `(oy, ox)` of the columns holds `x[c, oy·sh + ki - ph, ox·sw +
-/// kj - pw]`, 0 in the padding. (Indices left of the padding wrap to huge values and fail
-/// the `< h` / `< w` tests.)
-fn im2col<T: Float>(img: &[T], geo: &Geometry, cols: &mut [T]) {
-    let (l, hw) = (geo.positions(), geo.h * geo.w);
-    let mut rows = cols.chunks_mut(l);
-    for c in 0..geo.c {
-        let plane = &img[c * hw..(c + 1) * hw];
-        for ki in 0..geo.kh {
-            for kj in 0..geo.kw {
-                let Some(row) = rows.next() else { return };
-                for (oy, dst) in row.chunks_mut(geo.wo).enumerate() {
-                    let iy = (oy * geo.sh + ki).wrapping_sub(geo.ph);
-                    if iy >= geo.h {
-                        dst.fill(T::zero());
-                        continue;
-                    }
-                    let src = &plane[iy * geo.w..(iy + 1) * geo.w];
-                    for (ox, d) in dst.iter_mut().enumerate() {
-                        let ix = (ox * geo.sw + kj).wrapping_sub(geo.pw);
-                        *d = if ix < geo.w { src[ix] } else { T::zero() };
-                    }
-                }
+/// The output columns `ox` whose input column `ox·sw + kj - pw` lies inside `0..w`.
+fn inside(geo: &Geometry, kj: usize) -> std::ops::Range<usize> {
+    let hi = (geo.w + geo.pw)
+        .saturating_sub(kj)
+        .div_ceil(geo.sw)
+        .min(geo.wo);
+    let lo = geo.pw.saturating_sub(kj).div_ceil(geo.sw).min(hi);
+    lo..hi
+}
+
+/// Row `r = (c, ki, kj)` of the columns (see [`columns`]), every element written.
+fn im2col_row<T: Float>(x: &[T], geo: &Geometry, r: usize, row: &mut [MaybeUninit<T>]) {
+    let kk = geo.kh * geo.kw;
+    let (c, ki, kj) = (r / kk, r % kk / geo.kw, r % geo.kw);
+    let (hw, l) = (geo.h * geo.w, geo.positions());
+    let cols = inside(geo, kj);
+    let zero = MaybeUninit::new(T::zero());
+    for (i, image) in row.chunks_mut(l).enumerate() {
+        let plane = &x[(i * geo.c + c) * hw..(i * geo.c + c + 1) * hw];
+        for (oy, dst) in image.chunks_mut(geo.wo).enumerate() {
+            // Rows above the padding wrap to huge values and fail the `< h` test.
+            let iy = (oy * geo.sh + ki).wrapping_sub(geo.ph);
+            if iy >= geo.h {
+                dst.fill(zero);
+                continue;
+            }
+            let src = &plane[iy * geo.w..(iy + 1) * geo.w];
+            dst[..cols.start].fill(zero);
+            dst[cols.end..].fill(zero);
+            let first = cols.start * geo.sw + kj - geo.pw;
+            let dst = &mut dst[cols.clone()];
+            if geo.sw == 1 {
+                let src = &src[first..first + dst.len()];
+                dst.iter_mut()
+                    .zip(src)
+                    .for_each(|(d, &s)| *d = MaybeUninit::new(s));
+            } else {
+                let src = src[first..].iter().step_by(geo.sw);
+                dst.iter_mut()
+                    .zip(src)
+                    .for_each(|(d, &s)| *d = MaybeUninit::new(s));
             }
         }
     }
 }
 
-/// The adjoint of [`im2col`]: adds every column entry back into the image it came from.
-fn col2im<T: Float>(cols: &[T], geo: &Geometry, img: &mut [T]) {
+/// The adjoint of [`im2col_row`] for one image: adds its column entries (`cols`, the
+/// `(C·kh·kw, nb·L)` matrix, image `i`) back into the image `img` they came from.
+fn col2im<T: Float>(cols: &[T], geo: &Geometry, nb: usize, i: usize, img: &mut [T]) {
     let (l, hw) = (geo.positions(), geo.h * geo.w);
-    let mut rows = cols.chunks(l);
-    for c in 0..geo.c {
+    let wide = nb * l;
+    for (r, row) in cols.chunks(wide).enumerate() {
+        let kk = geo.kh * geo.kw;
+        let (c, ki, kj) = (r / kk, r % kk / geo.kw, r % geo.kw);
         let plane = &mut img[c * hw..(c + 1) * hw];
-        for ki in 0..geo.kh {
-            for kj in 0..geo.kw {
-                let Some(row) = rows.next() else { return };
-                for (oy, src) in row.chunks(geo.wo).enumerate() {
-                    let iy = (oy * geo.sh + ki).wrapping_sub(geo.ph);
-                    if iy >= geo.h {
-                        continue;
-                    }
-                    let dst = &mut plane[iy * geo.w..(iy + 1) * geo.w];
-                    for (ox, &s) in src.iter().enumerate() {
-                        let ix = (ox * geo.sw + kj).wrapping_sub(geo.pw);
-                        if ix < geo.w {
-                            dst[ix] = dst[ix] + s;
-                        }
-                    }
-                }
+        let span = inside(geo, kj);
+        if span.is_empty() {
+            continue;
+        }
+        let first = span.start * geo.sw + kj - geo.pw;
+        for (oy, src) in row[i * l..(i + 1) * l].chunks(geo.wo).enumerate() {
+            let iy = (oy * geo.sh + ki).wrapping_sub(geo.ph);
+            if iy >= geo.h {
+                continue;
+            }
+            let dst = &mut plane[iy * geo.w + first..(iy + 1) * geo.w];
+            let src = &src[span.clone()];
+            if geo.sw == 1 {
+                dst.iter_mut().zip(src).for_each(|(d, &s)| *d = *d + s);
+            } else {
+                dst.iter_mut()
+                    .step_by(geo.sw)
+                    .zip(src)
+                    .for_each(|(d, &s)| *d = *d + s);
             }
         }
     }
 }
 
 /// What a convolution keeps for its backward besides the saved arrays: the geometry, the
-/// output channels and the dtypes of input and weight.
+/// output channels, the dtypes of input and weight and, when the weight wants a gradient
+/// and the batch was one chunk, the input's columns (`(C·kh·kw, N·L)`, for dW).
 struct Saved {
     geo: Geometry,
     o: usize,
     dtypes: [DType; 2],
+    cols: Option<DynArray>,
+}
+
+impl Saved {
+    /// The kept columns, if they have the dtype the backward of `g` computes in.
+    fn cols_for(&self, g: &DynArray) -> Option<&DynArray> {
+        let dt = g.dtype().promote(self.dtypes[0]).promote(self.dtypes[1]);
+        self.cols.as_ref().filter(|c| c.dtype() == dt)
+    }
 }
 
 /// dX (GEMM Wᵀ·G, then col2im; when `w` is given), dW (Σ over images of G·colsᵀ; when `x`
@@ -371,9 +461,11 @@ fn conv_backward(
     let xc = x.map(|x| x.as_dtype(dt));
     let wc = w.map(|w| w.as_dtype(dt));
     let (x, w) = (xc.as_deref(), wc.as_deref());
+    // dW from the kept columns when there are some, else from X's.
+    let cols = saved.cols_for(g).filter(|_| need[1]);
     let mut grads = match dt {
-        DType::F32 => conv_backward_typed::<f32>(&gc, x, w, saved, need[2])?,
-        DType::F64 => conv_backward_typed::<f64>(&gc, x, w, saved, need[2])?,
+        DType::F32 => conv_backward_typed::<f32>(&gc, x, cols, w, saved, need[2])?,
+        DType::F64 => conv_backward_typed::<f64>(&gc, x, cols, w, saved, need[2])?,
         other => return Err(crate::dtype::float_only_error("conv2d", other)),
     };
     grads.truncate(parents);
@@ -383,6 +475,7 @@ fn conv_backward(
 fn conv_backward_typed<T: Element>(
     g: &DynArray,
     x: Option<&DynArray>,
+    kept: Option<&DynArray>,
     w: Option<&DynArray>,
     saved: &Saved,
     bias: bool,
@@ -390,6 +483,7 @@ fn conv_backward_typed<T: Element>(
     let (geo, o) = (&saved.geo, saved.o);
     let g = typed::<T>(g)?;
     let x = x.map(typed::<T>).transpose()?;
+    let kept = kept.map(typed::<T>).transpose()?;
     let w = w.map(typed::<T>).transpose()?;
     let (l, ckk, img) = (geo.positions(), geo.patch(), geo.image());
     let x_shape = [geo.n, geo.c, geo.h, geo.w];
@@ -409,53 +503,56 @@ fn conv_backward_typed<T: Element>(
         None
     };
     // dW needs X's columns and dX needs W: each is computed when its input was read.
-    let mut dw = match x {
-        Some(x) => Some((x, try_filled(o * ckk, T::zero())?)),
-        None => None,
-    };
-    let mut dx = match w {
-        Some(w) => Some((
-            NdArray::from_vec(w.data().to_vec(), &[o, ckk])?,
-            try_filled(checked_size(&x_shape)?, T::zero())?,
-        )),
+    let mut dw: Option<Vec<T>> = None;
+    let w2 = w
+        .map(|w| NdArray::from_vec(w.data().to_vec(), &[o, ckk]))
+        .transpose()?;
+    let mut dx = match w2 {
+        Some(_) => Some(try_filled(checked_size(&x_shape)?, T::zero())?),
         None => None,
     };
     for (start, nb) in geo.chunks() {
-        let gchunk = NdArray::from_vec(
-            g.data()[start * o * l..(start + nb) * o * l].to_vec(),
-            &[nb, o, l],
-        )?;
-        if let Some((x, dw)) = dw.as_mut().filter(|(_, d)| !d.is_empty()) {
-            let cols = columns(&x.data()[start * img..(start + nb) * img], geo, nb)?;
-            // (nb, O, L) @ (nb, CKK, L)ᵀ -> (nb, O, CKK), summed over the images.
-            let part = gchunk.matmul_t(&cols, false, true)?;
-            for block in part.data().chunks(dw.len()) {
-                dw.iter_mut().zip(block).for_each(|(a, &b)| *a = *a + b);
+        // (nb, O, L) -> (O, nb·L): the images side by side, as in the forward's GEMM.
+        let gt = from_images(&g.data()[start * o * l..(start + nb) * o * l], geo, nb, o)?;
+        let cols = match (kept, x) {
+            // Kept only when the batch was one chunk: this one.
+            (Some(cols), _) => Some(Cow::Borrowed(cols)),
+            (None, Some(x)) => Some(Cow::Owned(columns(
+                &x.data()[start * img..(start + nb) * img],
+                geo,
+                nb,
+            )?)),
+            (None, None) => None,
+        };
+        if let Some(cols) = cols {
+            // (O, nb·L) @ (CKK, nb·L)ᵀ -> (O, CKK): the sum over the images is the GEMM's.
+            let part = gt.matmul_t(&cols, false, true)?.into_vec();
+            match dw.as_mut() {
+                Some(acc) => acc.iter_mut().zip(&part).for_each(|(a, &b)| *a = *a + b),
+                None => dw = Some(part),
             }
         }
-        if let Some((w2, dx)) = dx.as_mut().filter(|_| img > 0 && ckk > 0) {
-            // (O, CKK)ᵀ @ (nb, O, L) -> (nb, CKK, L), scattered back into the images.
-            let dcols = w2.matmul_t(&gchunk, true, false)?;
+        if let (Some(w2), Some(dx)) = (&w2, dx.as_mut().filter(|_| img > 0 && ckk > 0)) {
+            // (O, CKK)ᵀ @ (O, nb·L) -> (CKK, nb·L), scattered back into the images.
+            let dcols = w2.matmul_t(&gt, true, false)?;
             let dst = &mut dx[start * img..(start + nb) * img];
-            let add = |(d, c): (&mut [T], &[T])| col2im(c, geo, d);
+            let add = |(i, d): (usize, &mut [T])| col2im(dcols.data(), geo, nb, i, d);
             if parallel(dst.len(), nb) {
-                crate::parallel::install(|| {
-                    dst.par_chunks_mut(img)
-                        .zip(dcols.data().par_chunks(ckk * l))
-                        .for_each(add)
-                });
+                crate::parallel::install(|| dst.par_chunks_mut(img).enumerate().for_each(add));
             } else {
-                dst.chunks_mut(img)
-                    .zip(dcols.data().chunks(ckk * l))
-                    .for_each(add);
+                dst.chunks_mut(img).enumerate().for_each(add);
             }
         }
     }
+    let dw = match (x.is_some() || kept.is_some(), dw) {
+        (true, None) => Some(try_filled(o * ckk, T::zero())?), // an empty batch
+        (_, dw) => dw,
+    };
     let dx = dx
-        .map(|(_, d)| NdArray::from_vec(d, &x_shape).map(T::wrap))
+        .map(|d| NdArray::from_vec(d, &x_shape).map(T::wrap))
         .transpose()?;
     let dw = dw
-        .map(|(_, d)| NdArray::from_vec(d, &[o, geo.c, geo.kh, geo.kw]).map(T::wrap))
+        .map(|d| NdArray::from_vec(d, &[o, geo.c, geo.kh, geo.kw]).map(T::wrap))
         .transpose()?;
     Ok(vec![dx, dw, db])
 }
@@ -469,8 +566,12 @@ fn pool_forward<T: Float>(x: &[T], geo: &Geometry) -> Result<(Vec<T>, Vec<usize>
     let total = checked_size(&[geo.n, geo.c, l])?;
     let mut vals = try_filled(total, T::zero())?;
     let mut args = try_filled(total, 0usize)?;
+    // The column range of each output column's window, the same in every row and plane.
+    let xs: Vec<_> = (0..geo.wo)
+        .map(|ox| window(ox, geo.sw, geo.pw, geo.kw, geo.w))
+        .collect();
     let one = |(p, (v, a)): (usize, (&mut [T], &mut [usize]))| {
-        pool_plane(&x[p * hw..(p + 1) * hw], p * hw, geo, v, a);
+        pool_plane(&x[p * hw..(p + 1) * hw], p * hw, geo, &xs, v, a);
     };
     let work = total.saturating_mul(geo.kh * geo.kw);
     if parallel(work, geo.n * geo.c) {
@@ -489,40 +590,51 @@ fn pool_forward<T: Float>(x: &[T], geo: &Geometry) -> Result<(Vec<T>, Vec<usize>
     Ok((vals, args))
 }
 
-/// Pools one `H × W` plane whose first element sits at input offset `base`. Every window
-/// holds at least one real element (padding is at most half the kernel).
+/// The input positions `0..n` under window `o` (stride `s`, padding `p`, kernel `k`).
+fn window(o: usize, s: usize, p: usize, k: usize, n: usize) -> std::ops::Range<usize> {
+    let start = (o * s) as isize - p as isize;
+    let lo = start.max(0) as usize;
+    let hi = ((start + k as isize).max(0) as usize).min(n);
+    lo..hi
+}
+
+/// Pools one `H × W` plane whose first element sits at input offset `base`; `xs` holds
+/// each output column's input columns. Every window holds at least one real element
+/// (padding is at most half the kernel). A row of outputs is pooled together, input row
+/// by input row, so each input row is read once and in order.
 fn pool_plane<T: Float>(
     plane: &[T],
     base: usize,
     geo: &Geometry,
+    xs: &[std::ops::Range<usize>],
     vals: &mut [T],
     args: &mut [usize],
 ) {
-    let window = |o: usize, s: usize, p: usize, k: usize, n: usize| {
-        let start = (o * s) as isize - p as isize;
-        let lo = start.max(0) as usize;
-        let hi = ((start + k as isize).max(0) as usize).min(n);
-        lo..hi
-    };
-    for oy in 0..geo.ho {
+    let w = geo.w;
+    for ((vrow, arow), oy) in vals
+        .chunks_mut(geo.wo)
+        .zip(args.chunks_mut(geo.wo))
+        .zip(0..geo.ho)
+    {
         let ys = window(oy, geo.sh, geo.ph, geo.kh, geo.h);
-        for ox in 0..geo.wo {
-            let xs = window(ox, geo.sw, geo.pw, geo.kw, geo.w);
-            let mut best = T::neg_infinity();
-            let mut arg = (ys.start.min(geo.h - 1)) * geo.w + xs.start.min(geo.w - 1);
-            let mut first = true;
-            for iy in ys.clone() {
-                for ix in xs.clone() {
-                    let v = plane[iy * geo.w + ix];
-                    if first || v > best || (v.is_nan() && !best.is_nan()) {
-                        best = v;
-                        arg = iy * geo.w + ix;
-                        first = false;
-                    }
+        // Each window's first element starts its search.
+        for ((v, a), cols) in vrow.iter_mut().zip(arow.iter_mut()).zip(xs) {
+            *a = ys.start * w + cols.start;
+            *v = plane[*a];
+        }
+        for iy in ys {
+            let row = &plane[iy * w..(iy + 1) * w];
+            for ((best, arg), cols) in vrow.iter_mut().zip(arow.iter_mut()).zip(xs) {
+                for ix in cols.clone() {
+                    let v = row[ix];
+                    // The first maximum, or the first NaN. Selects, not branches: on data
+                    // a branch per element mispredicts half the time.
+                    let take = v > *best || (v.is_nan() && !best.is_nan());
+                    *best = if take { v } else { *best };
+                    *arg = if take { iy * w + ix } else { *arg };
                 }
             }
-            vals[oy * geo.wo + ox] = best;
-            args[oy * geo.wo + ox] = base + arg;
         }
+        arow.iter_mut().for_each(|a| *a += base);
     }
 }
