@@ -15,6 +15,7 @@ mod ops_elementwise;
 mod ops_embedding;
 mod ops_math;
 mod ops_nn;
+mod ops_pool;
 mod ops_random;
 mod ops_reduce;
 mod ops_select;
