@@ -269,7 +269,9 @@ class SGD(Optimizer):
             raise ValueError("Nesterov momentum requires a positive momentum and zero dampening")
 
     def _step_group(self, group: dict[str, Any]) -> None:
-        params, buffers, first_steps = [], [], []
+        params: list[Tensor | NdArray] = []
+        buffers: list[Tensor | NdArray | None] = []
+        first_steps: list[bool] = []
         momentum = group["momentum"]
         for p, state in self._stepped(group):
             buffer = None
@@ -323,7 +325,10 @@ class Adam(Optimizer):
         group["betas"] = (betas[0], betas[1])
 
     def _step_group(self, group: dict[str, Any]) -> None:
-        params, exp_avgs, exp_avg_sqs, steps = [], [], [], []
+        params: list[Tensor | NdArray] = []
+        exp_avgs: list[Tensor | NdArray] = []
+        exp_avg_sqs: list[Tensor | NdArray] = []
+        steps: list[int] = []
         for p, state in self._stepped(group):
             if "step" not in state:
                 state["step"] = 0

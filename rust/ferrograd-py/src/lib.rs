@@ -24,6 +24,8 @@ mod value;
 #[pymodule]
 fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // Freed step buffers stay in the process for the next step (see the function).
+    ferrograd::ndarray::keep_freed_memory();
     m.add_class::<classes::PyTensor>()?;
     m.add_class::<classes::PyNdArray>()?;
     m.add("AxisError", errors::axis_error_type(m.py())?)?;

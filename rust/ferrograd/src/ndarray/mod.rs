@@ -69,6 +69,39 @@ pub fn try_zeroed<T: Float>(n: usize) -> Result<Vec<T>> {
     }
 }
 
+/// Buffers below this size come from malloc's heap rather than their own `mmap`.
+const MMAP_THRESHOLD_BYTES: i32 = 32 << 20;
+/// How much free memory the heap may hold at its top before malloc returns it.
+const TRIM_THRESHOLD_BYTES: i32 = 128 << 20;
+
+/// Lets freed buffers of up to 32 MiB stay in the process (glibc malloc), to be reused by
+/// the next op instead of going back to the kernel. By default glibc unmaps a freed buffer
+/// over its mmap threshold (dynamic, from 128 KiB) and trims the heap's free top, so a
+/// training loop that frees and reallocates the same few MiB every step pays the kernel's
+/// page faults and zeroing each time: on the digits CNN that was a third of a step
+/// (80-90 steps/s, 130-139 with this; peak RSS unchanged). Called once by the Python
+/// module; a user's own `MALLOC_*` settings take precedence. Returns whether it applied.
+pub fn keep_freed_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let tuned = [
+            "MALLOC_MMAP_THRESHOLD_",
+            "MALLOC_TRIM_THRESHOLD_",
+            "GLIBC_TUNABLES",
+        ]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some());
+        if !tuned {
+            // SAFETY: mallopt only changes malloc's thresholds; any value is valid.
+            return unsafe {
+                libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES) == 1
+                    && libc::mallopt(libc::M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES) == 1
+            };
+        }
+    }
+    false
+}
+
 /// From this many bytes on, a new buffer asks for transparent huge pages.
 const HUGE_PAGE_BYTES: usize = 4 << 20;
 
