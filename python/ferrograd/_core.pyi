@@ -407,7 +407,8 @@ def is_grad_enabled() -> bool: ...
 def set_num_threads(n: int) -> None: ...
 def get_num_threads() -> int: ...
 
-# Optimizer steps (ferrograd.optim): each updates `param` and its buffers in place.
+# Optimizer steps (ferrograd.optim): each updates `param` and its buffers in place; the
+# `_steps` forms update a list of parameters (a group) in one call.
 def sgd_step(
     param: Tensor | NdArray,
     momentum_buffer: Tensor | NdArray | None,
@@ -423,6 +424,28 @@ def adam_step(
     exp_avg: Tensor | NdArray,
     exp_avg_sq: Tensor | NdArray,
     step: int,
+    lr: float,
+    beta1: float = 0.9,
+    beta2: float = 0.999,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    decoupled: bool = False,
+) -> None: ...
+def sgd_steps(
+    params: list[Tensor | NdArray],
+    momentum_buffers: list[Tensor | NdArray | None],
+    first_steps: list[bool],
+    lr: float,
+    momentum: float = 0.0,
+    dampening: float = 0.0,
+    weight_decay: float = 0.0,
+    nesterov: bool = False,
+) -> None: ...
+def adam_steps(
+    params: list[Tensor | NdArray],
+    exp_avgs: list[Tensor | NdArray],
+    exp_avg_sqs: list[Tensor | NdArray],
+    steps: list[int],
     lr: float,
     beta1: float = 0.9,
     beta2: float = 0.999,

@@ -1,7 +1,8 @@
 """The ``Optimizer`` base class and ``SGD``, ``Adam``, ``AdamW``, ``RMSprop``.
 
 Parameter groups, ``state``, ``zero_grad``, ``state_dict`` and ``load_state_dict`` follow
-``torch.optim.Optimizer``. The update of each parameter is one fused call into Rust.
+``torch.optim.Optimizer``. The update of each parameter is one fused pass in Rust; SGD and
+Adam(W) update a whole parameter group in one call into Rust.
 """
 
 from __future__ import annotations
@@ -117,10 +118,26 @@ class Optimizer:
         """Updates every parameter that has a gradient; returns ``closure()`` if given."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    self._update(p, group, self.state.setdefault(p, {}))
+            self._step_group(group)
         return loss
+
+    def _stepped(self, group: dict[str, Any]) -> list[tuple[Tensor, dict[str, Any]]]:
+        """The group's parameters that have a gradient, each with its state dict (created
+        empty on a parameter's first step)."""
+        states = self.state
+        out = []
+        for p in group["params"]:
+            if p.grad is not None:
+                state = states.get(p)
+                if state is None:
+                    state = states[p] = {}
+                out.append((p, state))
+        return out
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        """Updates the group's parameters that have a gradient, one ``_update`` each."""
+        for p, state in self._stepped(group):
+            self._update(p, group, state)
 
     def _update(self, p: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
         raise NotImplementedError
@@ -251,24 +268,33 @@ class SGD(Optimizer):
         if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
             raise ValueError("Nesterov momentum requires a positive momentum and zero dampening")
 
-    def _update(self, p: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
-        buffer = None
-        first_step = False
-        if group["momentum"] != 0:
-            buffer = state.get("momentum_buffer")
-            if buffer is None:
-                buffer = state["momentum_buffer"] = _zeros_like(p)
-                first_step = True
-        _core.sgd_step(
-            p,
-            buffer,
-            float(group["lr"]),
-            float(group["momentum"]),
-            float(group["dampening"]),
-            float(group["weight_decay"]),
-            bool(group["nesterov"]),
-            first_step,
-        )
+    def _step_group(self, group: dict[str, Any]) -> None:
+        params: list[Tensor | NdArray] = []
+        buffers: list[Tensor | NdArray | None] = []
+        first_steps: list[bool] = []
+        momentum = group["momentum"]
+        for p, state in self._stepped(group):
+            buffer = None
+            first_step = False
+            if momentum != 0:
+                buffer = state.get("momentum_buffer")
+                if buffer is None:
+                    buffer = state["momentum_buffer"] = _zeros_like(p)
+                    first_step = True
+            params.append(p)
+            buffers.append(buffer)
+            first_steps.append(first_step)
+        if params:
+            _core.sgd_steps(
+                params,
+                buffers,
+                first_steps,
+                float(group["lr"]),
+                float(momentum),
+                float(group["dampening"]),
+                float(group["weight_decay"]),
+                bool(group["nesterov"]),
+            )
 
 
 class Adam(Optimizer):
@@ -298,25 +324,35 @@ class Adam(Optimizer):
                 raise ValueError(f"invalid beta at index {i}: {beta!r} is not in [0, 1)")
         group["betas"] = (betas[0], betas[1])
 
-    def _update(self, p: Tensor, group: dict[str, Any], state: dict[str, Any]) -> None:
-        if "step" not in state:
-            state["step"] = 0
-            state["exp_avg"] = _zeros_like(p)
-            state["exp_avg_sq"] = _zeros_like(p)
-        state["step"] += 1
-        beta1, beta2 = group["betas"]
-        _core.adam_step(
-            p,
-            state["exp_avg"],
-            state["exp_avg_sq"],
-            int(state["step"]),
-            float(group["lr"]),
-            float(beta1),
-            float(beta2),
-            float(group["eps"]),
-            float(group["weight_decay"]),
-            self._decoupled,
-        )
+    def _step_group(self, group: dict[str, Any]) -> None:
+        params: list[Tensor | NdArray] = []
+        exp_avgs: list[Tensor | NdArray] = []
+        exp_avg_sqs: list[Tensor | NdArray] = []
+        steps: list[int] = []
+        for p, state in self._stepped(group):
+            if "step" not in state:
+                state["step"] = 0
+                state["exp_avg"] = _zeros_like(p)
+                state["exp_avg_sq"] = _zeros_like(p)
+            state["step"] += 1
+            params.append(p)
+            exp_avgs.append(state["exp_avg"])
+            exp_avg_sqs.append(state["exp_avg_sq"])
+            steps.append(int(state["step"]))
+        if params:
+            beta1, beta2 = group["betas"]
+            _core.adam_steps(
+                params,
+                exp_avgs,
+                exp_avg_sqs,
+                steps,
+                float(group["lr"]),
+                float(beta1),
+                float(beta2),
+                float(group["eps"]),
+                float(group["weight_decay"]),
+                self._decoupled,
+            )
 
 
 class AdamW(Adam):

@@ -60,8 +60,13 @@ impl Drop for PyValue {
 impl PyValue {
     /// Wraps a node made on the current thread.
     fn wrap(value: Value) -> Self {
+        PyValue::wrap_for(current_thread().unwrap_or(0), value)
+    }
+
+    /// Wraps a node made on thread `owner`, which the caller knows is the current one.
+    fn wrap_for(owner: u64, value: Value) -> Self {
         PyValue {
-            owner: current_thread().unwrap_or(0),
+            owner,
             inner: ManuallyDrop::new(value),
         }
     }
@@ -78,32 +83,78 @@ impl PyValue {
         }
     }
 
-    fn into_py_any(value: Value, py: Python<'_>) -> PyResult<Py<PyAny>> {
-        Ok(Bound::new(py, PyValue::wrap(value))?.into_any().unbind())
+    /// A new Python object for `value` (made on the current thread, `owner`), left
+    /// untracked by the garbage collector.
+    fn into_py_any(owner: u64, value: Value, py: Python<'_>) -> PyResult<Py<PyAny>> {
+        let obj = Bound::new(py, PyValue::wrap_for(owner, value))?.into_any();
+        untrack(&obj);
+        Ok(obj.unbind())
+    }
+
+    /// The node of `other` if it is a Value of this wrapper's thread, which the caller has
+    /// checked is the current one (so no second thread lookup); `RuntimeError` for a Value
+    /// of another thread, `None` for anything else.
+    fn same_thread<'a>(&self, other: &'a Bound<'_, PyAny>) -> PyResult<Option<&'a Value>> {
+        let Ok(v) = other.cast::<PyValue>() else {
+            return Ok(None);
+        };
+        let v = v.get();
+        let value = if v.owner == self.owner {
+            &*v.inner
+        } else {
+            v.value()?
+        };
+        // Leaves made by `Value(x)` are tracked (pyo3 allocates them); an op lets them go.
+        untrack(other);
+        Ok(Some(value))
     }
 
     /// `f(self, other)`, or `NotImplemented` when `other` is neither a Value nor a number.
     fn binary(
-        &self,
+        slf: &Bound<'_, PyValue>,
         other: &Bound<'_, PyAny>,
         f: impl FnOnce(&Value, &Value) -> Value,
     ) -> PyResult<Py<PyAny>> {
-        let me = self.value()?;
+        let me = slf.get();
+        let a = me.value()?;
         let py = other.py();
-        match operand(other)? {
-            Some(rhs) => PyValue::into_py_any(f(me, &rhs), py),
-            None => Ok(py.NotImplemented()),
-        }
+        untrack(slf.as_any());
+        let out = match me.same_thread(other)? {
+            Some(b) => f(a, b),
+            None => match real_number(other)? {
+                Some(x) => f(a, &Value::new(x)),
+                None => return Ok(py.NotImplemented()),
+            },
+        };
+        PyValue::into_py_any(me.owner, out, py)
     }
 
     /// `f(other, self)`, for the reflected operators (`2.0 - v`).
     fn reflected(
-        &self,
+        slf: &Bound<'_, PyValue>,
         other: &Bound<'_, PyAny>,
         f: impl FnOnce(&Value, &Value) -> Value,
     ) -> PyResult<Py<PyAny>> {
-        self.binary(other, |me, lhs| f(lhs, me))
+        PyValue::binary(slf, other, |me, lhs| f(lhs, me))
     }
+
+    /// `f(self)` for the one-input ops.
+    fn unary(slf: &Bound<'_, PyValue>, f: impl FnOnce(&Value) -> Value) -> PyResult<Py<PyAny>> {
+        let me = slf.get();
+        let out = f(me.value()?);
+        untrack(slf.as_any());
+        PyValue::into_py_any(me.owner, out, slf.py())
+    }
+}
+
+/// Takes a Value's Python object off the garbage collector's lists. pyo3 tracks every
+/// instance of a pyclass, but a `PyValue` holds no Python reference (its graph is Rust's
+/// `Rc`s), so it can never be part of a reference cycle; tracked, the 100,000s of nodes of
+/// a scalar graph made every collection walk them all (a third of a graph's build time).
+fn untrack(obj: &Bound<'_, PyAny>) {
+    // SAFETY: `obj` is a live object of a GC type (a pyclass); untracking an untracked
+    // object is a no-op, and pyo3's dealloc untracks again harmlessly.
+    unsafe { pyo3::ffi::PyObject_GC_UnTrack(obj.as_ptr().cast()) }
 }
 
 /// A Python real number as `f64`: `int`, `float`, `bool` or any `numbers.Real` (NumPy
@@ -118,15 +169,6 @@ fn real_number(obj: &Bound<'_, PyAny>) -> PyResult<Option<f64>> {
     } else {
         Ok(None)
     }
-}
-
-/// The other operand of an operator: a Value (of this thread) or a number as a constant
-/// leaf; `None` for an unsupported type.
-fn operand(obj: &Bound<'_, PyAny>) -> PyResult<Option<Value>> {
-    if let Ok(v) = obj.cast::<PyValue>() {
-        return Ok(Some(v.get().value()?.clone()));
-    }
-    Ok(real_number(obj)?.map(Value::new))
 }
 
 /// A number for `Value(x)` and the setters, or `TypeError`.
@@ -188,7 +230,7 @@ impl PyValue {
             .value()?
             .prev()
             .into_iter()
-            .map(|p| Bound::new(py, PyValue::wrap(p)))
+            .map(|p| PyValue::into_py_any(self.owner, p, py))
             .collect::<PyResult<Vec<_>>>()?;
         PyTuple::new(py, parents)
     }
@@ -212,89 +254,97 @@ impl PyValue {
     }
 
     /// `max(x, 0)`; the gradient is 1 where x > 0.
-    fn relu(&self) -> PyResult<Self> {
-        Ok(PyValue::wrap(self.value()?.relu()))
+    fn relu(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        PyValue::unary(slf, Value::relu)
     }
 
     /// Hyperbolic tangent.
-    fn tanh(&self) -> PyResult<Self> {
-        Ok(PyValue::wrap(self.value()?.tanh()))
+    fn tanh(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        PyValue::unary(slf, Value::tanh)
     }
 
     /// `e ** x`.
-    fn exp(&self) -> PyResult<Self> {
-        Ok(PyValue::wrap(self.value()?.exp()))
+    fn exp(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        PyValue::unary(slf, Value::exp)
     }
 
     /// Natural logarithm (IEEE: NaN below 0, -inf at 0).
-    fn log(&self) -> PyResult<Self> {
-        Ok(PyValue::wrap(self.value()?.log()))
+    fn log(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        PyValue::unary(slf, Value::log)
     }
 
     /// The logistic function `1 / (1 + exp(-x))`.
-    fn sigmoid(&self) -> PyResult<Self> {
-        Ok(PyValue::wrap(self.value()?.sigmoid()))
+    fn sigmoid(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        PyValue::unary(slf, Value::sigmoid)
     }
 
-    fn __neg__(&self) -> PyResult<Self> {
-        Ok(PyValue::wrap(self.value()?.neg_value()))
+    fn __neg__(slf: &Bound<'_, Self>) -> PyResult<Py<PyAny>> {
+        PyValue::unary(slf, Value::neg_value)
     }
 
-    fn __add__(&self, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        self.binary(other, |a, b| a + b)
+    fn __add__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        PyValue::binary(slf, other, |a, b| a + b)
     }
 
-    fn __radd__(&self, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        self.reflected(other, |a, b| a + b)
+    fn __radd__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        PyValue::reflected(slf, other, |a, b| a + b)
     }
 
-    fn __sub__(&self, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        self.binary(other, |a, b| a - b)
+    fn __sub__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        PyValue::binary(slf, other, |a, b| a - b)
     }
 
-    fn __rsub__(&self, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        self.reflected(other, |a, b| a - b)
+    fn __rsub__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        PyValue::reflected(slf, other, |a, b| a - b)
     }
 
-    fn __mul__(&self, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        self.binary(other, |a, b| a * b)
+    fn __mul__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        PyValue::binary(slf, other, |a, b| a * b)
     }
 
-    fn __rmul__(&self, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        self.reflected(other, |a, b| a * b)
+    fn __rmul__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        PyValue::reflected(slf, other, |a, b| a * b)
     }
 
-    fn __truediv__(&self, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        self.binary(other, |a, b| a / b)
+    fn __truediv__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        PyValue::binary(slf, other, |a, b| a / b)
     }
 
-    fn __rtruediv__(&self, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        self.reflected(other, |a, b| a / b)
+    fn __rtruediv__(slf: &Bound<'_, Self>, other: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+        PyValue::reflected(slf, other, |a, b| a / b)
     }
 
     /// `v ** p`: a number exponent is a constant (`powf`), a Value one is differentiated.
-    fn __pow__(&self, other: &Bound<'_, PyAny>, modulo: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
-        let me = self.value()?;
+    fn __pow__(
+        slf: &Bound<'_, Self>,
+        other: &Bound<'_, PyAny>,
+        modulo: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
         let py = other.py();
+        slf.get().value()?;
         if !modulo.is_none() {
             return Ok(py.NotImplemented());
         }
-        if let Ok(v) = other.cast::<PyValue>() {
-            return PyValue::into_py_any(me.pow(v.get().value()?), py);
+        if other.cast::<PyValue>().is_ok() {
+            return PyValue::binary(slf, other, Value::pow);
         }
         match real_number(other)? {
-            Some(n) => PyValue::into_py_any(me.powf(n), py),
+            Some(n) => PyValue::unary(slf, |me| me.powf(n)),
             None => Ok(py.NotImplemented()),
         }
     }
 
     /// `x ** v` for a number `x`: differentiable in `v`.
-    fn __rpow__(&self, other: &Bound<'_, PyAny>, modulo: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    fn __rpow__(
+        slf: &Bound<'_, Self>,
+        other: &Bound<'_, PyAny>,
+        modulo: &Bound<'_, PyAny>,
+    ) -> PyResult<Py<PyAny>> {
         if !modulo.is_none() {
-            self.value()?;
+            slf.get().value()?;
             return Ok(other.py().NotImplemented());
         }
-        self.reflected(other, |base, exponent| base.pow(exponent))
+        PyValue::reflected(slf, other, |base, exponent| base.pow(exponent))
     }
 
     /// Two wrappers are equal when they hold the same graph node (micrograd's identity).

@@ -18,6 +18,7 @@ mod ops_linear;
 mod ops_math;
 mod ops_nn;
 mod ops_norm;
+mod ops_pool;
 mod ops_random;
 mod ops_reduce;
 mod ops_select;

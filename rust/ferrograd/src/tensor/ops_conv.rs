@@ -1,11 +1,14 @@
-//! 2-D convolution (im2col + one batched GEMM) and 2-D max pooling on NCHW `Tensor`s, with
-//! their backward rules (GEMM + col2im scatter-add; gradients routed to the argmax).
+//! 2-D convolution on NCHW `Tensor`s (im2col + one GEMM per batch) with its backward (two
+//! GEMMs and a col2im scatter-add), and the sliding-window geometry max pooling shares.
+
+use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
 use super::ops_nn::{changed, typed, with_arrays};
 use super::record::{self, kv};
-use super::Tensor;
+use super::{is_grad_enabled, Tensor};
 use crate::dynarray::{DType, DynArray, Element};
 use crate::ndarray::{try_filled, try_with_capacity, Float, NdArray};
 use crate::parallel::{num_threads, PARALLEL_THRESHOLD};
@@ -18,23 +21,23 @@ const COLS_CHUNK: usize = 1 << 22;
 
 /// The sizes of a sliding-window op over an `(N, C, H, W)` input.
 #[derive(Clone, Copy, Debug)]
-struct Geometry {
-    n: usize,
-    c: usize,
-    h: usize,
-    w: usize,
-    kh: usize,
-    kw: usize,
-    sh: usize,
-    sw: usize,
-    ph: usize,
-    pw: usize,
-    ho: usize,
-    wo: usize,
+pub(super) struct Geometry {
+    pub(super) n: usize,
+    pub(super) c: usize,
+    pub(super) h: usize,
+    pub(super) w: usize,
+    pub(super) kh: usize,
+    pub(super) kw: usize,
+    pub(super) sh: usize,
+    pub(super) sw: usize,
+    pub(super) ph: usize,
+    pub(super) pw: usize,
+    pub(super) ho: usize,
+    pub(super) wo: usize,
 }
 
 impl Geometry {
-    fn new(
+    pub(super) fn new(
         op: &str,
         x: &[usize],
         kernel: (usize, usize),
@@ -95,7 +98,7 @@ impl Geometry {
     }
 
     /// Output positions per image: `H' · W'`.
-    fn positions(&self) -> usize {
+    pub(super) fn positions(&self) -> usize {
         self.ho * self.wo
     }
 
@@ -111,7 +114,7 @@ impl Geometry {
     }
 }
 
-fn parallel(work: usize, tasks: usize) -> bool {
+pub(super) fn parallel(work: usize, tasks: usize) -> bool {
     tasks > 1 && work >= PARALLEL_THRESHOLD && num_threads() > 1
 }
 
@@ -127,19 +130,31 @@ impl Tensor {
     ) -> Result<Tensor> {
         let mut parents = vec![self, weight];
         parents.extend(bias);
-        let (out, geo, dtypes) = with_arrays(&parents, |a| {
+        // dW needs the input's columns again: keep the forward's when they are one chunk.
+        let keep_cols = is_grad_enabled() && weight.requires_grad();
+        let (out, geo, dtypes, cols) = with_arrays(&parents, |a| {
             let dtypes = [a[0].dtype(), a[1].dtype()];
-            conv_forward(a[0], a[1], a.get(2).copied(), stride, padding)
-                .map(|(out, geo)| (out, geo, dtypes))
+            conv_forward(a[0], a[1], a.get(2).copied(), stride, padding, keep_cols)
+                .map(|(out, geo, cols)| (out, geo, dtypes, cols))
         })?;
         let o = out.shape().get(1).copied().unwrap_or(0);
-        let saved = Saved { geo, o, dtypes };
+        let saved = Saved {
+            geo,
+            o,
+            dtypes,
+            cols,
+        };
         let attrs = record::attrs(|| vec![kv("stride", stride), kv("padding", padding)]);
         Ok(Tensor::from_op(out, "conv2d", &parents, move |g, ctx| {
             let need = [ctx.needs_grad(0), ctx.needs_grad(1), ctx.needs_grad(2)];
             let n = ctx.num_inputs();
-            // dX reads only W and dW only X (db neither): read just what is wanted.
-            match [need[1], need[0]] {
+            // dX reads only W and dW only X (db neither): read just what is wanted. With the
+            // columns kept, X is only checked for in-place writes since the forward.
+            let need_x = need[1] && saved.cols_for(g).is_none();
+            if need[1] && !need_x {
+                drop(ctx.input(0)?);
+            }
+            match [need_x, need[0]] {
                 [true, true] => ctx.with_inputs(&[0, 1], |xw| {
                     conv_backward(g, Some(xw[0]), Some(xw[1]), &saved, need, n)
                 }),
@@ -147,55 +162,6 @@ impl Tensor {
                 [false, true] => conv_backward(g, None, Some(&*ctx.input(1)?), &saved, need, n),
                 [false, false] => conv_backward(g, None, None, &saved, need, n),
             }
-        })
-        .recorded_with(attrs))
-    }
-
-    /// 2-D max pooling of `self` `(N, C, H, W)`; padding counts as -inf and may be at most
-    /// half the kernel (PyTorch's rule). NaN propagates. The gradient of each output goes to
-    /// the position of its maximum (the first one on a tie).
-    pub fn max_pool2d(
-        &self,
-        kernel: (usize, usize),
-        stride: (usize, usize),
-        padding: (usize, usize),
-    ) -> Result<Tensor> {
-        let x = self.array();
-        let geo = Geometry::new("max_pool2d", x.shape(), kernel, stride, padding)?;
-        if padding.0 > kernel.0 / 2 || padding.1 > kernel.1 / 2 {
-            return Err(value_err!(
-                "max_pool2d: padding {padding:?} must be at most half the kernel size {kernel:?}"
-            ));
-        }
-        if geo.h == 0 || geo.w == 0 {
-            return Err(shape_err!(
-                "max_pool2d: expected a non-empty image, got input of shape {}",
-                fmt_shape(x.shape())
-            ));
-        }
-        let shape = [geo.n, geo.c, geo.ho, geo.wo];
-        let (out, argmax) = match &*x {
-            DynArray::F32(a) => {
-                let (v, i) = pool_forward(a.data(), &geo)?;
-                (DynArray::F32(NdArray::from_vec(v, &shape)?), i)
-            }
-            DynArray::F64(a) => {
-                let (v, i) = pool_forward(a.data(), &geo)?;
-                (DynArray::F64(NdArray::from_vec(v, &shape)?), i)
-            }
-            other => return Err(crate::dtype::float_only_error("max_pool2d", other.dtype())),
-        };
-        let input_shape = x.shape().to_vec();
-        drop(x);
-        let attrs = record::attrs(|| {
-            vec![
-                kv("kernel", kernel),
-                kv("stride", stride),
-                kv("padding", padding),
-            ]
-        });
-        Ok(Tensor::from_op(out, "max_pool2d", &[self], move |g, _| {
-            Ok(vec![Some(g.scatter_add(&input_shape, &argmax)?)])
         })
         .recorded_with(attrs))
     }
@@ -210,7 +176,8 @@ fn conv_forward(
     b: Option<&DynArray>,
     stride: (usize, usize),
     padding: (usize, usize),
-) -> Result<(DynArray, Geometry)> {
+    keep_cols: bool,
+) -> Result<(DynArray, Geometry, Option<DynArray>)> {
     let ws = w.shape();
     let &[o, wc, kh, kw] = ws else {
         return Err(shape_err!(
@@ -242,12 +209,12 @@ fn conv_forward(
     let (xc, wc) = (x.as_dtype(dt), w.as_dtype(dt));
     let bc = b.map(|b| b.as_dtype(dt));
     let bref = bc.as_deref();
-    let out = match dt {
-        DType::F32 => conv_forward_typed::<f32>(&xc, &wc, bref, &geo, o)?,
-        DType::F64 => conv_forward_typed::<f64>(&xc, &wc, bref, &geo, o)?,
+    let (out, cols) = match dt {
+        DType::F32 => conv_forward_typed::<f32>(&xc, &wc, bref, &geo, o, keep_cols)?,
+        DType::F64 => conv_forward_typed::<f64>(&xc, &wc, bref, &geo, o, keep_cols)?,
         other => return Err(crate::dtype::float_only_error("conv2d", other)),
     };
-    Ok((out, geo))
+    Ok((out, geo, cols))
 }
 
 fn conv_forward_typed<T: Element>(
@@ -256,114 +223,220 @@ fn conv_forward_typed<T: Element>(
     b: Option<&DynArray>,
     geo: &Geometry,
     o: usize,
-) -> Result<DynArray> {
+    keep_cols: bool,
+) -> Result<(DynArray, Option<DynArray>)> {
     let (x, w) = (typed::<T>(x)?, typed::<T>(w)?);
     let w2 = NdArray::from_vec(w.data().to_vec(), &[o, geo.patch()])?;
+    let bias = b.map(typed::<T>).transpose()?.map(NdArray::data);
     let shape = [geo.n, o, geo.ho, geo.wo];
-    let total = checked_size(&shape)?;
-    let img = geo.image();
-    let mut out: Vec<T> = Vec::new();
+    let (img, out_img) = (geo.image(), o * geo.positions());
+    let mut out = try_filled(checked_size(&shape)?, T::zero())?;
+    let mut kept = None;
     for (start, nb) in geo.chunks() {
         let cols = columns(&x.data()[start * img..(start + nb) * img], geo, nb)?;
-        // (O, CKK) @ (nb, CKK, L) -> (nb, O, L): already the NCHW layout of the output.
-        let part = w2.matmul(&cols)?.into_vec();
-        if nb == geo.n {
-            out = part; // one chunk: the product is the output, no copy
-        } else {
-            if out.is_empty() {
-                out = try_with_capacity(total)?;
-            }
-            out.extend_from_slice(&part);
+        // (nb·L, CKK) @ (O, CKK)ᵀ -> (nb·L, O): one tall GEMM for all the images.
+        let prod = cols.matmul_t(&w2, false, true)?;
+        let dst = &mut out[start * out_img..(start + nb) * out_img];
+        to_images(prod.data(), bias, geo, nb, o, dst);
+        if keep_cols && nb == geo.n {
+            kept = Some(T::wrap(cols));
         }
     }
-    if let Some(b) = b {
-        let b = typed::<T>(b)?.data();
-        let l = geo.positions();
-        for (i, plane) in out.chunks_mut(l).enumerate() {
-            let bo = b[i % o];
-            plane.iter_mut().for_each(|y| *y = *y + bo);
-        }
-    }
-    Ok(T::wrap(NdArray::from_vec(out, &shape)?))
+    Ok((T::wrap(NdArray::from_vec(out, &shape)?), kept))
 }
 
-/// The im2col matrices `(nb, C·kh·kw, H'·W')` of `nb` consecutive images.
+/// Writes `(nb·L, O)` (the GEMM's layout) as `nb` images `(O, L)` (NCHW), adding the bias.
+fn to_images<T: Float>(
+    prod: &[T],
+    bias: Option<&[T]>,
+    geo: &Geometry,
+    nb: usize,
+    o: usize,
+    dst: &mut [T],
+) {
+    let l = geo.positions();
+    if l == 0 || o == 0 {
+        return;
+    }
+    // One image's block of each is small (a few KiB): the strided writes stay in cache.
+    let one = |(i, image): (usize, &mut [T])| {
+        let src = &prod[i * l * o..(i + 1) * l * o];
+        for (p, row) in src.chunks(o).enumerate() {
+            for (c, &v) in row.iter().enumerate() {
+                image[c * l + p] = match bias {
+                    Some(b) => v + b[c],
+                    None => v,
+                };
+            }
+        }
+    };
+    if parallel(dst.len(), nb) {
+        crate::parallel::install(|| dst.par_chunks_mut(o * l).enumerate().for_each(one));
+    } else {
+        dst.chunks_mut(o * l).enumerate().for_each(one);
+    }
+}
+
+/// `nb` images `(O, L)` side by side as one `(O, nb·L)` matrix (the gradient's layout for
+/// the backward's GEMMs).
+fn from_images<T: Float>(g: &[T], geo: &Geometry, nb: usize, o: usize) -> Result<NdArray<T>> {
+    let l = geo.positions();
+    let wide = nb * l;
+    let mut out = try_with_capacity(o * wide)?;
+    for c in 0..o {
+        for i in 0..nb {
+            out.extend_from_slice(&g[(i * o + c) * l..(i * o + c + 1) * l]);
+        }
+    }
+    NdArray::from_vec(out, &[o, wide])
+}
+
+/// The im2col matrix of `nb` consecutive images, transposed: `(nb·H'·W', C·kh·kw)`, row
+/// `i·L + oy·W' + ox` holds the patch under output `(oy, ox)` of image `i`, column
+/// `(c·kh + ki)·kw + kj` the input `x[i, c, oy·sh + ki - ph, ox·sw + kj - pw]`, 0 in the
+/// padding. Every element is written once (no zero fill first). Rows of patches make both
+/// GEMMs that read the columns (the forward's and dW's) read them along their rows: dW from
+/// a `(C·kh·kw, nb·L)` matrix read transposed took 2.6× as long (its packing dominated).
 fn columns<T: Float>(x: &[T], geo: &Geometry, nb: usize) -> Result<NdArray<T>> {
-    let per = geo.patch() * geo.positions();
-    let mut cols = try_filled(nb * per, T::zero())?;
+    let per = geo.positions() * geo.patch();
+    let len = nb * per;
+    let mut cols = try_with_capacity(len)?;
     if per > 0 {
-        let img = geo.image();
-        let fill = |(i, dst): (usize, &mut [T])| im2col(&x[i * img..(i + 1) * img], geo, dst);
-        if parallel(cols.len(), nb) {
-            crate::parallel::install(|| cols.par_chunks_mut(per).enumerate().for_each(fill));
+        let padded = pad(x, geo, nb)?;
+        let img = padded.len() / nb;
+        let fill = |(i, dst): (usize, &mut [MaybeUninit<T>])| {
+            im2col(&padded[i * img..(i + 1) * img], geo, dst)
+        };
+        let spare = &mut cols.spare_capacity_mut()[..len];
+        if parallel(len, nb) {
+            crate::parallel::install(|| spare.par_chunks_mut(per).enumerate().for_each(fill));
         } else {
-            cols.chunks_mut(per).enumerate().for_each(fill);
+            spare.chunks_mut(per).enumerate().for_each(fill);
         }
     }
-    NdArray::from_vec(cols, &[nb, geo.patch(), geo.positions()])
+    // SAFETY: `im2col` writes every element of its image's `per` rows, which tile `len`.
+    unsafe { cols.set_len(len) };
+    NdArray::from_vec(cols, &[nb * geo.positions(), geo.patch()])
 }
 
-/// Row `(c, ki, kj)`, column `(oy, ox)` of the columns holds `x[c, oy·sh + ki - ph, ox·sw +
-/// kj - pw]`, 0 in the padding. (Indices left of the padding wrap to huge values and fail
-/// the `< h` / `< w` tests.)
-fn im2col<T: Float>(img: &[T], geo: &Geometry, cols: &mut [T]) {
-    let (l, hw) = (geo.positions(), geo.h * geo.w);
-    let mut rows = cols.chunks_mut(l);
-    for c in 0..geo.c {
-        let plane = &img[c * hw..(c + 1) * hw];
-        for ki in 0..geo.kh {
-            for kj in 0..geo.kw {
-                let Some(row) = rows.next() else { return };
-                for (oy, dst) in row.chunks_mut(geo.wo).enumerate() {
-                    let iy = (oy * geo.sh + ki).wrapping_sub(geo.ph);
-                    if iy >= geo.h {
-                        dst.fill(T::zero());
-                        continue;
-                    }
-                    let src = &plane[iy * geo.w..(iy + 1) * geo.w];
-                    for (ox, d) in dst.iter_mut().enumerate() {
-                        let ix = (ox * geo.sw + kj).wrapping_sub(geo.pw);
-                        *d = if ix < geo.w { src[ix] } else { T::zero() };
-                    }
+/// `nb` images with their zero padding made real, `(nb, C, H + 2·ph, W + 2·pw)`: every
+/// kernel row of every patch is then one run inside its padded row (borrowed as is when
+/// there is no padding).
+fn pad<'a, T: Float>(x: &'a [T], geo: &Geometry, nb: usize) -> Result<Cow<'a, [T]>> {
+    if geo.ph == 0 && geo.pw == 0 {
+        return Ok(Cow::Borrowed(&x[..nb * geo.image()]));
+    }
+    let (hp, wp) = (geo.h + 2 * geo.ph, geo.w + 2 * geo.pw);
+    let mut out = try_filled(checked_size(&[nb, geo.c, hp, wp])?, T::zero())?;
+    if geo.h * geo.w > 0 {
+        for (src, dst) in x.chunks(geo.h * geo.w).zip(out.chunks_mut(hp * wp)) {
+            for (row, d) in src.chunks(geo.w).zip(dst[geo.ph * wp..].chunks_mut(wp)) {
+                d[geo.pw..geo.pw + geo.w].copy_from_slice(row);
+            }
+        }
+    }
+    Ok(Cow::Owned(out))
+}
+
+/// One image's rows of the transposed columns (see [`columns`]) from its padded planes
+/// (see [`pad`]), every element written.
+fn im2col<T: Float>(padded: &[T], geo: &Geometry, dst: &mut [MaybeUninit<T>]) {
+    // Common kernel widths get a copy loop of known length (unrolled).
+    match geo.kw {
+        1 => patch_rows(padded, geo, 1, dst),
+        2 => patch_rows(padded, geo, 2, dst),
+        3 => patch_rows(padded, geo, 3, dst),
+        5 => patch_rows(padded, geo, 5, dst),
+        kw => patch_rows(padded, geo, kw, dst),
+    }
+}
+
+/// Row `oy·W' + ox` of `dst` gets, for each channel `c` and kernel row `ki`, the `kw`
+/// padded inputs from `(oy·sh + ki, ox·sw)` on.
+#[inline(always)]
+fn patch_rows<T: Float>(padded: &[T], geo: &Geometry, kw: usize, dst: &mut [MaybeUninit<T>]) {
+    let (ckk, hp, wp) = (geo.patch(), geo.h + 2 * geo.ph, geo.w + 2 * geo.pw);
+    if ckk == 0 || geo.wo == 0 {
+        return;
+    }
+    for (pos, row) in dst.chunks_exact_mut(ckk).enumerate() {
+        let (oy, ox) = (pos / geo.wo, pos % geo.wo);
+        let mut runs = row.chunks_exact_mut(kw);
+        for c in 0..geo.c {
+            let mut start = (c * hp + oy * geo.sh) * wp + ox * geo.sw;
+            for _ in 0..geo.kh {
+                if let Some(d) = runs.next() {
+                    let src = &padded[start..start + kw];
+                    d.iter_mut()
+                        .zip(src)
+                        .for_each(|(d, &s)| *d = MaybeUninit::new(s));
                 }
+                start += wp;
             }
         }
     }
 }
 
-/// The adjoint of [`im2col`]: adds every column entry back into the image it came from.
-fn col2im<T: Float>(cols: &[T], geo: &Geometry, img: &mut [T]) {
+/// The output columns `ox` whose input column `ox·sw + kj - pw` lies inside `0..w`.
+fn inside(geo: &Geometry, kj: usize) -> std::ops::Range<usize> {
+    let hi = (geo.w + geo.pw)
+        .saturating_sub(kj)
+        .div_ceil(geo.sw)
+        .min(geo.wo);
+    let lo = geo.pw.saturating_sub(kj).div_ceil(geo.sw).min(hi);
+    lo..hi
+}
+
+/// The adjoint of [`im2col`] for one image, from the untransposed layout the dX GEMM
+/// makes: adds image `i`'s entries of `cols` (`(C·kh·kw, nb·L)`, row `(c, ki, kj)`) back
+/// into the image `img` they came from.
+fn col2im<T: Float>(cols: &[T], geo: &Geometry, nb: usize, i: usize, img: &mut [T]) {
     let (l, hw) = (geo.positions(), geo.h * geo.w);
-    let mut rows = cols.chunks(l);
-    for c in 0..geo.c {
+    let wide = nb * l;
+    for (r, row) in cols.chunks(wide).enumerate() {
+        let kk = geo.kh * geo.kw;
+        let (c, ki, kj) = (r / kk, r % kk / geo.kw, r % geo.kw);
         let plane = &mut img[c * hw..(c + 1) * hw];
-        for ki in 0..geo.kh {
-            for kj in 0..geo.kw {
-                let Some(row) = rows.next() else { return };
-                for (oy, src) in row.chunks(geo.wo).enumerate() {
-                    let iy = (oy * geo.sh + ki).wrapping_sub(geo.ph);
-                    if iy >= geo.h {
-                        continue;
-                    }
-                    let dst = &mut plane[iy * geo.w..(iy + 1) * geo.w];
-                    for (ox, &s) in src.iter().enumerate() {
-                        let ix = (ox * geo.sw + kj).wrapping_sub(geo.pw);
-                        if ix < geo.w {
-                            dst[ix] = dst[ix] + s;
-                        }
-                    }
-                }
+        let span = inside(geo, kj);
+        if span.is_empty() {
+            continue;
+        }
+        let first = span.start * geo.sw + kj - geo.pw;
+        for (oy, src) in row[i * l..(i + 1) * l].chunks(geo.wo).enumerate() {
+            let iy = (oy * geo.sh + ki).wrapping_sub(geo.ph);
+            if iy >= geo.h {
+                continue;
+            }
+            let dst = &mut plane[iy * geo.w + first..(iy + 1) * geo.w];
+            let src = &src[span.clone()];
+            if geo.sw == 1 {
+                dst.iter_mut().zip(src).for_each(|(d, &s)| *d = *d + s);
+            } else {
+                dst.iter_mut()
+                    .step_by(geo.sw)
+                    .zip(src)
+                    .for_each(|(d, &s)| *d = *d + s);
             }
         }
     }
 }
 
 /// What a convolution keeps for its backward besides the saved arrays: the geometry, the
-/// output channels and the dtypes of input and weight.
+/// output channels, the dtypes of input and weight and, when the weight wants a gradient
+/// and the batch was one chunk, the input's columns (`(N·L, C·kh·kw)`, for dW).
 struct Saved {
     geo: Geometry,
     o: usize,
     dtypes: [DType; 2],
+    cols: Option<DynArray>,
+}
+
+impl Saved {
+    /// The kept columns, if they have the dtype the backward of `g` computes in.
+    fn cols_for(&self, g: &DynArray) -> Option<&DynArray> {
+        let dt = g.dtype().promote(self.dtypes[0]).promote(self.dtypes[1]);
+        self.cols.as_ref().filter(|c| c.dtype() == dt)
+    }
 }
 
 /// dX (GEMM Wᵀ·G, then col2im; when `w` is given), dW (Σ over images of G·colsᵀ; when `x`
@@ -382,9 +455,11 @@ fn conv_backward(
     let xc = x.map(|x| x.as_dtype(dt));
     let wc = w.map(|w| w.as_dtype(dt));
     let (x, w) = (xc.as_deref(), wc.as_deref());
+    // dW from the kept columns when there are some, else from X's.
+    let cols = saved.cols_for(g).filter(|_| need[1]);
     let mut grads = match dt {
-        DType::F32 => conv_backward_typed::<f32>(&gc, x, w, saved, need[2])?,
-        DType::F64 => conv_backward_typed::<f64>(&gc, x, w, saved, need[2])?,
+        DType::F32 => conv_backward_typed::<f32>(&gc, x, cols, w, saved, need[2])?,
+        DType::F64 => conv_backward_typed::<f64>(&gc, x, cols, w, saved, need[2])?,
         other => return Err(crate::dtype::float_only_error("conv2d", other)),
     };
     grads.truncate(parents);
@@ -394,6 +469,7 @@ fn conv_backward(
 fn conv_backward_typed<T: Element>(
     g: &DynArray,
     x: Option<&DynArray>,
+    kept: Option<&DynArray>,
     w: Option<&DynArray>,
     saved: &Saved,
     bias: bool,
@@ -401,6 +477,7 @@ fn conv_backward_typed<T: Element>(
     let (geo, o) = (&saved.geo, saved.o);
     let g = typed::<T>(g)?;
     let x = x.map(typed::<T>).transpose()?;
+    let kept = kept.map(typed::<T>).transpose()?;
     let w = w.map(typed::<T>).transpose()?;
     let (l, ckk, img) = (geo.positions(), geo.patch(), geo.image());
     let x_shape = [geo.n, geo.c, geo.h, geo.w];
@@ -420,120 +497,56 @@ fn conv_backward_typed<T: Element>(
         None
     };
     // dW needs X's columns and dX needs W: each is computed when its input was read.
-    let mut dw = match x {
-        Some(x) => Some((x, try_filled(o * ckk, T::zero())?)),
-        None => None,
-    };
-    let mut dx = match w {
-        Some(w) => Some((
-            NdArray::from_vec(w.data().to_vec(), &[o, ckk])?,
-            try_filled(checked_size(&x_shape)?, T::zero())?,
-        )),
+    let mut dw: Option<Vec<T>> = None;
+    let w2 = w
+        .map(|w| NdArray::from_vec(w.data().to_vec(), &[o, ckk]))
+        .transpose()?;
+    let mut dx = match w2 {
+        Some(_) => Some(try_filled(checked_size(&x_shape)?, T::zero())?),
         None => None,
     };
     for (start, nb) in geo.chunks() {
-        let gchunk = NdArray::from_vec(
-            g.data()[start * o * l..(start + nb) * o * l].to_vec(),
-            &[nb, o, l],
-        )?;
-        if let Some((x, dw)) = dw.as_mut().filter(|(_, d)| !d.is_empty()) {
-            let cols = columns(&x.data()[start * img..(start + nb) * img], geo, nb)?;
-            // (nb, O, L) @ (nb, CKK, L)ᵀ -> (nb, O, CKK), summed over the images.
-            let part = gchunk.matmul_t(&cols, false, true)?;
-            for block in part.data().chunks(dw.len()) {
-                dw.iter_mut().zip(block).for_each(|(a, &b)| *a = *a + b);
+        // (nb, O, L) -> (O, nb·L): the images side by side, as in the forward's GEMM.
+        let gt = from_images(&g.data()[start * o * l..(start + nb) * o * l], geo, nb, o)?;
+        let cols = match (kept, x) {
+            // Kept only when the batch was one chunk: this one.
+            (Some(cols), _) => Some(Cow::Borrowed(cols)),
+            (None, Some(x)) => Some(Cow::Owned(columns(
+                &x.data()[start * img..(start + nb) * img],
+                geo,
+                nb,
+            )?)),
+            (None, None) => None,
+        };
+        if let Some(cols) = cols {
+            // (O, nb·L) @ (nb·L, CKK) -> (O, CKK): the sum over the images is the GEMM's.
+            let part = gt.matmul(&cols)?.into_vec();
+            match dw.as_mut() {
+                Some(acc) => acc.iter_mut().zip(&part).for_each(|(a, &b)| *a = *a + b),
+                None => dw = Some(part),
             }
         }
-        if let Some((w2, dx)) = dx.as_mut().filter(|_| img > 0 && ckk > 0) {
-            // (O, CKK)ᵀ @ (nb, O, L) -> (nb, CKK, L), scattered back into the images.
-            let dcols = w2.matmul_t(&gchunk, true, false)?;
+        if let (Some(w2), Some(dx)) = (&w2, dx.as_mut().filter(|_| img > 0 && ckk > 0)) {
+            // (O, CKK)ᵀ @ (O, nb·L) -> (CKK, nb·L), scattered back into the images.
+            let dcols = w2.matmul_t(&gt, true, false)?;
             let dst = &mut dx[start * img..(start + nb) * img];
-            let add = |(d, c): (&mut [T], &[T])| col2im(c, geo, d);
+            let add = |(i, d): (usize, &mut [T])| col2im(dcols.data(), geo, nb, i, d);
             if parallel(dst.len(), nb) {
-                crate::parallel::install(|| {
-                    dst.par_chunks_mut(img)
-                        .zip(dcols.data().par_chunks(ckk * l))
-                        .for_each(add)
-                });
+                crate::parallel::install(|| dst.par_chunks_mut(img).enumerate().for_each(add));
             } else {
-                dst.chunks_mut(img)
-                    .zip(dcols.data().chunks(ckk * l))
-                    .for_each(add);
+                dst.chunks_mut(img).enumerate().for_each(add);
             }
         }
     }
+    let dw = match (x.is_some() || kept.is_some(), dw) {
+        (true, None) => Some(try_filled(o * ckk, T::zero())?), // an empty batch
+        (_, dw) => dw,
+    };
     let dx = dx
-        .map(|(_, d)| NdArray::from_vec(d, &x_shape).map(T::wrap))
+        .map(|d| NdArray::from_vec(d, &x_shape).map(T::wrap))
         .transpose()?;
     let dw = dw
-        .map(|(_, d)| NdArray::from_vec(d, &[o, geo.c, geo.kh, geo.kw]).map(T::wrap))
+        .map(|d| NdArray::from_vec(d, &[o, geo.c, geo.kh, geo.kw]).map(T::wrap))
         .transpose()?;
     Ok(vec![dx, dw, db])
-}
-
-// ---------------------------------------------------------------------------------------
-// max pooling
-
-/// The pooled values and, for each, the flat offset of its maximum in the input.
-fn pool_forward<T: Float>(x: &[T], geo: &Geometry) -> Result<(Vec<T>, Vec<usize>)> {
-    let (l, hw) = (geo.positions(), geo.h * geo.w);
-    let total = checked_size(&[geo.n, geo.c, l])?;
-    let mut vals = try_filled(total, T::zero())?;
-    let mut args = try_filled(total, 0usize)?;
-    let one = |(p, (v, a)): (usize, (&mut [T], &mut [usize]))| {
-        pool_plane(&x[p * hw..(p + 1) * hw], p * hw, geo, v, a);
-    };
-    let work = total.saturating_mul(geo.kh * geo.kw);
-    if parallel(work, geo.n * geo.c) {
-        crate::parallel::install(|| {
-            vals.par_chunks_mut(l)
-                .zip(args.par_chunks_mut(l))
-                .enumerate()
-                .for_each(one)
-        });
-    } else {
-        vals.chunks_mut(l)
-            .zip(args.chunks_mut(l))
-            .enumerate()
-            .for_each(one);
-    }
-    Ok((vals, args))
-}
-
-/// Pools one `H × W` plane whose first element sits at input offset `base`. Every window
-/// holds at least one real element (padding is at most half the kernel).
-fn pool_plane<T: Float>(
-    plane: &[T],
-    base: usize,
-    geo: &Geometry,
-    vals: &mut [T],
-    args: &mut [usize],
-) {
-    let window = |o: usize, s: usize, p: usize, k: usize, n: usize| {
-        let start = (o * s) as isize - p as isize;
-        let lo = start.max(0) as usize;
-        let hi = ((start + k as isize).max(0) as usize).min(n);
-        lo..hi
-    };
-    for oy in 0..geo.ho {
-        let ys = window(oy, geo.sh, geo.ph, geo.kh, geo.h);
-        for ox in 0..geo.wo {
-            let xs = window(ox, geo.sw, geo.pw, geo.kw, geo.w);
-            let mut best = T::neg_infinity();
-            let mut arg = (ys.start.min(geo.h - 1)) * geo.w + xs.start.min(geo.w - 1);
-            let mut first = true;
-            for iy in ys.clone() {
-                for ix in xs.clone() {
-                    let v = plane[iy * geo.w + ix];
-                    if first || v > best || (v.is_nan() && !best.is_nan()) {
-                        best = v;
-                        arg = iy * geo.w + ix;
-                        first = false;
-                    }
-                }
-            }
-            vals[oy * geo.wo + ox] = best;
-            args[oy * geo.wo + ox] = base + arg;
-        }
-    }
 }

@@ -1,6 +1,6 @@
 //! `Value`: one `f64` with scalar reverse-mode autodiff, as in the article (and micrograd).
 //!
-//! A `Value` is a shared graph node (`Rc<RefCell<…>>`): cloning it shares the node. Each op
+//! A `Value` is a shared graph node (`Rc<…>`): cloning it shares the node. Each op
 //! computes its output *and* its local derivatives (d out / d parent) in the same few lines,
 //! so every backward rule sits next to its forward; [`Value::backward`] then only multiplies
 //! and accumulates along an iteratively computed topological order. Dropping a graph is
@@ -12,7 +12,7 @@
 
 mod ops;
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::fmt;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -72,20 +72,24 @@ impl Op {
 }
 
 /// One node of the graph. `local[i]` is d(data)/d(prev[i].data), fixed when the op ran.
+///
+/// The inputs never change after the op, so only the numbers are `Cell`s: a traversal
+/// borrows the inputs (`&ValueData`) for as long as it holds the root, with no reference
+/// counting and no borrow flags.
 struct ValueData {
-    data: f64,
-    grad: f64,
+    data: Cell<f64>,
+    grad: Cell<f64>,
     id: usize,
     op: Op,
     /// The mark of the last topological sort that visited this node.
-    mark: usize,
+    mark: Cell<usize>,
     prev: [Option<Value>; 2],
     local: [f64; 2],
 }
 
 /// A scalar that remembers how it was computed. `Clone` shares the node.
 #[derive(Clone)]
-pub struct Value(Rc<RefCell<ValueData>>);
+pub struct Value(Rc<ValueData>);
 
 impl Value {
     /// A leaf holding `data`, with gradient 0.
@@ -94,15 +98,15 @@ impl Value {
     }
 
     fn node(data: f64, op: Op, prev: [Option<Value>; 2], local: [f64; 2]) -> Value {
-        Value(Rc::new(RefCell::new(ValueData {
-            data,
-            grad: 0.0,
+        Value(Rc::new(ValueData {
+            data: Cell::new(data),
+            grad: Cell::new(0.0),
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             op,
-            mark: 0,
+            mark: Cell::new(0),
             prev,
             local,
-        })))
+        }))
     }
 
     /// The result of a one-input op: `out` and d out / d self.
@@ -122,32 +126,32 @@ impl Value {
 
     /// The number this node holds.
     pub fn data(&self) -> f64 {
-        self.0.borrow().data
+        self.0.data.get()
     }
 
     /// d(root)/d(self) after the last [`backward`](Value::backward) through this node.
     pub fn grad(&self) -> f64 {
-        self.0.borrow().grad
+        self.0.grad.get()
     }
 
     /// Overwrites the number (an optimizer step). Ops already built keep their derivatives.
     pub fn set_data(&self, data: f64) {
-        self.0.borrow_mut().data = data;
+        self.0.data.set(data);
     }
 
     /// Overwrites the gradient (`set_grad(0.0)` is zero_grad).
     pub fn set_grad(&self, grad: f64) {
-        self.0.borrow_mut().grad = grad;
+        self.0.grad.set(grad);
     }
 
     /// A process-unique id, for drawing the graph.
     pub fn id(&self) -> usize {
-        self.0.borrow().id
+        self.0.id
     }
 
     /// The op that made this node.
     pub fn op(&self) -> Op {
-        self.0.borrow().op
+        self.0.op
     }
 
     /// The op's short name, `None` on a leaf.
@@ -157,7 +161,7 @@ impl Value {
 
     /// The inputs of the op that made this node (empty for a leaf; `a + a` lists `a` twice).
     pub fn prev(&self) -> Vec<Value> {
-        self.0.borrow().prev.iter().flatten().cloned().collect()
+        self.0.prev.iter().flatten().cloned().collect()
     }
 
     /// Whether `self` and `other` are the same node.
@@ -271,49 +275,45 @@ impl Value {
     /// their sum, without building the sum (the article's backward over a tensor's elements).
     pub fn backward_many(roots: &[Value]) {
         let order = Value::topological_order(roots);
-        for v in &order {
-            let mut n = v.0.borrow_mut();
+        for n in &order {
             if n.op != Op::Leaf {
-                n.grad = 0.0;
+                n.grad.set(0.0);
             }
         }
         for r in roots {
-            r.0.borrow_mut().grad += 1.0;
+            r.0.grad.set(r.0.grad.get() + 1.0);
         }
-        for v in order.iter().rev() {
-            let n = v.0.borrow();
+        for n in order.iter().rev() {
+            let grad = n.grad.get();
             for (p, d) in n.prev.iter().zip(n.local) {
                 if let Some(p) = p {
-                    p.0.borrow_mut().grad += d * n.grad;
+                    p.0.grad.set(p.0.grad.get() + d * grad);
                 }
             }
         }
     }
 
-    /// Every node reachable from `roots`, each after all of its inputs (iterative DFS).
-    fn topological_order(roots: &[Value]) -> Vec<Value> {
+    /// Every node reachable from `roots`, each after all of its inputs (iterative DFS). The
+    /// nodes are borrowed from the roots: no reference count changes.
+    fn topological_order(roots: &[Value]) -> Vec<&ValueData> {
         let epoch = NEXT_EPOCH.fetch_add(1, Ordering::Relaxed);
         let mut order = Vec::new();
         // (node, its inputs are done): a node is emitted when popped the second time.
-        let mut stack: Vec<(Value, bool)> =
-            roots.iter().rev().map(|r| (r.clone(), false)).collect();
-        while let Some((v, inputs_done)) = stack.pop() {
+        let mut stack: Vec<(&ValueData, bool)> =
+            roots.iter().rev().map(|r| (&*r.0, false)).collect();
+        while let Some((n, inputs_done)) = stack.pop() {
             if inputs_done {
-                order.push(v);
+                order.push(n);
                 continue;
             }
-            let inputs = {
-                let mut n = v.0.borrow_mut();
-                if n.mark == epoch {
-                    continue;
-                }
-                n.mark = epoch;
-                n.prev.clone()
-            };
-            stack.push((v, true));
-            for p in inputs.into_iter().flatten() {
-                if p.0.borrow().mark != epoch {
-                    stack.push((p, false));
+            if n.mark.get() == epoch {
+                continue;
+            }
+            n.mark.set(epoch);
+            stack.push((n, true));
+            for p in n.prev.iter().flatten() {
+                if p.0.mark.get() != epoch {
+                    stack.push((&p.0, false));
                 }
             }
         }
@@ -324,16 +324,24 @@ impl Value {
 impl Drop for ValueData {
     /// Dismantles the graph iteratively: the default drop of a long `Rc` chain recurses
     /// once per node and overflows the stack. Inputs that only this node keeps alive are
-    /// unwrapped and their own inputs moved onto a work stack before they are dropped.
+    /// unwrapped and their own inputs moved onto a work stack before they are dropped;
+    /// inputs still held elsewhere only lose one count (and need no work stack at all).
     fn drop(&mut self) {
-        let mut work: Vec<Value> = self.prev.iter_mut().filter_map(Option::take).collect();
+        let mut work: Vec<Value> = Vec::new();
+        let release = |prev: &mut [Option<Value>; 2], work: &mut Vec<Value>| {
+            for p in prev.iter_mut().filter_map(Option::take) {
+                if Rc::strong_count(&p.0) == 1 {
+                    work.push(p);
+                }
+                // A shared input only loses one count here; its other owners keep it.
+            }
+        };
+        release(&mut self.prev, &mut work);
         while let Some(v) = work.pop() {
-            if let Ok(cell) = Rc::try_unwrap(v.0) {
-                let mut inner = cell.into_inner();
-                work.extend(inner.prev.iter_mut().filter_map(Option::take));
+            if let Ok(mut inner) = Rc::try_unwrap(v.0) {
+                release(&mut inner.prev, &mut work);
                 // `inner` drops here with no inputs left: no recursion.
             }
-            // A shared input only loses one count; its other owners keep it.
         }
     }
 }
@@ -347,8 +355,7 @@ impl From<f64> for Value {
 impl fmt::Display for Value {
     /// `Value(data=2.0, grad=0.0)`, as micrograd prints it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.0.borrow();
-        write!(f, "Value(data={:?}, grad={:?})", n.data, n.grad)
+        write!(f, "Value(data={:?}, grad={:?})", self.data(), self.grad())
     }
 }
 
@@ -408,9 +415,9 @@ mod tests {
         let c = b.add_value(&a);
         let order = Value::topological_order(std::slice::from_ref(&c));
         assert_eq!(order.len(), 3);
-        assert!(order[0].ptr_eq(&a));
-        assert!(order[1].ptr_eq(&b));
-        assert!(order[2].ptr_eq(&c));
+        assert!(std::ptr::eq(order[0], &*a.0));
+        assert!(std::ptr::eq(order[1], &*b.0));
+        assert!(std::ptr::eq(order[2], &*c.0));
     }
 
     #[test]
