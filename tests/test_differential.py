@@ -660,13 +660,18 @@ def test_every_differentiable_op_passes_gradcheck_and_backward_keeps_the_leaf_dt
 
 def test_every_op_matches_pytorch_forward_and_backward():
     torch = pytest.importorskip("torch")
+    previous = torch.get_default_dtype()
     torch.set_default_dtype(torch.float64)
     failures = []
-    for op in OPS:
-        try:
-            _torch_check(op, torch)()
-        except Exception as exc:  # noqa: BLE001 -- collect every op that differs, then fail naming them
-            failures.append(f"{op.name}: {str(exc)[:400]}")
+    try:
+        for op in OPS:
+            try:
+                _torch_check(op, torch)()
+            except Exception as exc:  # noqa: BLE001 -- collect every op that differs, then fail naming them
+                failures.append(f"{op.name}: {str(exc)[:400]}")
+    finally:
+        # Later tests compare against PyTorch's float32 default.
+        torch.set_default_dtype(previous)
     assert not failures, "ops that differ from PyTorch:\n" + "\n".join(failures)
 
 

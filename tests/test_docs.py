@@ -128,7 +128,9 @@ def test_the_api_reference_covers_every_public_name(site: Path) -> None:
     anchors = _anchors(site)
     expected = {f"ferrograd.{name}" for name in fg.__all__ if name != "__version__"}
     expected |= {"ferrograd.save", "ferrograd.load"}
-    for module in ("layers", "loss", "optim", "data", "datasets", "functional", "distributed"):
+    for module in (
+        "layers", "loss", "optim", "data", "datasets", "functional", "distributed", "onnx"
+    ):
         mod = getattr(fg, module)
         expected |= {f"ferrograd.{module}.{name}" for name in mod.__all__}
     expected.discard("ferrograd.optim.lr_scheduler")  # a submodule; its classes are listed

@@ -451,3 +451,46 @@ def test_dlpack_exports_keep_the_dtype(dtype):
     np.testing.assert_array_equal(out, sample(dtype))
     back = fg.from_dlpack(out)
     assert back.dtype == dtype
+
+
+# ---------------------------------------------------------------- all / any
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "int64", "int32", "bool"])
+@pytest.mark.parametrize("axis", [None, 0, 1, -1, (0, 1)])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_all_and_any_match_numpy_on_every_dtype(dtype: str, axis, keepdims: bool) -> None:
+    a = np.array([[0, 1, 2], [3, 4, 5], [0, 0, 0], [1, 1, 1]]).astype(dtype)
+    t = fg.tensor(a)
+    for name in ("all", "any"):
+        got = getattr(t, name)(axis=axis, keepdims=keepdims)
+        want = getattr(np, name)(a, axis=axis, keepdims=keepdims)
+        assert got.dtype == "bool"
+        np.testing.assert_array_equal(got.numpy(), want)
+
+
+def test_all_of_nothing_is_true_and_any_of_nothing_is_false() -> None:
+    empty = fg.zeros((0, 3))
+    assert empty.all().item() is True
+    assert empty.any().item() is False
+    np.testing.assert_array_equal(empty.all(axis=0).numpy(), [True, True, True])
+
+
+def test_nan_counts_as_true_in_all_and_any_as_in_numpy() -> None:
+    t = fg.tensor([float("nan"), 1.0])
+    assert t.all().item() is True
+
+
+def test_all_and_any_work_on_ndarray_and_reject_a_bad_axis() -> None:
+    a = fg.NdArray([[True, False], [True, True]])
+    np.testing.assert_array_equal(a.all(axis=1).numpy(), [False, True])
+    np.testing.assert_array_equal(a.any(axis=0).numpy(), [True, True])
+    with pytest.raises(IndexError, match="all"):
+        a.all(axis=2)
+
+
+def test_comparing_predictions_reads_as_in_pytorch() -> None:
+    logits = fg.tensor([[0.1, 2.0], [3.0, 0.5]])
+    labels = fg.tensor([1, 0])
+    assert (logits.argmax(1) == labels).all().item() is True
+    assert not (logits.argmax(1) != labels).any().item()

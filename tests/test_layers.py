@@ -404,6 +404,7 @@ def test_batchnorm_normalises_with_batch_statistics_and_tracks_running_ones(laye
     assert_close(bn.running_mean, running_mean)
     assert_close(bn.running_var, running_var)
     assert bn.num_batches_tracked.item() == 2
+    assert bn.num_batches_tracked.dtype == "int64"  # as PyTorch's
     bn.eval()
     x = batches[0]
     bshape = (1, 3) + (1,) * (len(shape) - 2)
@@ -487,3 +488,13 @@ def test_a_small_network_of_every_kind_of_layer_trains_end_to_end():
     assert out.shape == (6, 2)
     out.sum().backward()
     assert all(p.grad is not None for p in model.parameters())
+
+
+def test_loading_a_state_dict_keeps_zero_dim_buffers_zero_dim_and_their_dtype():
+    bn = BatchNorm1d(3)
+    state = bn.state_dict()
+    state["num_batches_tracked"] = fg.Tensor(np.array(5.0))  # an older float64 checkpoint
+    bn.load_state_dict(state)
+    assert bn.num_batches_tracked.shape == ()
+    assert bn.num_batches_tracked.dtype == "int64"
+    assert bn.num_batches_tracked.item() == 5

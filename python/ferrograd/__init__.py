@@ -55,7 +55,9 @@ long = int64
 double = float64
 
 # Submodules load on first use (`fg.layers`, `fg.optim`, …), keeping `import ferrograd` fast.
-_SUBMODULES = {"data", "datasets", "distributed", "functional", "layers", "loss", "optim"}
+_SUBMODULES = {
+    "data", "datasets", "distributed", "functional", "layers", "loss", "onnx", "optim"
+}
 _LAZY_NAMES = {"save": "serialization", "load": "serialization"}
 
 
@@ -66,6 +68,7 @@ if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from ferrograd import functional as functional
     from ferrograd import layers as layers
     from ferrograd import loss as loss
+    from ferrograd import onnx as onnx
     from ferrograd import optim as optim
     from ferrograd.serialization import load as load
     from ferrograd.serialization import save as save

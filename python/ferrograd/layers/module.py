@@ -274,7 +274,7 @@ class Module:
                 )
             staged.append((target, value))
         for target, value in staged:
-            target.data = np.ascontiguousarray(value, dtype=target.dtype)
+            target.data = np.asarray(value, dtype=target.dtype)  # keeps 0-d
         return IncompatibleKeys(missing, unexpected)
 
     # ----- modes and grads ----------------------------------------------------------------

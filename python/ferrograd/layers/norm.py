@@ -39,8 +39,8 @@ class _BatchNorm(Module):
         if track_running_stats:
             self.register_buffer("running_mean", Tensor(np.zeros(num_features, dtype=dtype)))
             self.register_buffer("running_var", Tensor(np.ones(num_features, dtype=dtype)))
-            # An integer count; float64 holds every count exactly up to 2**53.
-            self.register_buffer("num_batches_tracked", Tensor(np.zeros((), np.float64)))
+            # int64, as PyTorch's, so state dicts carry the same dtype both ways.
+            self.register_buffer("num_batches_tracked", _core.tensor(0))
         else:
             self.register_buffer("running_mean", None)
             self.register_buffer("running_var", None)
@@ -54,9 +54,19 @@ class _BatchNorm(Module):
             raise ValueError(
                 f"{name}: input has {x.shape[1]} channels (axis 1), expected {self.num_features}"
             )
+        use_batch = self.training or not self.track_running_stats
+        if not use_batch and _core._is_recording():
+            # An export records the eval form as one BatchNormalization, not its parts.
+            inputs = [x, self.running_mean, self.running_var]
+            inputs += [self.weight, self.bias] if self.affine else []
+            return _core._record_fused("batch_norm", inputs, {"eps": self.eps},
+                                       lambda: self._normalise(x, use_batch))
+        return self._normalise(x, use_batch)
+
+    def _normalise(self, x: Tensor, use_batch: bool) -> Tensor:
+        name = type(self).__name__
         axes = (0,) + tuple(range(2, x.ndim))
         bshape = (1, self.num_features) + (1,) * (x.ndim - 2)
-        use_batch = self.training or not self.track_running_stats
         if use_batch:
             count = x.size // self.num_features
             if count <= 1:
@@ -134,6 +144,16 @@ class LayerNorm(Module):
             raise ValueError(
                 f"LayerNorm: input {tuple(x.shape)} does not end in {self.normalized_shape}"
             )
+        if _core._is_recording():
+            # An export records it as one LayerNormalization, not its parts.
+            inputs = [x] + ([self.weight, self.bias] if self.elementwise_affine else [])
+            return _core._record_fused("layer_norm", inputs,
+                                       {"axis": x.ndim - k, "eps": self.eps},
+                                       lambda: self._normalise(x))
+        return self._normalise(x)
+
+    def _normalise(self, x: Tensor) -> Tensor:
+        # One fused op (forward and backward kernels), not the ops of the formula.
         return _core.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:

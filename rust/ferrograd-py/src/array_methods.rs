@@ -422,6 +422,18 @@ macro_rules! shared_array_methods {
                 let axes = $crate::convert::parse_axes(axis)?;
                 self.unary(py, |t| t.min(axes.as_deref(), keepdims))
             }
+            /// Whether every element over `axis` is non-zero, as bool (True when empty).
+            #[pyo3(signature = (axis=None, keepdims=false))]
+            fn all(&self, py: Python<'_>, axis: Option<&Bound<'_, PyAny>>, keepdims: bool) -> PyResult<Self> {
+                let axes = $crate::convert::parse_axes(axis)?;
+                self.unary(py, |t| t.all(axes.as_deref(), keepdims))
+            }
+            /// Whether any element over `axis` is non-zero, as bool (False when empty).
+            #[pyo3(signature = (axis=None, keepdims=false))]
+            fn any(&self, py: Python<'_>, axis: Option<&Bound<'_, PyAny>>, keepdims: bool) -> PyResult<Self> {
+                let axes = $crate::convert::parse_axes(axis)?;
+                self.unary(py, |t| t.any(axes.as_deref(), keepdims))
+            }
             /// Index of the maximum along `axis` (None = flattened), as int64.
             #[pyo3(signature = (axis=None, keepdims=false))]
             fn argmax(&self, py: Python<'_>, axis: Option<&Bound<'_, PyAny>>, keepdims: bool) -> PyResult<Self> {
@@ -487,7 +499,16 @@ macro_rules! shared_array_methods {
 
             fn __getitem__(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<Self> {
                 let items = $crate::convert::parse_index(key)?;
-                self.unary(py, |t| t.index(&items))
+                let out = self.unary(py, |t| t.index(&items))?;
+                // Tensors in the key are recorded as inputs too (an export refuses them when
+                // they are computed from the model's inputs: it would freeze their values).
+                if ferrograd::tensor::record::is_recording() {
+                    let keys = $crate::convert::tensors_in_key(key);
+                    let refs: Vec<&Tensor> = keys.iter().collect();
+                    let own = $crate::array_methods::ArrayClass::tensor(&out);
+                    ferrograd::tensor::record::link_inputs(&own, &refs);
+                }
+                Ok(out)
             }
         }
 

@@ -106,7 +106,12 @@ fn scaled_dot_product_attention(
     let q = operand(query, "query")?;
     let k = operand(key, "key")?;
     let v = operand(value, "value")?;
-    let attn_mask = attn_mask.filter(|m| !m.is_none()).map(mask).transpose()?;
+    let attn_mask = attn_mask.filter(|m| !m.is_none());
+    // A mask given as a Tensor is recorded as an input too, so an export sees where it came
+    // from (the core takes it as an array).
+    let mask_tensor =
+        attn_mask.and_then(|m| m.cast::<PyTensor>().ok().map(|t| t.get().inner.clone()));
+    let attn_mask = attn_mask.map(mask).transpose()?;
     // Multiply-adds of the two products: count·L·S·(E + Ev), estimated from the shapes.
     let work = {
         let (qs, ks, vs) = (q.shape(), k.shape(), v.shape());
@@ -116,11 +121,14 @@ fn scaled_dot_product_attention(
             .saturating_mul(ks.iter().rev().nth(1).copied().unwrap_or(1))
             .saturating_mul(last(&ks).saturating_add(last(&vs)))
     };
-    compute(py, work, || {
+    let out = compute(py, work, || {
         q.scaled_dot_product_attention(&k, &v, attn_mask, dropout_p, is_causal, scale)
     })
-    .py()
-    .map(|inner| PyTensor { inner })
+    .py()?;
+    if let Some(m) = &mask_tensor {
+        ferrograd::tensor::record::link_inputs(&out, &[m]);
+    }
+    Ok(PyTensor { inner: out })
 }
 
 /// Adds the function to the module.

@@ -165,6 +165,15 @@ pub fn ours(obj: &Bound<'_, PyAny>) -> Option<ferrograd::Tensor> {
     obj.cast::<PyNdArray>().ok().map(|t| t.get().as_tensor())
 }
 
+/// The Tensors in an index key (the key itself, or the items of a tuple key).
+pub fn tensors_in_key(key: &Bound<'_, PyAny>) -> Vec<ferrograd::Tensor> {
+    let one = |obj: &Bound<'_, PyAny>| obj.cast::<PyTensor>().ok().map(|t| t.get().inner.clone());
+    match key.cast::<pyo3::types::PyTuple>() {
+        Ok(items) => items.iter().filter_map(|k| one(&k)).collect(),
+        Err(_) => one(key).into_iter().collect(),
+    }
+}
+
 /// A Python or NumPy scalar (bool, int or float) as a core scalar; `None` for anything else.
 /// Python ints beyond int64 are a ValueError (they fit no tensor dtype).
 pub fn scalar_of(obj: &Bound<'_, PyAny>) -> PyResult<Option<Scalar>> {

@@ -325,10 +325,15 @@ fn embedding(
     weight: &Bound<'_, PyAny>,
 ) -> PyResult<PyTensor> {
     let w = tensor_of(weight, "weight")?;
+    let dim = w.shape().last().copied().unwrap_or(1);
+    // A tensor of ids stays linked to the lookup in an export recording.
+    if let Ok(t) = input.cast::<PyTensor>() {
+        let ids = t.get().inner.clone();
+        let work = ids.array().size().saturating_mul(dim);
+        return compute(py, work, || w.embedding_by(&ids)).py().map(wrap);
+    }
     let ids = crate::convert::index_array(input)?;
-    let work = ids
-        .size()
-        .saturating_mul(w.shape().last().copied().unwrap_or(1));
+    let work = ids.size().saturating_mul(dim);
     compute(py, work, || w.embedding(&ids)).py().map(wrap)
 }
 

@@ -16,6 +16,7 @@ mod inplace;
 mod io;
 mod notebook;
 mod optim;
+mod record;
 mod tensor;
 mod transformer_ops;
 mod value;
@@ -38,5 +39,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     buffer::register(m)?;
     hooks::register(m)?;
     transformer_ops::register(m)?;
+    record::register(m)?;
     Ok(())
 }

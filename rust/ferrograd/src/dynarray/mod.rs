@@ -412,6 +412,28 @@ impl DynArray {
         })
     }
 
+    /// Whether every element (`all`) or any element (`any`) over `axes` is non-zero, as
+    /// bool; like NumPy, `all` of nothing is true and `any` of nothing false.
+    pub fn all_or_any(&self, axes: Option<&[isize]>, keepdims: bool, all: bool) -> Result<Self> {
+        let (op, name) = if all {
+            (ReduceOp::Min, "all")
+        } else {
+            (ReduceOp::Max, "any")
+        };
+        let axes = normalize_axes(name, axes, self.ndim())?;
+        // Over bools, `all` is the minimum and `any` the maximum, each from its identity.
+        let truth = self.as_dtype(DType::Bool);
+        let DynArray::Bool(b) = truth.as_ref() else {
+            return Err(internal());
+        };
+        let folded = if all {
+            b.fold_axes(op, &axes, keepdims, |x| x, Some(true), |a, x| a && x)?
+        } else {
+            b.fold_axes(op, &axes, keepdims, |x| x, Some(false), |a, x| a || x)?
+        };
+        Ok(DynArray::Bool(folded))
+    }
+
     /// Indices (int64) of the maximum (or minimum) along `axis` (`None` = flattened).
     pub fn arg_extreme(&self, axis: Option<isize>, keepdims: bool, largest: bool) -> Result<Self> {
         let name = if largest { "argmax" } else { "argmin" };

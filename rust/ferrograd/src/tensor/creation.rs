@@ -1,5 +1,6 @@
 //! Creation functions: zeros, ones, full, arange, eye, randn, rand.
 
+use super::record;
 use super::Tensor;
 use crate::dtype::{DType, Scalar};
 use crate::dynarray::DynArray;
@@ -106,10 +107,13 @@ impl Tensor {
             return Err(crate::dtype::float_only_error("randn", dtype));
         }
         let n = checked_size(shape)?;
-        Tensor::leaf(
+        let out = Tensor::leaf(
             DynArray::from_f64(random::normal(n)?, shape, dtype)?,
             requires_grad,
-        )
+        )?;
+        // Recorded so that an export refuses random draws instead of freezing them.
+        record::push("randn", &[], &[&out]);
+        Ok(out)
     }
 
     /// Uniform samples in `[0, 1)` from the global generator.
@@ -118,9 +122,12 @@ impl Tensor {
             return Err(crate::dtype::float_only_error("rand", dtype));
         }
         let n = checked_size(shape)?;
-        Tensor::leaf(
+        let out = Tensor::leaf(
             DynArray::from_f64(random::uniform(n)?, shape, dtype)?,
             requires_grad,
-        )
+        )?;
+        // Recorded so that an export refuses random draws instead of freezing them.
+        record::push("rand", &[], &[&out]);
+        Ok(out)
     }
 }

@@ -23,6 +23,7 @@ mod ops_reduce;
 mod ops_select;
 mod ops_shape;
 mod ops_view;
+pub mod record;
 mod running_stats;
 mod storage;
 
@@ -138,7 +139,8 @@ impl Tensor {
     }
 
     /// The output of an op: records `parents`, their versions and `backward` when any parent
-    /// requires grad and grad mode is on; otherwise a plain leaf. The rule reads saved
+    /// requires grad and grad mode is on; otherwise a plain leaf. While this thread records
+    /// for export ([`record`]), the op is appended to the recording either way. The rule reads saved
     /// arrays only through its [`BackwardCtx`], which checks those versions.
     pub fn from_op(
         data: DynArray,
@@ -149,15 +151,37 @@ impl Tensor {
             + Sync
             + 'static,
     ) -> Self {
-        if !is_grad_enabled() || !parents.iter().any(|p| p.requires_grad()) {
-            return Self::new(data, false);
-        }
-        let grad_fn = GradFn {
-            parents: Inline::new(parents, Tensor::clone),
-            versions: Inline::new(parents, Tensor::version),
-            backward: Box::new(backward),
+        let out = if !is_grad_enabled() || !parents.iter().any(|p| p.requires_grad()) {
+            Self::new(data, false)
+        } else {
+            let grad_fn = GradFn {
+                parents: Inline::new(parents, Tensor::clone),
+                versions: Inline::new(parents, Tensor::version),
+                backward: Box::new(backward),
+            };
+            Self::from_parts(Storage::new(data), true, Some(op), Some(grad_fn))
         };
-        Self::from_parts(Storage::new(data), true, Some(op), Some(grad_fn))
+        if record::is_recording() {
+            record::push(op, parents, &[&out]);
+        }
+        out
+    }
+
+    /// The output of an op that never joins the autodiff graph (comparisons, casts to
+    /// integers, argmax, …): a plain leaf, recorded for export like any op.
+    pub fn untracked_op(data: DynArray, op: &'static str, parents: &[&Tensor]) -> Self {
+        let out = Self::new(data, false);
+        if record::is_recording() {
+            record::push(op, parents, &[&out]);
+        }
+        out
+    }
+
+    /// Attaches the attributes an exporter needs (built by [`record::attrs`], `None` when
+    /// not recording) to the record of the op that just produced `self`.
+    pub fn recorded_with(self, attrs: Option<record::Attrs>) -> Self {
+        record::set_attrs(&self, attrs);
+        self
     }
 
     /// A unique id (graph drawing, de-duplication).

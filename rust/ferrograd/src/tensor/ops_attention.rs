@@ -3,6 +3,7 @@
 //! mask, and the dropout seed), the probabilities being recomputed in backward.
 
 use super::ops_nn::{typed, with_arrays};
+use super::record::{self, kv, Attr};
 use super::{is_grad_enabled, Tensor};
 use crate::dynarray::{DType, DynArray, Element};
 use crate::ndarray::attention::{Attention, Dropout, Mask, Saved};
@@ -114,6 +115,19 @@ impl Tensor {
             }?;
             Ok((dtype, mask, saved))
         })?;
+        let attrs = record::attrs(|| {
+            let mask = match &mask {
+                SavedMask::None => Attr::None,
+                SavedMask::Causal => Attr::from("causal"),
+                SavedMask::Keep(m) => Attr::Array(DynArray::Bool(m.clone())),
+                SavedMask::Add(m) => Attr::Array(m.clone()),
+            };
+            vec![
+                kv("mask", mask),
+                kv("scale", scale),
+                kv("dropout_p", dropout_p),
+            ]
+        });
         Ok(Tensor::from_op(
             out,
             "scaled_dot_product_attention",
@@ -148,7 +162,8 @@ impl Tensor {
                     Ok(grads.into())
                 })
             },
-        ))
+        )
+        .recorded_with(attrs))
     }
 }
 

@@ -4,6 +4,7 @@
 use rayon::prelude::*;
 
 use super::ops_nn::{changed, typed, with_arrays};
+use super::record::{self, kv};
 use super::Tensor;
 use crate::dynarray::{DType, DynArray, Element};
 use crate::ndarray::{try_filled, try_with_capacity, Float, NdArray};
@@ -133,6 +134,7 @@ impl Tensor {
         })?;
         let o = out.shape().get(1).copied().unwrap_or(0);
         let saved = Saved { geo, o, dtypes };
+        let attrs = record::attrs(|| vec![kv("stride", stride), kv("padding", padding)]);
         Ok(Tensor::from_op(out, "conv2d", &parents, move |g, ctx| {
             let need = [ctx.needs_grad(0), ctx.needs_grad(1), ctx.needs_grad(2)];
             let n = ctx.num_inputs();
@@ -145,7 +147,8 @@ impl Tensor {
                 [false, true] => conv_backward(g, None, Some(&*ctx.input(1)?), &saved, need, n),
                 [false, false] => conv_backward(g, None, None, &saved, need, n),
             }
-        }))
+        })
+        .recorded_with(attrs))
     }
 
     /// 2-D max pooling of `self` `(N, C, H, W)`; padding counts as -inf and may be at most
@@ -184,9 +187,17 @@ impl Tensor {
         };
         let input_shape = x.shape().to_vec();
         drop(x);
+        let attrs = record::attrs(|| {
+            vec![
+                kv("kernel", kernel),
+                kv("stride", stride),
+                kv("padding", padding),
+            ]
+        });
         Ok(Tensor::from_op(out, "max_pool2d", &[self], move |g, _| {
             Ok(vec![Some(g.scatter_add(&input_shape, &argmax)?)])
-        }))
+        })
+        .recorded_with(attrs))
     }
 }
 

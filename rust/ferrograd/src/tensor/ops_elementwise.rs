@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 
+use super::record::{self, kv};
 use super::{read_pair, Tensor};
 use crate::dynarray::fns::*;
 use crate::dynarray::{Arith, BinaryFn, DynArray, Scalar, UnaryFn};
@@ -127,72 +128,91 @@ impl Tensor {
 
     /// `self + s` for a scalar `s` (it lifts an integer tensor to float but never widens).
     pub fn add_scalar(&self, s: impl Into<Scalar>) -> Result<Tensor> {
-        let out = self.array().arith_scalar(Arith::Add, s.into(), false)?;
-        Ok(Tensor::from_op(out, "+", &[self], |g, _| {
-            Ok(vec![Some(g.clone())])
-        }))
+        let s: Scalar = s.into();
+        let attrs = record::attrs(|| vec![kv("scalar", s), kv("reflected", false)]);
+        let out = self.array().arith_scalar(Arith::Add, s, false)?;
+        Ok(
+            Tensor::from_op(out, "+", &[self], |g, _| Ok(vec![Some(g.clone())]))
+                .recorded_with(attrs),
+        )
     }
 
     /// `self * s` for a scalar `s`.
     pub fn mul_scalar(&self, s: impl Into<Scalar>) -> Result<Tensor> {
-        let s = s.into();
+        let s: Scalar = s.into();
+        let attrs = record::attrs(|| vec![kv("scalar", s), kv("reflected", false)]);
         let out = self.array().arith_scalar(Arith::Mul, s, false)?;
         let s = s.to_f64();
         Ok(Tensor::from_op(out, "*", &[self], move |g, _| {
             Ok(vec![Some(g.zip_scalar(s, Mul)?)])
-        }))
+        })
+        .recorded_with(attrs))
     }
 
     /// `self - s`.
     pub fn sub_scalar(&self, s: impl Into<Scalar>) -> Result<Tensor> {
-        let out = self.array().arith_scalar(Arith::Sub, s.into(), false)?;
-        Ok(Tensor::from_op(out, "-", &[self], |g, _| {
-            Ok(vec![Some(g.clone())])
-        }))
+        let s: Scalar = s.into();
+        let attrs = record::attrs(|| vec![kv("scalar", s), kv("reflected", false)]);
+        let out = self.array().arith_scalar(Arith::Sub, s, false)?;
+        Ok(
+            Tensor::from_op(out, "-", &[self], |g, _| Ok(vec![Some(g.clone())]))
+                .recorded_with(attrs),
+        )
     }
 
     /// `s - self`.
     pub fn rsub_scalar(&self, s: impl Into<Scalar>) -> Result<Tensor> {
-        let out = self.array().arith_scalar(Arith::Sub, s.into(), true)?;
-        Ok(Tensor::from_op(out, "-", &[self], |g, _| {
-            Ok(vec![Some(g.map(Neg)?)])
-        }))
+        let s: Scalar = s.into();
+        let attrs = record::attrs(|| vec![kv("scalar", s), kv("reflected", true)]);
+        let out = self.array().arith_scalar(Arith::Sub, s, true)?;
+        Ok(
+            Tensor::from_op(out, "-", &[self], |g, _| Ok(vec![Some(g.map(Neg)?)]))
+                .recorded_with(attrs),
+        )
     }
 
     /// `self / s`.
     pub fn div_scalar(&self, s: impl Into<Scalar>) -> Result<Tensor> {
-        let s = s.into();
+        let s: Scalar = s.into();
+        let attrs = record::attrs(|| vec![kv("scalar", s), kv("reflected", false)]);
         let out = self.array().arith_scalar(Arith::Div, s, false)?;
         let s = s.to_f64();
         Ok(Tensor::from_op(out, "/", &[self], move |g, _| {
             Ok(vec![Some(g.zip_scalar(s, Div)?)])
-        }))
+        })
+        .recorded_with(attrs))
     }
 
     /// `s / self`.
     pub fn rdiv_scalar(&self, s: impl Into<Scalar>) -> Result<Tensor> {
-        let out = self.array().arith_scalar(Arith::Div, s.into(), true)?;
+        let s: Scalar = s.into();
+        let attrs = record::attrs(|| vec![kv("scalar", s), kv("reflected", true)]);
+        let out = self.array().arith_scalar(Arith::Div, s, true)?;
         Ok(Tensor::from_op(out, "/", &[self], |g, ctx| {
             // d(s/a)/da = -y/a
             let gy = g.zip("div", &*ctx.output()?, Mul)?;
             Ok(vec![Some(gy.zip("div", &*ctx.input(0)?, Div)?.map(Neg)?)])
-        }))
+        })
+        .recorded_with(attrs))
     }
 
     /// `self ** s`.
     pub fn pow_scalar(&self, s: impl Into<Scalar>) -> Result<Tensor> {
-        let s = s.into();
+        let s: Scalar = s.into();
+        let attrs = record::attrs(|| vec![kv("scalar", s), kv("reflected", false)]);
         let out = self.array().arith_scalar(Arith::Pow, s, false)?;
         let s = s.to_f64();
         Ok(Tensor::from_op(out, "**", &[self], move |g, ctx| {
             let factor = ctx.input(0)?.zip_scalar(s, PowBaseGrad)?;
             Ok(vec![Some(g.zip("pow", &factor, Mul)?)])
-        }))
+        })
+        .recorded_with(attrs))
     }
 
     /// `s ** self`.
     pub fn rpow_scalar(&self, s: impl Into<Scalar>) -> Result<Tensor> {
-        let s = s.into();
+        let s: Scalar = s.into();
+        let attrs = record::attrs(|| vec![kv("scalar", s), kv("reflected", true)]);
         let out = self.array().arith_scalar(Arith::Pow, s, true)?;
         let s = s.to_f64();
         Ok(Tensor::from_op(out, "**", &[self], move |g, ctx| {
@@ -204,7 +224,8 @@ impl Tensor {
                 y.zip_scalar(s.ln(), Mul)?
             };
             Ok(vec![Some(g.zip("pow", &factor, Mul)?)])
-        }))
+        })
+        .recorded_with(attrs))
     }
 
     unary_op!(/// `-self` (integers wrap).

@@ -1,6 +1,7 @@
 //! `embedding`: rows of a weight matrix looked up by integer ids — the core's indexing
 //! (`weight[ids]`, a differentiable gather) with PyTorch's stricter id rule.
 
+use super::record;
 use super::Tensor;
 use crate::dynarray::DynArray;
 use crate::ndarray::IndexItem;
@@ -37,6 +38,16 @@ impl Tensor {
             )));
         }
         self.index(&[item])
+    }
+
+    /// [`Tensor::embedding`] with the ids in a tensor: the same lookup, recorded for export
+    /// as one `embedding` op whose inputs are the weight and the ids tensor (so the ids stay
+    /// linked to where they came from, a model input say).
+    pub fn embedding_by(&self, ids: &Tensor) -> Result<Tensor> {
+        record::fused("embedding", &[self, ids], Vec::new, || {
+            let ids = ids.array();
+            self.embedding(&ids)
+        })
     }
 }
 

@@ -2,6 +2,7 @@
 //! `clamp`/`maximum`/`minimum` on integers — each with its backward rule beside its forward
 //! (or composed of differentiable primitives where that is as fast).
 
+use super::record::{self, kv};
 use super::Tensor;
 use crate::dtype::{Category, DType, Scalar};
 use crate::dynarray::fns::{Exp, Log, Mul, Sub};
@@ -259,13 +260,15 @@ impl Tensor {
             };
             (out, x.shape().to_vec(), ax)
         };
+        let attrs = record::attrs(|| vec![kv("axes", &ax[..]), kv("keepdims", keepdims)]);
         Ok(Tensor::from_op(out, "logsumexp", &[self], move |g, ctx| {
             let keep = reduced_shape(&input_shape, &ax, true);
             let y = ctx.output()?.clone().into_shape(&keep)?;
             let g = g.clone().into_shape(&keep)?;
             let soft = ctx.input(0)?.zip("logsumexp", &y, ExpDiff)?;
             Ok(vec![Some(soft.zip("logsumexp", &g, Mul)?)])
-        }))
+        })
+        .recorded_with(attrs))
     }
 
     /// Running sums along `axis`; integers and bools sum in int64 (PyTorch), floats keep
@@ -285,12 +288,14 @@ impl Tensor {
                 (cumsum_any(&x, ax, false)?, ax, false)
             }
         };
+        let attrs = record::attrs(|| vec![kv("axis", ax)]);
         Ok(Tensor::from_op(out, "cumsum", &[self], move |g, _| {
             if lifted {
                 return Ok(vec![Some(g.clone())]);
             }
             Ok(vec![Some(cumsum_any(g, ax, true)?)])
-        }))
+        })
+        .recorded_with(attrs))
     }
 
     /// `clamp` for any dtype and bound kind, PyTorch-style: float tensors clamp as floats
@@ -329,7 +334,8 @@ impl Tensor {
             }
             _ => return Err(Error::Graph("internal error: clamp dtype".into())),
         };
-        Ok(Tensor::new(out, false))
+        let attrs = record::attrs(|| vec![kv("min", min), kv("max", max)]);
+        Ok(Tensor::untracked_op(out, "clamp", &[self]).recorded_with(attrs))
     }
 }
 

@@ -4,6 +4,7 @@
 
 use rayon::prelude::*;
 
+use super::record::{self, kv};
 use super::{read_pair, Tensor};
 use crate::dtype::float_only_error;
 use crate::dynarray::fns::{Mul, Neg};
@@ -82,10 +83,12 @@ impl Tensor {
         }
         let bounds = Clamp::new(min, max);
         let out = self.array().map(bounds)?;
+        let attrs = record::attrs(|| vec![kv("min", min), kv("max", max)]);
         Ok(Tensor::from_op(out, "clamp", &[self], move |g, ctx| {
             let inside = ctx.input(0)?.map(ClampInside(bounds))?;
             Ok(vec![Some(g.zip("clamp", &inside, Mul)?)])
-        }))
+        })
+        .recorded_with(attrs))
     }
 
     /// The elementwise larger of two tensors, broadcasting; NaN propagates; a tie sends half
@@ -107,7 +110,7 @@ impl Tensor {
             let out = read_pair(self, other, |a, b| {
                 super::ops_math::pick_exact(a, b, largest)
             })?;
-            return Ok(Tensor::new(out, false));
+            return Ok(Tensor::untracked_op(out, name, &[self, other]));
         }
         let out = read_pair(self, other, |a, b| a.zip(name, b, Pick { largest }))?;
         Ok(Tensor::from_op(out, name, &[self, other], move |g, ctx| {
@@ -141,12 +144,15 @@ impl Tensor {
             other => return Err(float_only_error("cross_entropy", other.dtype())),
         };
         drop(x);
+        let attrs = record::attrs(|| {
+            vec![
+                kv("targets", targets),
+                kv("label_smoothing", label_smoothing),
+            ]
+        });
         let targets = targets.to_vec();
-        Ok(Tensor::from_op(
-            loss,
-            "cross_entropy",
-            &[self],
-            move |g, ctx| {
+        Ok(
+            Tensor::from_op(loss, "cross_entropy", &[self], move |g, ctx| {
                 let x = ctx.input(0)?;
                 let g = g.as_dtype(x.dtype());
                 let grad = match (&*x, g.as_ref(), &lse) {
@@ -159,8 +165,9 @@ impl Tensor {
                     _ => return Err(mismatch()),
                 };
                 Ok(vec![Some(grad)])
-            },
-        ))
+            })
+            .recorded_with(attrs),
+        )
     }
 
     /// Per-sample negative log-likelihood `-log_probs[i, t_i]` of `(N, C)` log-probabilities
@@ -176,9 +183,11 @@ impl Tensor {
         let out = x.gather(&offsets, &out_shape).map(Neg)?;
         let input_shape = x.shape().to_vec();
         drop(x);
+        let attrs = record::attrs(|| vec![kv("targets", targets)]);
         Ok(Tensor::from_op(out, "nll_loss", &[self], move |g, _| {
             Ok(vec![Some(g.map(Neg)?.scatter_add(&input_shape, &offsets)?)])
-        }))
+        })
+        .recorded_with(attrs))
     }
 }
 

@@ -5,6 +5,7 @@
 use rayon::prelude::*;
 
 use super::ops_nn::{changed, with_arrays};
+use super::record::{self, kv};
 use super::Tensor;
 use crate::dtype::float_only_error;
 use crate::dynarray::{DType, DynArray, Element};
@@ -61,67 +62,56 @@ impl Tensor {
         })?;
         let x_shape = self.shape();
         let norm_shape = normalized_shape.to_vec();
-        Ok(Tensor::from_op(
-            out,
-            "layer_norm",
-            &parents,
-            move |g, ctx| {
-                let need = Need {
-                    x: ctx.needs_grad(0),
-                    w: w_at.is_some_and(|i| ctx.needs_grad(i)),
-                    b: b_at.is_some_and(|i| ctx.needs_grad(i)),
-                };
-                // The input is read only for dX and dW; the weight only for dX.
-                let mut read = Vec::new();
-                if need.x || need.w {
-                    read.push(0);
+        // What an export's LayerNormalization needs (the layer records the same).
+        let axis = x_shape.len() - normalized_shape.len();
+        let attrs = record::attrs(|| vec![kv("axis", axis), kv("eps", eps)]);
+        Ok(Tensor::from_op(out, "layer_norm", &parents, move |g, ctx| {
+            let need = Need {
+                x: ctx.needs_grad(0),
+                w: w_at.is_some_and(|i| ctx.needs_grad(i)),
+                b: b_at.is_some_and(|i| ctx.needs_grad(i)),
+            };
+            // The input is read only for dX and dW; the weight only for dX.
+            let mut read = Vec::new();
+            if need.x || need.w {
+                read.push(0);
+            }
+            if let (Some(i), true) = (w_at, need.x) {
+                read.push(i);
+            }
+            let [dx, dw, db] = ctx.with_inputs(&read, |a| {
+                let x = read
+                    .iter()
+                    .position(|&i| i == 0)
+                    .map(|k| a[k].as_dtype(dtype));
+                let w = read
+                    .iter()
+                    .position(|&i| Some(i) == w_at)
+                    .map(|k| a[k].as_dtype(dtype));
+                if x.as_ref().is_some_and(|x| x.shape() != x_shape.as_slice()) {
+                    return Err(changed("layer_norm"));
                 }
-                if let (Some(i), true) = (w_at, need.x) {
-                    read.push(i);
-                }
-                let [dx, dw, db] = ctx.with_inputs(&read, |a| {
-                    let x = read
-                        .iter()
-                        .position(|&i| i == 0)
-                        .map(|k| a[k].as_dtype(dtype));
-                    let w = read
-                        .iter()
-                        .position(|&i| Some(i) == w_at)
-                        .map(|k| a[k].as_dtype(dtype));
-                    if x.as_ref().is_some_and(|x| x.shape() != x_shape.as_slice()) {
-                        return Err(changed("layer_norm"));
+                let g = g.as_dtype(dtype);
+                match dtype {
+                    DType::F32 => {
+                        backward::<f32>(&g, x.as_deref(), w.as_deref(), &stats, &norm_shape, need)
                     }
-                    let g = g.as_dtype(dtype);
-                    match dtype {
-                        DType::F32 => backward::<f32>(
-                            &g,
-                            x.as_deref(),
-                            w.as_deref(),
-                            &stats,
-                            &norm_shape,
-                            need,
-                        ),
-                        DType::F64 => backward::<f64>(
-                            &g,
-                            x.as_deref(),
-                            w.as_deref(),
-                            &stats,
-                            &norm_shape,
-                            need,
-                        ),
-                        other => Err(float_only_error("layer_norm", other)),
+                    DType::F64 => {
+                        backward::<f64>(&g, x.as_deref(), w.as_deref(), &stats, &norm_shape, need)
                     }
-                })?;
-                let mut grads = vec![dx];
-                if w_at.is_some() {
-                    grads.push(dw);
+                    other => Err(float_only_error("layer_norm", other)),
                 }
-                if b_at.is_some() {
-                    grads.push(db);
-                }
-                Ok(grads)
-            },
-        ))
+            })?;
+            let mut grads = vec![dx];
+            if w_at.is_some() {
+                grads.push(dw);
+            }
+            if b_at.is_some() {
+                grads.push(db);
+            }
+            Ok(grads)
+        })
+        .recorded_with(attrs))
     }
 }
 

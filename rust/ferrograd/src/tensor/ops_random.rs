@@ -17,10 +17,8 @@ impl Tensor {
         }
         let n = checked_size(shape)?;
         let data = random::integers(n, low, high)?;
-        Ok(Tensor::new(
-            DynArray::I64(NdArray::from_vec(data, shape)?),
-            false,
-        ))
+        let out = DynArray::I64(NdArray::from_vec(data, shape)?);
+        Ok(Tensor::untracked_op(out, "randint", &[]))
     }
 
     /// A uniformly random permutation of `0..n`, int64.
@@ -30,10 +28,8 @@ impl Tensor {
             .into_iter()
             .map(|i| i as i64)
             .collect();
-        Ok(Tensor::new(
-            DynArray::I64(NdArray::from_vec(p, &[n])?),
-            false,
-        ))
+        let out = DynArray::I64(NdArray::from_vec(p, &[n])?);
+        Ok(Tensor::untracked_op(out, "randperm", &[]))
     }
 
     /// `num_samples` category indices per row of the weights `self` (1-D `(k,)` or 2-D
@@ -92,10 +88,8 @@ impl Tensor {
                 draw_without_replacement(row, num_samples, &mut out)?;
             }
         }
-        Ok(Tensor::new(
-            DynArray::I64(NdArray::from_vec(out, &out_shape)?),
-            false,
-        ))
+        let out = DynArray::I64(NdArray::from_vec(out, &out_shape)?);
+        Ok(Tensor::untracked_op(out, "multinomial", &[self]))
     }
 }
 

@@ -1,5 +1,6 @@
 //! Reductions and (log-)softmax on `Tensor`, with their backward rules.
 
+use super::record::{self, kv};
 use super::Tensor;
 use crate::dynarray::fns::*;
 use crate::dynarray::DynArray;
@@ -42,6 +43,7 @@ impl Tensor {
         let input_shape = x.shape().to_vec();
         let count: usize = axes.iter().map(|&a| input_shape[a]).product();
         drop(x);
+        let attrs = record::attrs(|| vec![kv("axes", &ax[..]), kv("keepdims", keepdims)]);
         Ok(Tensor::from_op(out, op.name(), &[self], move |g, ctx| {
             let g = unreduce(g, &input_shape, &axes)?;
             let grad = match op {
@@ -58,7 +60,31 @@ impl Tensor {
                 }
             };
             Ok(vec![Some(grad)])
-        }))
+        })
+        .recorded_with(attrs))
+    }
+
+    /// Whether every element over `axes` is non-zero (bool; not differentiable).
+    pub fn all(&self, axes: Option<&[isize]>, keepdims: bool) -> Result<Tensor> {
+        self.all_or_any(axes, keepdims, true)
+    }
+
+    /// Whether any element over `axes` is non-zero (bool; not differentiable).
+    pub fn any(&self, axes: Option<&[isize]>, keepdims: bool) -> Result<Tensor> {
+        self.all_or_any(axes, keepdims, false)
+    }
+
+    fn all_or_any(&self, axes: Option<&[isize]>, keepdims: bool, all: bool) -> Result<Tensor> {
+        let x = self.array();
+        let out = x.all_or_any(axes, keepdims, all)?;
+        let op = if all { "all" } else { "any" };
+        let axes = normalize_axes(op, axes, x.ndim())?;
+        drop(x);
+        let attrs = record::attrs(|| {
+            let ax: Vec<isize> = axes.iter().map(|&a| a as isize).collect();
+            vec![kv("axes", &ax[..]), kv("keepdims", keepdims)]
+        });
+        Ok(Tensor::untracked_op(out, op, &[self]).recorded_with(attrs))
     }
 
     /// Indices of the maxima along `axis` (`None` = flattened), as int64; not differentiable.
@@ -73,7 +99,9 @@ impl Tensor {
 
     fn arg_extreme(&self, axis: Option<isize>, keepdims: bool, largest: bool) -> Result<Tensor> {
         let idx = self.array().arg_extreme(axis, keepdims, largest)?;
-        Ok(Tensor::new(idx, false))
+        let op = if largest { "argmax" } else { "argmin" };
+        let attrs = record::attrs(|| vec![kv("axis", axis), kv("keepdims", keepdims)]);
+        Ok(Tensor::untracked_op(idx, op, &[self]).recorded_with(attrs))
     }
 
     /// Softmax along `axis`, computed as exp(x - max) / sum for stability.
@@ -83,6 +111,7 @@ impl Tensor {
         let ax = normalize_axis("softmax", axis, x.ndim().max(1))? as isize;
         let out = softmax_forward(&x, ax, false)?;
         drop(x);
+        let attrs = record::attrs(|| vec![kv("axis", ax)]);
         Ok(Tensor::from_op(out, "softmax", &[self], move |g, ctx| {
             let y = &*ctx.output()?;
             // dx = y * (g - sum(g * y))
@@ -98,7 +127,8 @@ impl Tensor {
                 &g.zip("softmax", &s, Sub)?,
                 Mul,
             )?)])
-        }))
+        })
+        .recorded_with(attrs))
     }
 
     /// Log-softmax along `axis`: x - max - log(sum(exp(x - max))), finite for huge logits.
@@ -108,25 +138,22 @@ impl Tensor {
         let ax = normalize_axis("log_softmax", axis, x.ndim().max(1))? as isize;
         let out = softmax_forward(&x, ax, true)?;
         drop(x);
-        Ok(Tensor::from_op(
-            out,
-            "log_softmax",
-            &[self],
-            move |g, ctx| {
-                let y = &*ctx.output()?;
-                // dx = g - softmax * sum(g)
-                let s = if g.ndim() == 0 {
-                    g.clone()
-                } else {
-                    g.reduce(ReduceOp::Sum, Some(&[ax]), true)?
-                };
-                Ok(vec![Some(g.zip(
-                    "log_softmax",
-                    &y.map(Exp)?.zip("log_softmax", &s, Mul)?,
-                    Sub,
-                )?)])
-            },
-        ))
+        let attrs = record::attrs(|| vec![kv("axis", ax)]);
+        Ok(Tensor::from_op(out, "log_softmax", &[self], move |g, ctx| {
+            let y = &*ctx.output()?;
+            // dx = g - softmax * sum(g)
+            let s = if g.ndim() == 0 {
+                g.clone()
+            } else {
+                g.reduce(ReduceOp::Sum, Some(&[ax]), true)?
+            };
+            Ok(vec![Some(g.zip(
+                "log_softmax",
+                &y.map(Exp)?.zip("log_softmax", &s, Mul)?,
+                Sub,
+            )?)])
+        })
+        .recorded_with(attrs))
     }
 }
 

@@ -4,6 +4,7 @@
 
 use std::cmp::Ordering;
 
+use super::record::{self, kv};
 use super::Tensor;
 use crate::dtype::Scalar;
 use crate::dynarray::DynArray;
@@ -353,16 +354,15 @@ impl Tensor {
             }
             each_dtype!(&*x, a => fill_where("masked_fill", a, mm, true, v(value))?)
         };
-        Ok(Tensor::from_op(
-            out,
-            "masked_fill",
-            &[self, mask],
-            |g, ctx| {
+        let attrs = record::attrs(|| vec![kv("value", value)]);
+        Ok(
+            Tensor::from_op(out, "masked_fill", &[self, mask], |g, ctx| {
                 let m = ctx.input(1)?;
                 let mm = bool_view("masked_fill", "the mask", &m)?;
                 Ok(vec![Some(zero_where("masked_fill", g, mm, true)?), None])
-            },
-        ))
+            })
+            .recorded_with(attrs),
+        )
     }
 
     /// The lower triangle of the last two axes: elements with `col - row > k` become 0.
@@ -377,9 +377,11 @@ impl Tensor {
 
     fn triangle(&self, op: &'static str, k: isize, lower: bool) -> Result<Tensor> {
         let out = each_dtype!(&*self.array(), a => triangle(op, a, k, lower)?);
+        let attrs = record::attrs(|| vec![kv("k", k)]);
         Ok(Tensor::from_op(out, op, &[self], move |g, _| {
             Ok(vec![Some(each_dtype!(g, a => triangle(op, a, k, lower)?))])
-        }))
+        })
+        .recorded_with(attrs))
     }
 
     /// PyTorch's `gather`: `out[i][j][k] = self[index[i][j][k]][j][k]` for `axis = 0`, and
@@ -397,12 +399,11 @@ impl Tensor {
             let offsets = gather_offsets(x.shape(), &idx, ax)?;
             (x.gather(&offsets, idx.shape()), offsets, x.shape().to_vec())
         };
-        Ok(Tensor::from_op(
-            out,
-            "gather",
-            &[self, index],
-            move |g, _| Ok(vec![Some(g.scatter_add(&shape, &offsets)?), None]),
-        ))
+        let attrs = record::attrs(|| vec![kv("axis", axis)]);
+        Ok(Tensor::from_op(out, "gather", &[self, index], move |g, _| {
+            Ok(vec![Some(g.scatter_add(&shape, &offsets)?), None])
+        })
+        .recorded_with(attrs))
     }
 
     /// One-hot rows: int64 of shape `self.shape + (num_classes,)`; `num_classes = None`
@@ -442,10 +443,9 @@ impl Tensor {
         for (i, &c) in classes.iter().enumerate() {
             data[i * n + c as usize] = 1;
         }
-        Ok(Tensor::new(
-            DynArray::I64(NdArray::from_vec(data, &shape)?),
-            false,
-        ))
+        drop(x);
+        let out = DynArray::I64(NdArray::from_vec(data, &shape)?);
+        Ok(Tensor::untracked_op(out, "one_hot", &[self]))
     }
 
     /// The `k` largest (or smallest) elements along `axis`, sorted (largest first when

@@ -1,5 +1,6 @@
 //! Shape ops on `Tensor` — reshape, permute, indexing, concatenation — with backward rules.
 
+use super::record::{self, kv, Attr};
 use super::Tensor;
 use crate::dynarray::DynArray;
 use crate::ndarray::index::plan_index;
@@ -44,9 +45,11 @@ impl Tensor {
         for (i, &p) in perm.iter().enumerate() {
             inverse[p] = i;
         }
+        let attrs = record::attrs(|| vec![kv("perm", &perm[..])]);
         Ok(Tensor::from_op(out, "permute", &[self], move |g, _| {
             Ok(vec![Some(g.permute(&inverse)?)])
-        }))
+        })
+        .recorded_with(attrs))
     }
 
     /// Swaps two axes.
@@ -75,9 +78,14 @@ impl Tensor {
         let input_shape = x.shape().to_vec();
         drop(x);
         let offsets = plan.offsets;
+        let attrs = record::attrs(|| {
+            let items = items.iter().map(Attr::from).collect();
+            vec![kv("items", Attr::List(items))]
+        });
         Ok(Tensor::from_op(out, "index", &[self], move |g, _| {
             Ok(vec![Some(g.scatter_add(&input_shape, &offsets)?)])
-        }))
+        })
+        .recorded_with(attrs))
     }
 
     /// Joins tensors along an existing axis.
@@ -119,6 +127,7 @@ impl Tensor {
         let shapes: Vec<Vec<usize>> = arrays.iter().map(|a| a.shape().to_vec()).collect();
         drop(guards);
         let op = if new_axis { "stack" } else { "cat" };
+        let attrs = record::attrs(|| vec![kv("axis", ax)]);
         Ok(Tensor::from_op(out, op, tensors, move |g, _| {
             let mut start = 0;
             let mut grads = Vec::with_capacity(extents.len());
@@ -134,7 +143,8 @@ impl Tensor {
                 start += len;
             }
             Ok(grads)
-        }))
+        })
+        .recorded_with(attrs))
     }
 }
 

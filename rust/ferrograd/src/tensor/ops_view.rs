@@ -2,6 +2,7 @@
 //! narrow split chunk` — with backward rules. Arrays here are always contiguous, so a "view"
 //! is a reshape and `contiguous` is the tensor itself.
 
+use super::record::{self, kv};
 use super::Tensor;
 use crate::dynarray::DynArray;
 use crate::shape::{broadcast_shapes, fmt_shape, normalize_axes, normalize_axis};
@@ -176,9 +177,11 @@ impl Tensor {
             let out = each_dtype!(&*x, a => narrow_typed(a, ax, start, len)?);
             (out, x.shape().to_vec(), ax)
         };
+        let attrs = record::attrs(|| vec![kv("axis", ax), kv("start", start), kv("len", len)]);
         Ok(Tensor::from_op(out, "narrow", &[self], move |g, _| {
             Ok(vec![Some(unnarrow(g, &shape, ax, start)?)])
-        }))
+        })
+        .recorded_with(attrs))
     }
 
     /// Pieces of `size` positions along `axis`, the last one smaller when they do not
