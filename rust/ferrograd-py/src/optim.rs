@@ -135,10 +135,7 @@ fn sgd_steps(
     let buffers = momentum_buffers
         .iter()
         .enumerate()
-        .map(|(i, b)| {
-            optional_tensor(Some(&b), "momentum_buffers")
-                .or_else(|_| optional_tensor(Some(&b), &format!("momentum_buffers[{i}]")))
-        })
+        .map(|(i, b)| optional_tensor(Some(&b), &format!("momentum_buffers[{i}]")))
         .collect::<PyResult<Vec<_>>>()?;
     let options = Sgd {
         lr,
