@@ -5,7 +5,7 @@
 use super::ops_nn::{changed, typed, with_arrays};
 use super::Tensor;
 use crate::dtype::float_only_error;
-use crate::dynarray::{DynArray, Element};
+use crate::dynarray::{DType, DynArray, Element};
 use crate::ndarray::elementwise::simd::{self, Kernel};
 use crate::ndarray::{matmul_flat, Float, NdArray, GEMM_PARALLEL_WORK};
 use crate::parallel::join_split;
@@ -208,28 +208,30 @@ fn flat_product(
     }
     let (a, b) = (a.as_dtype(dtype), b.as_dtype(dtype));
     let bias = bias.map(|c| c.as_dtype(dtype));
-    fn data<T: Element>(a: Option<&DynArray>) -> Result<Option<&[T]>> {
-        a.map(|a| typed::<T>(a).map(NdArray::data)).transpose()
-    }
-    match (a.as_ref(), b.as_ref()) {
-        (DynArray::F32(a), DynArray::F32(b)) => Ok(DynArray::F32(matmul_flat(
-            a.data(),
-            a_dims,
-            ta,
-            b.data(),
-            b_dims,
-            tb,
-            data(bias.as_deref())?,
-        )?)),
-        (DynArray::F64(a), DynArray::F64(b)) => Ok(DynArray::F64(matmul_flat(
-            a.data(),
-            a_dims,
-            ta,
-            b.data(),
-            b_dims,
-            tb,
-            data(bias.as_deref())?,
-        )?)),
-        _ => Err(float_only_error("linear", dtype)),
-    }
+    let (a, b, bias) = (a.as_ref(), b.as_ref(), bias.as_deref());
+    Ok(match dtype {
+        DType::F32 => DynArray::F32(typed_flat_product(a, (a_dims, ta), b, (b_dims, tb), bias)?),
+        DType::F64 => DynArray::F64(typed_flat_product(a, (a_dims, ta), b, (b_dims, tb), bias)?),
+        other => return Err(float_only_error("linear", other)),
+    })
+}
+
+/// [`matmul_flat`] of operands already converted to `T`.
+fn typed_flat_product<T: Element + Float>(
+    a: &DynArray,
+    (a_dims, ta): ([usize; 2], bool),
+    b: &DynArray,
+    (b_dims, tb): ([usize; 2], bool),
+    bias: Option<&DynArray>,
+) -> Result<NdArray<T>> {
+    let bias = bias.map(|c| typed::<T>(c).map(NdArray::data)).transpose()?;
+    matmul_flat(
+        typed::<T>(a)?.data(),
+        a_dims,
+        ta,
+        typed::<T>(b)?.data(),
+        b_dims,
+        tb,
+        bias,
+    )
 }
