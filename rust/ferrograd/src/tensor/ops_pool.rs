@@ -7,6 +7,7 @@ use super::ops_conv::{parallel, Geometry};
 use super::record::{self, kv};
 use super::Tensor;
 use crate::dynarray::DynArray;
+use crate::ndarray::elementwise::simd::{self, Kernel};
 use crate::ndarray::{try_filled, Float, NdArray};
 use crate::shape::{checked_size, fmt_shape};
 use crate::{shape_err, value_err, Result};
@@ -73,14 +74,14 @@ fn pool_forward<T: Float>(x: &[T], geo: &Geometry) -> Result<(Vec<T>, Vec<usize>
         .map(|ox| window(ox, geo.sw, geo.pw, geo.kw, geo.w))
         .collect();
     let one = |(p, (v, a)): (usize, (&mut [T], &mut [usize]))| {
-        let plane = &x[p * hw..(p + 1) * hw];
-        // The usual kernels get loops of known trip counts (unrolled): 4× faster on 2×2.
-        match (geo.kw, geo.sw) {
-            (2, 2) => pool_plane(plane, p * hw, geo, 2, 2, &xs, v, a),
-            (3, 2) => pool_plane(plane, p * hw, geo, 3, 2, &xs, v, a),
-            (3, 1) => pool_plane(plane, p * hw, geo, 3, 1, &xs, v, a),
-            (kw, sw) => pool_plane(plane, p * hw, geo, kw, sw, &xs, v, a),
-        }
+        simd::run(PoolPlane {
+            plane: &x[p * hw..(p + 1) * hw],
+            base: p * hw,
+            geo,
+            xs: &xs,
+            vals: v,
+            args: a,
+        })
     };
     let work = total.saturating_mul(geo.kh * geo.kw);
     if parallel(work, geo.n * geo.c) {
@@ -109,17 +110,13 @@ fn window(o: usize, s: usize, p: usize, k: usize, n: usize) -> std::ops::Range<u
 
 /// Pools one `H × W` plane whose first element sits at input offset `base`; `xs` holds
 /// each output column's input columns. Every window holds at least one real element
-/// (padding is at most half the kernel). A row of outputs is pooled together, input row
-/// by input row, so each input row is read once and in order. `kw` and `sw` are the
-/// geometry's, passed in so that callers can make them constants.
+/// (padding is at most half the kernel). Each window is searched whole with its running
+/// maximum in registers, row by row (the first maximum in row-major order wins).
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
 fn pool_plane<T: Float>(
     plane: &[T],
     base: usize,
     geo: &Geometry,
-    kw: usize,
-    sw: usize,
     xs: &[std::ops::Range<usize>],
     vals: &mut [T],
     args: &mut [usize],
@@ -131,39 +128,98 @@ fn pool_plane<T: Float>(
         .zip(0..geo.ho)
     {
         let ys = window(oy, geo.sh, geo.ph, geo.kh, geo.h);
-        // Each window's first element starts its search.
         for ((v, a), cols) in vrow.iter_mut().zip(arow.iter_mut()).zip(xs) {
-            *a = ys.start * w + cols.start;
-            *v = plane[*a];
-        }
-        for iy in ys {
-            let row = &plane[iy * w..(iy + 1) * w];
-            if geo.pw == 0 {
-                // No column padding: every window is whole, so one pass per kernel column
-                // over the output row (each window still sees its elements row by row).
-                for kj in 0..kw {
-                    for (ox, (best, arg)) in vrow.iter_mut().zip(arow.iter_mut()).enumerate() {
-                        let ix = ox * sw + kj;
-                        take_max(row[ix], iy * w + ix, best, arg);
-                    }
-                }
-            } else {
-                for ((best, arg), cols) in vrow.iter_mut().zip(arow.iter_mut()).zip(xs) {
-                    for ix in cols.clone() {
-                        take_max(row[ix], iy * w + ix, best, arg);
-                    }
+            let mut at = ys.start * w + cols.start;
+            let mut best = plane[at];
+            for iy in ys.clone() {
+                let row = &plane[iy * w..(iy + 1) * w];
+                for ix in cols.clone() {
+                    take_max(row[ix], iy * w + ix, &mut best, &mut at);
                 }
             }
+            *v = best;
+            *a = base + at;
         }
-        arow.iter_mut().for_each(|a| *a += base);
+    }
+}
+
+/// [`pool_plane`] for a `KH × KW` window at stride `(S, S)` without padding: loops of
+/// known trip counts, unrolled (the 2×2 pooling of every CNN).
+#[inline(always)]
+fn pool_plane_fixed<T: Float, const KH: usize, const KW: usize, const S: usize>(
+    plane: &[T],
+    base: usize,
+    geo: &Geometry,
+    vals: &mut [T],
+    args: &mut [usize],
+) {
+    let w = geo.w;
+    for ((vrow, arow), oy) in vals
+        .chunks_mut(geo.wo)
+        .zip(args.chunks_mut(geo.wo))
+        .zip(0..geo.ho)
+    {
+        let top = oy * S * w;
+        let rows = &plane[top..top + (KH - 1) * w + geo.w];
+        for ((v, a), ox) in vrow.iter_mut().zip(arow.iter_mut()).zip(0..geo.wo) {
+            let mut at = ox * S;
+            let mut best = rows[at];
+            for ki in 0..KH {
+                for kj in 0..KW {
+                    let i = ki * w + ox * S + kj;
+                    take_max(rows[i], i, &mut best, &mut at);
+                }
+            }
+            *v = best;
+            *a = base + top + at;
+        }
     }
 }
 
 /// Moves the running maximum `best` (at `arg`) to `v` (at `at`) if `v` is larger, or the
-/// first NaN. Selects, not branches: on data a branch per element mispredicts half the time.
+/// first NaN. No branches: on data a branch per element mispredicts half the time (the
+/// short-circuit `||`/`&&` this had compiled to branches, ~4 ns an element). `&`/`|` on the
+/// comparisons leave the compiler a select for the value and the mask keeps the index
+/// arithmetic.
 #[inline(always)]
 fn take_max<T: Float>(v: T, at: usize, best: &mut T, arg: &mut usize) {
-    let take = v > *best || (v.is_nan() && !best.is_nan());
+    #[allow(clippy::eq_op)] // `x != x` is the NaN test
+    let take = (v > *best) | ((v != v) & (*best == *best));
     *best = if take { v } else { *best };
-    *arg = if take { at } else { *arg };
+    *arg ^= (*arg ^ at) & (take as usize).wrapping_neg();
+}
+
+/// One plane's pooling, compiled per instruction set (see [`simd::run`]).
+struct PoolPlane<'a, T> {
+    plane: &'a [T],
+    base: usize,
+    geo: &'a Geometry,
+    xs: &'a [std::ops::Range<usize>],
+    vals: &'a mut [T],
+    args: &'a mut [usize],
+}
+
+impl<T: Float> Kernel for PoolPlane<'_, T> {
+    fn work(&self) -> usize {
+        self.plane.len()
+    }
+
+    #[inline(always)]
+    fn run(self) {
+        let Self {
+            plane,
+            base,
+            geo,
+            xs,
+            vals: v,
+            args: a,
+        } = self;
+        let unpadded = geo.ph == 0 && geo.pw == 0;
+        match (geo.kh, geo.kw, geo.sh, geo.sw) {
+            (2, 2, 2, 2) if unpadded => pool_plane_fixed::<T, 2, 2, 2>(plane, base, geo, v, a),
+            (3, 3, 2, 2) if unpadded => pool_plane_fixed::<T, 3, 3, 2>(plane, base, geo, v, a),
+            (3, 3, 1, 1) if unpadded => pool_plane_fixed::<T, 3, 3, 1>(plane, base, geo, v, a),
+            _ => pool_plane(plane, base, geo, xs, v, a),
+        }
+    }
 }
