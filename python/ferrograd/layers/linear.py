@@ -31,12 +31,11 @@ class Linear(Module):
             self.register_parameter("bias", None)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.shape[-1:] != (self.in_features,):
-            raise ValueError(
-                f"Linear: input of shape {tuple(x.shape)} does not end in in_features="
-                f"{self.in_features}"
-            )
-        return _core.linear(x, self.weight, self.bias)
+        # The core checks the shapes (a ValueError naming both and in_features). The
+        # registry is read directly: `self.weight` would go through Module.__getattr__, a
+        # Python call per parameter on every step.
+        params = self._parameters
+        return _core.linear(x, params["weight"], params["bias"])
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "

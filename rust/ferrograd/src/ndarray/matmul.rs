@@ -321,17 +321,28 @@ fn matrix_product<T: Float>(
         }
         return;
     }
-    let copied = row_major_copy(b, ob, [m, n, k]);
-    let (b_data, ob, b_strides) = match &copied {
+    let b_copy = (n * k >= COPY_MIN && m >= 8)
+        .then(|| row_major_copy(b, ob))
+        .flatten();
+    let (b_data, ob, b_strides) = match &b_copy {
         Some(c) => (&c[..], 0, (n as isize, 1)),
         None => (b.data, ob, (b.row_stride, b.col_stride)),
+    };
+    // A transposed is gemm's right operand, packed again for every block of `n`: from a
+    // few blocks on, one copy costs less (conv2d's dX: 0.2 ms a step in the digits CNN).
+    let a_copy = (m * k >= COPY_MIN && n >= COPY_A_MIN_N)
+        .then(|| row_major_copy(a, oa))
+        .flatten();
+    let (a_data, oa, a_strides) = match &a_copy {
+        Some(c) => (&c[..], 0, (k as isize, 1)),
+        None => (a.data, oa, (a.row_stride, a.col_stride)),
     };
     let block = Block {
         dst: SharedPtr(dst.as_mut_ptr().cast::<T>()),
         n,
         k,
-        a: SharedPtr(a.data.as_ptr().wrapping_add(oa).cast_mut()),
-        a_strides: (a.row_stride, a.col_stride),
+        a: SharedPtr(a_data.as_ptr().wrapping_add(oa).cast_mut()),
+        a_strides,
         b: SharedPtr(b_data.as_ptr().wrapping_add(ob).cast_mut()),
         b_strides,
     };
@@ -359,7 +370,8 @@ fn matrix_product<T: Float>(
         // distinct `s` are disjoint, so no two calls write the same element of `dst`,
         // and `dst` is a unique borrow that aliases neither input. The assert above
         // shows every element read is in bounds (see `Block::product`); a row-major
-        // copy of B holds exactly its `k × n` elements at strides `(n, 1)`.
+        // copy of A or B holds exactly its `m × k` or `k × n` elements at strides
+        // `(k, 1)` or `(n, 1)`.
         unsafe { block.product(rows, cols, accumulate) }
     };
     if stripes > 1 {
@@ -369,43 +381,47 @@ fn matrix_product<T: Float>(
     }
 }
 
-/// From this many elements of a transposed `B` on, [`row_major_copy`] copies it first.
-const COPY_B_MIN: usize = 4096;
+/// From this many elements on, an operand read transposed is copied row-major first (see
+/// [`row_major_copy`]).
+const COPY_MIN: usize = 4096;
+
+/// A transposed `A` is copied only when the product has at least this many columns.
+const COPY_A_MIN_N: usize = 256;
 
 /// Side of the square tiles [`row_major_copy`] moves (a tile of f64 is 2 KiB: both the
 /// rows it reads and the rows it writes stay in L1).
 const COPY_TILE: usize = 16;
 
-/// `B` (`k × n`, starting at `ob`) copied in row-major order when it is read transposed
-/// (unit row stride, as the weight of `x @ wᵀ`) and large enough; `None` otherwise, or
-/// when the copy cannot be allocated (gemm then reads `B` as it is).
+/// The matrix of `op` (starting at `off`) copied in row-major order when it is read
+/// transposed (unit row stride, as the weight of `x @ wᵀ`); `None` when it is not, or
+/// when the copy cannot be allocated (gemm then reads the operand as it is).
 ///
 /// Why: gemm computes a row-major `dst` as `dstᵀ = Bᵀ·Aᵀ` and packs `Bᵀ` into column
 /// panels. With `B` transposed, those panels gather elements `k` apart: ~3 ns each, 0.4 ms
 /// for a Linear(1024, 128) weight on every forward (2/3 of that Linear's time). This tiled
 /// copy costs a fraction of that, and gemm reads the copy's panels without packing.
-fn row_major_copy<T: Float>(b: &Operand<T>, ob: usize, [m, n, k]: [usize; 3]) -> Option<Vec<T>> {
-    if b.row_stride != 1 || b.col_stride == 1 || n * k < COPY_B_MIN || m < 8 {
+fn row_major_copy<T: Float>(op: &Operand<T>, off: usize) -> Option<Vec<T>> {
+    if op.row_stride != 1 || op.col_stride == 1 {
         return None;
     }
-    let cs = b.col_stride as usize;
-    let len = n * k;
+    let (rows, cols, cs) = (op.rows, op.cols, op.col_stride as usize);
+    let len = rows * cols;
     let mut out = try_with_capacity(len).ok()?;
     let dst = &mut out.spare_capacity_mut()[..len];
-    for j0 in (0..n).step_by(COPY_TILE) {
-        for p0 in (0..k).step_by(COPY_TILE) {
-            let p1 = (p0 + COPY_TILE).min(k);
-            for j in j0..(j0 + COPY_TILE).min(n) {
-                // Column `j` of B is contiguous in memory (unit row stride).
-                let src = &b.data[ob + j * cs + p0..ob + j * cs + p1];
+    for j0 in (0..cols).step_by(COPY_TILE) {
+        for p0 in (0..rows).step_by(COPY_TILE) {
+            let p1 = (p0 + COPY_TILE).min(rows);
+            for j in j0..(j0 + COPY_TILE).min(cols) {
+                // Column `j` is contiguous in memory (unit row stride).
+                let src = &op.data[off + j * cs + p0..off + j * cs + p1];
                 for (p, &v) in (p0..p1).zip(src) {
-                    dst[p * n + j] = MaybeUninit::new(v);
+                    dst[p * cols + j] = MaybeUninit::new(v);
                 }
             }
         }
     }
-    // SAFETY: the tiles cover every (p, j) with p < k, j < n once: all `len` elements of
-    // the reserved capacity were written above.
+    // SAFETY: the tiles cover every (p, j) with p < rows, j < cols once: all `len`
+    // elements of the reserved capacity were written above.
     unsafe { out.set_len(len) };
     Some(out)
 }

@@ -197,6 +197,25 @@ fn transposed_f32_products_match_in_the_backward_pattern() {
 }
 
 #[test]
+fn transposed_operands_large_enough_to_be_copied_give_the_same_product_bit_for_bit() {
+    // Both operands above the size from which a transposed one is copied row-major
+    // first (ragged tiles: 37 and 300 are not multiples of the tile), batched so the
+    // copies start at non-zero offsets; the product must equal the one of the
+    // materialised transposes exactly (the same gemm on the same layout).
+    let a = filled::<f32>(&[2, 300, 37], 20); // aᵀ is (2, 37, 300)
+    let b = filled::<f32>(&[2, 270, 300], 21); // bᵀ is (2, 300, 270)
+    let got = a.matmul_t(&b, true, true).unwrap();
+    let want = transposed(&a).matmul(&transposed(&b)).unwrap();
+    assert_eq!(got.shape(), &[2, 37, 270]);
+    assert_eq!(got.data(), want.data());
+    assert_close(&got, &naive(&transposed(&a), &transposed(&b)), 1e-4);
+    let x = filled::<f64>(&[40, 300], 22);
+    let w = filled::<f64>(&[130, 300], 23); // x @ wᵀ, as in a Linear's forward
+    let got = x.matmul_t(&w, false, true).unwrap();
+    assert_eq!(got.data(), x.matmul(&transposed(&w)).unwrap().data());
+}
+
+#[test]
 fn without_flags_matmul_t_is_matmul_including_vectors() {
     let a = filled::<f64>(&[4], 16);
     let b = filled::<f64>(&[2, 4, 3], 17);
