@@ -321,7 +321,7 @@ fn matrix_product<T: Float>(
         }
         return;
     }
-    let b_copy = (n * k >= COPY_MIN && m >= 8)
+    let b_copy = (n * k >= COPY_B_MIN && m >= 8)
         .then(|| row_major_copy(b, ob))
         .flatten();
     let (b_data, ob, b_strides) = match &b_copy {
@@ -330,7 +330,7 @@ fn matrix_product<T: Float>(
     };
     // A transposed is gemm's right operand, packed again for every block of `n`: from a
     // few blocks on, one copy costs less (conv2d's dX: 0.2 ms a step in the digits CNN).
-    let a_copy = (m * k >= COPY_MIN && n >= COPY_A_MIN_N)
+    let a_copy = (m * k >= COPY_A_MIN && n >= COPY_A_MIN_N)
         .then(|| row_major_copy(a, oa))
         .flatten();
     let (a_data, oa, a_strides) = match &a_copy {
@@ -381,11 +381,14 @@ fn matrix_product<T: Float>(
     }
 }
 
-/// From this many elements on, an operand read transposed is copied row-major first (see
-/// [`row_major_copy`]).
-const COPY_MIN: usize = 4096;
+/// From this many elements on, a transposed `B` is copied row-major first (see
+/// [`row_major_copy`]). Smaller ones stay in cache while gemm gathers them, and the copy
+/// costs more than it saves (Linear(64, 128) on 64 rows: 15 µs without, 18 µs with).
+const COPY_B_MIN: usize = 1 << 15;
 
-/// A transposed `A` is copied only when the product has at least this many columns.
+/// From this many elements, and a product of at least [`COPY_A_MIN_N`] columns, a
+/// transposed `A` is copied row-major first (gemm packs it again for each block of `n`).
+const COPY_A_MIN: usize = 4096;
 const COPY_A_MIN_N: usize = 256;
 
 /// Side of the square tiles [`row_major_copy`] moves (a tile of f64 is 2 KiB: both the

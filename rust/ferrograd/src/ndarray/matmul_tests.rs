@@ -198,7 +198,7 @@ fn transposed_f32_products_match_in_the_backward_pattern() {
 
 #[test]
 fn transposed_operands_large_enough_to_be_copied_give_the_same_product_bit_for_bit() {
-    // Both operands above the size from which a transposed one is copied row-major
+    // Both operands above the sizes from which a transposed one is copied row-major
     // first (ragged tiles: 37 and 300 are not multiples of the tile), batched so the
     // copies start at non-zero offsets; the product must equal the one of the
     // materialised transposes exactly (the same gemm on the same layout).
