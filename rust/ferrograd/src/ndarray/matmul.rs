@@ -328,21 +328,12 @@ fn matrix_product<T: Float>(
         Some(c) => (&c[..], 0, (n as isize, 1)),
         None => (b.data, ob, (b.row_stride, b.col_stride)),
     };
-    // A transposed is gemm's right operand, packed again for every block of `n`: from a
-    // few blocks on, one copy costs less (conv2d's dX: 0.2 ms a step in the digits CNN).
-    let a_copy = (m * k >= COPY_A_MIN && n >= COPY_A_MIN_N)
-        .then(|| row_major_copy(a, oa))
-        .flatten();
-    let (a_data, oa, a_strides) = match &a_copy {
-        Some(c) => (&c[..], 0, (k as isize, 1)),
-        None => (a.data, oa, (a.row_stride, a.col_stride)),
-    };
     let block = Block {
         dst: SharedPtr(dst.as_mut_ptr().cast::<T>()),
         n,
         k,
-        a: SharedPtr(a_data.as_ptr().wrapping_add(oa).cast_mut()),
-        a_strides,
+        a: SharedPtr(a.data.as_ptr().wrapping_add(oa).cast_mut()),
+        a_strides: (a.row_stride, a.col_stride),
         b: SharedPtr(b_data.as_ptr().wrapping_add(ob).cast_mut()),
         b_strides,
     };
@@ -370,8 +361,7 @@ fn matrix_product<T: Float>(
         // distinct `s` are disjoint, so no two calls write the same element of `dst`,
         // and `dst` is a unique borrow that aliases neither input. The assert above
         // shows every element read is in bounds (see `Block::product`); a row-major
-        // copy of A or B holds exactly its `m × k` or `k × n` elements at strides
-        // `(k, 1)` or `(n, 1)`.
+        // copy of B holds exactly its `k × n` elements at strides `(n, 1)`.
         unsafe { block.product(rows, cols, accumulate) }
     };
     if stripes > 1 {
@@ -385,11 +375,6 @@ fn matrix_product<T: Float>(
 /// [`row_major_copy`]). Smaller ones stay in cache while gemm gathers them, and the copy
 /// costs more than it saves (Linear(64, 128) on 64 rows: 15 µs without, 18 µs with).
 const COPY_B_MIN: usize = 1 << 15;
-
-/// From this many elements, and a product of at least [`COPY_A_MIN_N`] columns, a
-/// transposed `A` is copied row-major first (gemm packs it again for each block of `n`).
-const COPY_A_MIN: usize = 4096;
-const COPY_A_MIN_N: usize = 256;
 
 /// Side of the square tiles [`row_major_copy`] moves (a tile of f64 is 2 KiB: both the
 /// rows it reads and the rows it writes stay in L1).

@@ -197,11 +197,11 @@ fn transposed_f32_products_match_in_the_backward_pattern() {
 }
 
 #[test]
-fn transposed_operands_large_enough_to_be_copied_give_the_same_product_bit_for_bit() {
-    // Both operands above the sizes from which a transposed one is copied row-major
-    // first (ragged tiles: 37 and 300 are not multiples of the tile), batched so the
-    // copies start at non-zero offsets; the product must equal the one of the
-    // materialised transposes exactly (the same gemm on the same layout).
+fn a_transposed_operand_large_enough_to_be_copied_gives_the_same_product_bit_for_bit() {
+    // A transposed B above the size from which it is copied row-major first (ragged
+    // tiles: 37, 270 and 300 are not multiples of the tile), batched so the copies start
+    // at non-zero offsets; the product must equal the one of the materialised transposes
+    // exactly (the same gemm on the same layout).
     let a = filled::<f32>(&[2, 300, 37], 20); // aᵀ is (2, 37, 300)
     let b = filled::<f32>(&[2, 270, 300], 21); // bᵀ is (2, 300, 270)
     let got = a.matmul_t(&b, true, true).unwrap();
