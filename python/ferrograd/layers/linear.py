@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from ferrograd import _core
 from ferrograd._core import Tensor
@@ -35,7 +35,7 @@ class Linear(Module):
         # registry is read directly: `self.weight` would go through Module.__getattr__, a
         # Python call per parameter on every step.
         params = self._parameters
-        return _core.linear(x, params["weight"], params["bias"])
+        return _core.linear(x, cast(Tensor, params["weight"]), params["bias"])
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
