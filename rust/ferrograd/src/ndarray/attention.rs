@@ -15,7 +15,7 @@ mod rows;
 use rayon::prelude::*;
 
 use super::elementwise::{add_into, simd};
-use super::{try_filled, try_zeroed, Float, NdArray};
+use super::{try_zeroed, Float, NdArray};
 use crate::shape::{checked_size, fmt_shape};
 use crate::{shape_err, Result};
 use gemm::{gemm_into, Mat};
@@ -369,19 +369,11 @@ impl<T: Float> Ctx<'_, T> {
         if !need.iter().any(|&n| n) {
             return Ok([None, None, None]);
         }
-        // dK and dV are sums over the row blocks, so they start as zeros written here: each
-        // page is touched once, by this pass (calloc's fresh zero pages would fault twice in
-        // the GEMM's read-then-add: the shared zero page, then a copy of it).
-        let sums = |want: bool, n: usize| -> Result<Vec<T>> {
-            if want {
-                try_filled(checked_size(&[count, n])?, T::zero())
-            } else {
-                Ok(Vec::new())
-            }
-        };
         let mut dq = alloc(need[0], l * e)?;
-        let mut dk = sums(need[1], s * e)?;
-        let mut dv = sums(need[2], s * ev)?;
+        // dK and dV are sums over the row blocks: they start as these zeros (zeroing them
+        // again in each task only cost time).
+        let mut dk = alloc(need[1], s * e)?;
+        let mut dv = alloc(need[2], s * ev)?;
         let rb = self.row_block();
         let blocks = l.div_ceil(rb);
         // Each slice is a task. With fewer slices than threads, a slice's row blocks are also
@@ -397,8 +389,8 @@ impl<T: Float> Ctx<'_, T> {
         };
         let parts = blocks.div_ceil(per.max(1)).max(1);
         let extra = count * (parts - 1);
-        let mut xk = sums(need[1] && parts > 1, (parts - 1) * s * e)?;
-        let mut xv = sums(need[2] && parts > 1, (parts - 1) * s * ev)?;
+        let mut xk = alloc(need[1] && parts > 1, (parts - 1) * s * e)?;
+        let mut xv = alloc(need[2] && parts > 1, (parts - 1) * s * ev)?;
         let mut xk_parts = per_slice(&mut xk, extra, s * e).into_iter();
         let mut xv_parts = per_slice(&mut xv, extra, s * ev).into_iter();
         let mut tasks = Vec::with_capacity(count * parts);
