@@ -20,7 +20,7 @@ use crate::shape::{checked_size, fmt_shape};
 use crate::{shape_err, Result};
 use gemm::{gemm_into, Mat};
 use geometry::Geometry;
-use rows::{BlockDrop, BlockMask, DropMask, ForwardRows, GradRows, RebuildRows};
+use rows::{BlockDrop, BlockMask, DropMask, ForwardRows, GradRows, KeptProbs, RebuildRows};
 
 /// Rows of the query handled together: the scores of one block (`ROW_BLOCK × S`) are the only
 /// buffer that grows with the sequence, and under a causal mask a block computes only the
@@ -216,11 +216,11 @@ impl<'a, T: Float> Ctx<'a, T> {
             out.fill(T::zero());
             return;
         }
-        sc.clear();
-        sc.resize(rows * c, T::zero());
+        // The scores GEMM overwrites every element: no zeroing of the reused scratch.
+        let sc = scratch(sc, rows * c);
         self.scores(b, i0, rows, c, sc);
         simd::run(ForwardRows {
-            p: sc,
+            p: &mut *sc,
             c,
             mask: self.block_mask(b, i0),
             stats,
@@ -229,7 +229,7 @@ impl<'a, T: Float> Ctx<'a, T> {
             drop: self.block_drop(b, i0),
         });
         let vo = self.g.offsets[b][2];
-        let p = Mat::rows(sc, rows, c);
+        let p = Mat::rows(&*sc, rows, c);
         let v = Mat::rows(&self.v[vo..], c, ev);
         gemm_into(out, ev, p, v, T::one(), false);
     }
@@ -370,6 +370,8 @@ impl<T: Float> Ctx<'_, T> {
             return Ok([None, None, None]);
         }
         let mut dq = alloc(need[0], l * e)?;
+        // dK and dV are sums over the row blocks: they start as these zeros (zeroing them
+        // again in each task only cost time).
         let mut dk = alloc(need[1], s * e)?;
         let mut dv = alloc(need[2], s * ev)?;
         let rb = self.row_block();
@@ -411,11 +413,6 @@ impl<T: Float> Ctx<'_, T> {
             }
         }
         let task = |(b, range, [dq, dk, dv]): (usize, std::ops::Range<usize>, [&mut [T]; 3])| {
-            // dK and dV are sums over the row blocks. Writing their zeros first makes each
-            // fresh page fault once: the GEMM's first read-then-add would fault twice (the
-            // shared zero page, then a copy of it).
-            dk.fill(T::zero());
-            dv.fill(T::zero());
             let mut scratch = Scratch::default();
             let r0 = range.start * rb;
             for blk in range {
@@ -484,29 +481,29 @@ impl<T: Float> Ctx<'_, T> {
             return; // no keys: the output is the constant 0
         }
         let [qo, ko, vo] = self.g.offsets[b];
-        let (p, dp) = (&mut buf.p, &mut buf.dp);
-        p.clear();
-        p.resize(rows * c, T::zero());
-        dp.clear();
-        dp.resize(rows * c, T::zero());
-        match saved {
-            // P as the forward kept it (rows of length S, of which the first c are visible).
-            Some(saved) => {
-                for (row, sv) in p.chunks_exact_mut(c).zip(saved.chunks_exact(self.g.s)) {
-                    row.copy_from_slice(&sv[..c]);
-                }
-            }
-            // P, rebuilt exactly as the forward made it: exp(s - max) · (1/sum).
+        // Every element of both scratch blocks is written below (the GEMMs overwrite, the
+        // row kernels write hidden weights as 0): no zeroing of the reused buffers.
+        let p = scratch(&mut buf.p, rows * c);
+        let dp = scratch(&mut buf.dp, rows * c);
+        // P as the forward kept it (rows of length S, of which the first c are visible) is
+        // read where it lies; otherwise it is rebuilt into `p` exactly as the forward made
+        // it: exp(s - max) · (1/sum).
+        let kept = match saved {
+            Some(saved) => Some(KeptProbs {
+                data: saved,
+                rs: self.g.s,
+            }),
             None => {
                 self.scores(b, i0, rows, c, p);
                 simd::run(RebuildRows {
-                    p: &mut p[..],
+                    p: &mut *p,
                     c,
                     mask: self.block_mask(b, i0),
                     stats: st,
                 });
+                None
             }
-        }
+        };
         // dPd = dO · Vᵀ: the gradient of the (dropped) weights.
         let go_m = Mat::rows(go, rows, ev);
         let vt = Mat::rows(&self.v[vo..], c, ev).t();
@@ -517,8 +514,9 @@ impl<T: Float> Ctx<'_, T> {
             x.iter().zip(y).fold(T::zero(), |acc, (&a, &b)| acc + a * b)
         }));
         simd::run(GradRows {
-            p: &mut p[..],
-            dp: &mut dp[..],
+            p: &mut *p,
+            kept,
+            dp: &mut *dp,
             c,
             mask: self.block_mask(b, i0),
             delta: &buf.delta,
@@ -526,10 +524,10 @@ impl<T: Float> Ctx<'_, T> {
         });
         if !dv.is_empty() {
             // dV[..c] += (P ∘ M)ᵀ · dO
-            let pd = Mat::rows(dp, rows, c).t();
+            let pd = Mat::rows(&*dp, rows, c).t();
             gemm_into(&mut dv[..c * ev], ev, pd, go_m, T::one(), true);
         }
-        let ds = Mat::rows(p, rows, c);
+        let ds = Mat::rows(&*p, rows, c);
         if !dq.is_empty() {
             // dQ = scale · dS · K[..c]
             gemm_into(dq, e, ds, Mat::rows(&self.k[ko..], c, e), self.scale, false);
@@ -540,6 +538,15 @@ impl<T: Float> Ctx<'_, T> {
             gemm_into(&mut dk[..c * e], e, ds.t(), q, self.scale, true);
         }
     }
+}
+
+/// The first `n` elements of a reused scratch buffer, grown (with zeros) when too short; the
+/// values left from an earlier block are for the caller to overwrite.
+fn scratch<T: Float>(buf: &mut Vec<T>, n: usize) -> &mut [T] {
+    if buf.len() < n {
+        buf.resize(n, T::zero());
+    }
+    &mut buf[..n]
 }
 
 /// `v` cut into `count` chunks of `n`, or `count` empty chunks when `v` is empty.

@@ -45,11 +45,25 @@ fn unnarrow(g: &DynArray, shape: &[usize], axis: usize, start: usize) -> Result<
         let full = shape[axis] * inner;
         let piece = g.shape()[axis] * inner;
         let size = crate::shape::checked_size(shape)?;
-        let mut data = crate::ndarray::try_zeroed::<T>(size)?;
-        if piece > 0 && full > 0 {
-            for (dst, src) in data.chunks_mut(full).zip(g.data().chunks(piece)) {
-                dst[start * inner..start * inner + piece].copy_from_slice(src);
-            }
+        if piece == 0 || full == 0 {
+            return crate::NdArray::from_vec(crate::ndarray::try_zeroed::<T>(size)?, shape);
+        }
+        // Each lane is written once, in order: zeros, the piece, zeros (not zeros everywhere
+        // and the piece over them; a split's backward makes one of these per piece).
+        let mut data = crate::ndarray::try_with_capacity::<T>(size)?;
+        let head = start * inner;
+        let tail = full.checked_sub(head + piece).ok_or_else(|| {
+            Error::Shape(format!(
+                "narrow backward: a gradient of shape {} does not fit positions from {start} of \
+                 shape {}",
+                fmt_shape(g.shape()),
+                fmt_shape(shape)
+            ))
+        })?;
+        for src in g.data().chunks(piece) {
+            data.resize(data.len() + head, T::zero());
+            data.extend_from_slice(src);
+            data.resize(data.len() + tail, T::zero());
         }
         crate::NdArray::from_vec(data, shape)
     }

@@ -173,7 +173,21 @@ fn row_max<T: Float>(row: &[T]) -> T {
             *a = bigger(*a, x);
         }
     }
-    acc.into_iter().fold(rest, bigger)
+    bigger(rest, fold_lanes(acc, bigger))
+}
+
+/// `acc` folded by halves (8 pairs, then 4, 2, 1): a few vector steps, where folding the
+/// lanes one after another is a chain of 16 dependent scalar operations per row.
+#[inline(always)]
+fn fold_lanes<T: Copy>(mut acc: [T; LANES], f: impl Fn(T, T) -> T) -> T {
+    let mut w = LANES / 2;
+    while w > 0 {
+        for i in 0..w {
+            acc[i] = f(acc[i], acc[i + w]);
+        }
+        w /= 2;
+    }
+    acc[0]
 }
 
 #[inline(always)]
@@ -186,7 +200,7 @@ fn row_sum<T: Float>(row: &[T]) -> T {
             *a = *a + x;
         }
     }
-    acc.into_iter().fold(rest, |a, x| a + x)
+    rest + fold_lanes(acc, |a, x| a + x)
 }
 
 /// Softmax of one row in place, stable (the row maximum subtracted); returns the maximum and
@@ -280,11 +294,20 @@ impl<T: Float> Kernel for RebuildRows<'_, T> {
     }
 }
 
+/// The probabilities the forward kept: row `r` of the block starts at `data[r·rs]`.
+#[derive(Clone, Copy)]
+pub(super) struct KeptProbs<'s, T> {
+    pub(super) data: &'s [T],
+    pub(super) rs: usize,
+}
+
 /// Backward: the softmax gradient `dS = P ∘ (dPd ∘ M - Δ)` into `p`, and the dropped weights
 /// `P ∘ M` (what multiplied V) into `dp`, which held `dPd = dO · Vᵀ`. `M` are the dropout
-/// factors (1 without dropout) and `Δ_r = dO_r · O_r`.
+/// factors (1 without dropout) and `Δ_r = dO_r · O_r`. `P` is read from `kept` when the
+/// forward kept it (`p` is then only written), else from `p`.
 pub(super) struct GradRows<'s, T> {
     pub(super) p: &'s mut [T],
+    pub(super) kept: Option<KeptProbs<'s, T>>,
     pub(super) dp: &'s mut [T],
     pub(super) c: usize,
     pub(super) mask: BlockMask<'s, T>,
@@ -310,15 +333,32 @@ impl<T: Float> Kernel for GradRows<'_, T> {
             prow[n..].fill(T::zero());
             dprow[n..].fill(T::zero());
             let (prow, dprow) = (&mut prow[..n], &mut dprow[..n]);
-            match &self.drop {
-                None => {
+            // dS_j = P_j·(dPd_j·M_j - Δ) and P_j·M_j, with P_j from the kept rows or from `p`.
+            match (self.kept, &self.drop) {
+                (Some(k), None) => {
+                    let src = &k.data[r * k.rs..r * k.rs + n];
+                    for ((x, y), &p) in prow.iter_mut().zip(dprow.iter_mut()).zip(src) {
+                        *x = p * (*y - delta);
+                        *y = p;
+                    }
+                }
+                (Some(k), Some(d)) => {
+                    let src = &k.data[r * k.rs..r * k.rs + n];
+                    let rows = prow.iter_mut().zip(dprow.iter_mut()).zip(src);
+                    for (j, ((x, y), &p)) in rows.enumerate() {
+                        let f = d.factor(r, j);
+                        *x = p * (*y * f - delta);
+                        *y = p * f;
+                    }
+                }
+                (None, None) => {
                     for (x, y) in prow.iter_mut().zip(dprow.iter_mut()) {
                         let p = *x;
                         *x = p * (*y - delta);
                         *y = p;
                     }
                 }
-                Some(d) => {
+                (None, Some(d)) => {
                     for (j, (x, y)) in prow.iter_mut().zip(dprow.iter_mut()).enumerate() {
                         let (p, f) = (*x, d.factor(r, j));
                         *x = p * (*y * f - delta);
