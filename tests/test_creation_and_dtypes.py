@@ -118,7 +118,12 @@ def test_successive_draws_differ():
         ((0, 3.0), np.arange(0, 3.0), "float32"),
     ],
     ids=[
-        "n", "start-stop", "fractional-step", "negative-step", "negative-start", "empty",
+        "n",
+        "start-stop",
+        "fractional-step",
+        "negative-step",
+        "negative-start",
+        "empty",
         "one-float-makes-float",
     ],
 )

@@ -45,8 +45,9 @@ def test_drop_last_drops_the_partial_batch():
 
 def test_without_shuffle_batches_come_in_order():
     X, y = arrays(7)
-    np.testing.assert_array_equal(epoch_labels(DataLoader(X, y, batch_size=3, shuffle=False)),
-                                  np.arange(7))
+    np.testing.assert_array_equal(
+        epoch_labels(DataLoader(X, y, batch_size=3, shuffle=False)), np.arange(7)
+    )
 
 
 def test_the_same_seed_repeats_the_same_epochs_and_each_epoch_has_a_new_order():

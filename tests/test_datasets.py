@@ -29,7 +29,8 @@ def test_digits_return_fresh_copies():
 def idx_bytes(array, magic_type=0x08):
     array = np.asarray(array, dtype=np.uint8)
     header = bytes([0, 0, magic_type, array.ndim]) + b"".join(
-        struct.pack(">I", d) for d in array.shape)
+        struct.pack(">I", d) for d in array.shape
+    )
     return header + array.tobytes()
 
 
@@ -53,6 +54,7 @@ def write_mnist(folder, n_train=5, n_test=3, compress=True):
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
     """No network: any download attempt fails; the cache lives in an empty temporary folder."""
+
     def refuse(url, dest, timeout=30.0):
         raise OSError(f"network disabled in tests ({url})")
 
@@ -98,10 +100,10 @@ def test_mnist_from_a_folder_missing_files_raises_file_not_found(offline):
 @pytest.mark.parametrize(
     "corrupt",
     [
-        lambda raw: b"\x12\x34" + raw[2:],           # bad magic
-        lambda raw: raw[:2] + b"\x0d" + raw[3:],      # float element type
-        lambda raw: raw[:-10],                        # truncated body
-        lambda raw: raw[:6],                          # truncated header
+        lambda raw: b"\x12\x34" + raw[2:],  # bad magic
+        lambda raw: raw[:2] + b"\x0d" + raw[3:],  # float element type
+        lambda raw: raw[:-10],  # truncated body
+        lambda raw: raw[:6],  # truncated header
     ],
     ids=["bad magic", "wrong element type", "truncated data", "truncated header"],
 )
@@ -132,8 +134,9 @@ def test_mnist_downloads_missing_files_once_into_the_cache(offline, monkeypatch)
         dest.write_bytes((source / url.rsplit("/", 1)[1]).read_bytes())
 
     monkeypatch.setattr(datasets, "_download", fake_download)
-    monkeypatch.setattr(datasets, "_MNIST_MD5", {
-        p.name: datasets._md5(p) for p in source.iterdir()})
+    monkeypatch.setattr(
+        datasets, "_MNIST_MD5", {p.name: datasets._md5(p) for p in source.iterdir()}
+    )
     (X_train, _), _ = fg.datasets.load_mnist()
     assert X_train.shape == (5, 28, 28)
     assert len(calls) == 4
@@ -146,8 +149,9 @@ def test_an_mlp_built_from_layers_losses_and_the_loader_learns_the_digits():
     X, y = fg.datasets.load_digits()
     perm = np.random.default_rng(0).permutation(len(y))
     X, y = X[perm], y[perm]
-    model = fg.layers.Sequential(fg.layers.Linear(64, 64), fg.layers.ReLU(),
-                                 fg.layers.Linear(64, 10))
+    model = fg.layers.Sequential(
+        fg.layers.Linear(64, 64), fg.layers.ReLU(), fg.layers.Linear(64, 10)
+    )
     for _ in range(10):
         for xb, yb in fg.data.DataLoader(X[:1400], y[:1400], batch_size=32, seed=0):
             model.zero_grad()

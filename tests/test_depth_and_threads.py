@@ -36,22 +36,30 @@ def run_child(body: str, timeout: float = 120, small_stack: bool = False) -> str
         script += SMALL_STACK
     script += textwrap.dedent(body)
     try:
-        proc = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True,
-                              text=True, timeout=timeout, env={**os.environ})
+        proc = subprocess.run(
+            [sys.executable, "-c", script],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ},
+        )
     except subprocess.TimeoutExpired as exc:
         raise AssertionError(f"the child hung (deadlock?) past {timeout}s") from exc
     assert proc.returncode >= 0, (
-        f"the child died of signal {-proc.returncode} (stack overflow?):\n{proc.stderr[-3000:]}")
+        f"the child died of signal {-proc.returncode} (stack overflow?):\n{proc.stderr[-3000:]}"
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return proc.stdout
-
 
 
 # ------------------------------------------------------------------------------- depth
 
 
 def test_a_million_op_value_chain_of_mixed_ops_reusing_one_leaf_backprops_and_drops():
-    run_child(small_stack=True, body="""
+    run_child(
+        small_stack=True,
+        body="""
     def work():
         a = fg.Value(0.5)
         x = fg.Value(1.0)
@@ -73,11 +81,14 @@ def test_a_million_op_value_chain_of_mixed_ops_reusing_one_leaf_backprops_and_dr
         del v  # a million nodes dropped on a 512 KiB stack
         return x.grad
     on_small_stack(work)
-    """)
+    """,
+    )
 
 
 def test_a_million_op_value_graph_dropped_without_backward_does_not_overflow():
-    run_child(small_stack=True, body="""
+    run_child(
+        small_stack=True,
+        body="""
     def work():
         v = fg.Value(1.0)
         for _ in range(1_000_000):
@@ -86,11 +97,14 @@ def test_a_million_op_value_graph_dropped_without_backward_does_not_overflow():
         del v
         return True
     on_small_stack(work)
-    """)
+    """,
+    )
 
 
 def test_a_hundred_thousand_op_tensor_chain_builds_backprops_and_drops_on_a_small_stack():
-    out = run_child(small_stack=True, body="""
+    out = run_child(
+        small_stack=True,
+        body="""
     def work():
         x = fg.Tensor(np.linspace(-1, 1, 6).reshape(2, 3), requires_grad=True, dtype="float64")
         w = fg.Tensor(np.ones((2, 3)), requires_grad=True, dtype="float64")
@@ -108,12 +122,15 @@ def test_a_hundred_thousand_op_tensor_chain_builds_backprops_and_drops_on_a_smal
         del h, loss
         return float(w.grad.numpy().sum())
     print(on_small_stack(work))
-    """)
+    """,
+    )
     assert float(out.strip()) > 0
 
 
 def test_a_hundred_thousand_op_tensor_graph_is_dropped_without_backward_on_a_small_stack():
-    run_child(small_stack=True, body="""
+    run_child(
+        small_stack=True,
+        body="""
     def work():
         x = fg.ones(4, requires_grad=True)
         h = x
@@ -125,14 +142,16 @@ def test_a_hundred_thousand_op_tensor_graph_is_dropped_without_backward_on_a_sma
         (x * 2).sum().backward()  # the leaf still works
         return x.grad.numpy().tolist()
     assert on_small_stack(work) == [2.0] * 4
-    """)
+    """,
+    )
 
 
 # ----------------------------------------------------------------------------- threads
 
 
 def test_four_threads_training_four_models_concurrently_match_sequential_runs():
-    run_child("""
+    run_child(
+        """
     X, y = fg.datasets.load_digits()
 
     def make(seed):
@@ -169,11 +188,14 @@ def test_four_threads_training_four_models_concurrently_match_sequential_runs():
         assert par is not None, "a training thread raised"
         for a, b in zip(seq, par):
             np.testing.assert_array_equal(a, b)
-    """, timeout=180)
+    """,
+        timeout=180,
+    )
 
 
 def test_threads_sharing_one_tensor_read_backprop_and_update_it_without_corruption():
-    run_child("""
+    run_child(
+        """
     n = 1_000_000  # large enough that kernels run long with the GIL released
     shared = fg.zeros(n, requires_grad=True)
     errors = []
@@ -225,11 +247,14 @@ def test_threads_sharing_one_tensor_read_backprop_and_update_it_without_corrupti
     assert final.min() == final.max() == 50.0, (final.min(), final.max())  # none lost
     grad = shared.grad.numpy()
     assert grad.min() == grad.max() == 30.0, (grad.min(), grad.max())  # adds up exactly
-    """, timeout=180)
+    """,
+        timeout=180,
+    )
 
 
 def test_four_threads_backpropagating_different_graphs_into_shared_leaves_add_up_exactly():
-    run_child("""
+    run_child(
+        """
     w = fg.Tensor(np.arange(12.0).reshape(3, 4), requires_grad=True, dtype="float64")
     b = fg.Tensor(np.ones(4), requires_grad=True, dtype="float64")
     x = fg.Tensor(np.linspace(0, 1, 24).reshape(6, 4), dtype="float64")
@@ -268,4 +293,6 @@ def test_four_threads_backpropagating_different_graphs_into_shared_leaves_add_up
             graphs[i]().backward()
     np.testing.assert_allclose(got_w, w.grad.numpy(), rtol=1e-12)
     np.testing.assert_allclose(got_b, b.grad.numpy(), rtol=1e-12)
-    """, timeout=180)
+    """,
+        timeout=180,
+    )

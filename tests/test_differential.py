@@ -66,8 +66,9 @@ def arr(draw, shape, domain="any", unique=False):
 
 
 def shape_st(min_dims=0, max_dims=3, min_side=1, max_side=4):
-    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side,
-                            max_side=max_side)
+    return hnp.array_shapes(
+        min_dims=min_dims, max_dims=max_dims, min_side=min_side, max_side=max_side
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -122,8 +123,11 @@ def unary(draw, domain="any", min_side=0):
 
 @st.composite
 def binary(draw, da="any", db="any", min_side=1):
-    shapes = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=3,
-                                                    min_side=min_side, max_side=4))
+    shapes = draw(
+        hnp.mutually_broadcastable_shapes(
+            num_shapes=2, min_dims=0, max_dims=3, min_side=min_side, max_side=4
+        )
+    )
     sa, sb = shapes.input_shapes
     return [arr(draw, sa, da), arr(draw, sb, db)], {}
 
@@ -188,8 +192,13 @@ def reshape_case(draw):
     size = x.size
     divisors = [d for d in range(1, size + 1) if size % d == 0] or [1]
     a = draw(st.sampled_from(divisors))
-    target = draw(st.sampled_from([(size,), (a, size // a), (size // a, 1, a), (-1,),
-                                   (a, -1), (-1, 1)] if size else [(0,), (0, 3), (2, 0, 1)]))
+    target = draw(
+        st.sampled_from(
+            [(size,), (a, size // a), (size // a, 1, a), (-1,), (a, -1), (-1, 1)]
+            if size
+            else [(0,), (0, 3), (2, 0, 1)]
+        )
+    )
     return [x], {"shape": target}
 
 
@@ -202,8 +211,10 @@ def permute_case(draw):
 @st.composite
 def swap_case(draw):
     x = arr(draw, draw(shape_st(min_dims=1)))
-    return [x], {"a": draw(st.integers(-x.ndim, x.ndim - 1)),
-                 "b": draw(st.integers(-x.ndim, x.ndim - 1))}
+    return [x], {
+        "a": draw(st.integers(-x.ndim, x.ndim - 1)),
+        "b": draw(st.integers(-x.ndim, x.ndim - 1)),
+    }
 
 
 @st.composite
@@ -229,7 +240,7 @@ def index_case(draw):
         key.insert(draw(st.integers(0, len(key))), None)
     if draw(st.booleans()) and not used_list:
         cut = draw(st.integers(0, len(key)))
-        key = key[:cut] + [Ellipsis] + key[cut + draw(st.integers(0, 1)):]
+        key = key[:cut] + [Ellipsis] + key[cut + draw(st.integers(0, 1)) :]
     return [x], {"key": tuple(key)}
 
 
@@ -291,7 +302,10 @@ def pool_case(draw):
     h = draw(st.integers(max(1, k[0] - 2 * pad[0]), 5))
     w = draw(st.integers(max(1, k[1] - 2 * pad[1]), 5))
     return [arr(draw, (n, c, h, w), "grid", unique=n * c * h * w <= 49)], {
-        "kernel_size": k, "stride": stride, "padding": pad}
+        "kernel_size": k,
+        "stride": stride,
+        "padding": pad,
+    }
 
 
 @st.composite
@@ -344,22 +358,22 @@ def np_conv2d(x, w, b=None, stride=(1, 1), padding=(0, 0)):
     out = np.zeros((n, o, oh, ow))
     for i in range(oh):
         for j in range(ow):
-            patch = x[:, :, i * stride[0]:i * stride[0] + kh, j * stride[1]:j * stride[1] + kw]
+            patch = x[:, :, i * stride[0] : i * stride[0] + kh, j * stride[1] : j * stride[1] + kw]
             out[:, :, i, j] = np.einsum("nchw,ochw->no", patch, w)
     return out if b is None else out + b[None, :, None, None]
 
 
 def np_max_pool2d(x, kernel_size, stride=None, padding=(0, 0)):
     stride = stride or kernel_size
-    x = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2),
-               constant_values=-np.inf)
+    x = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2), constant_values=-np.inf)
     kh, kw = kernel_size
     oh, ow = (x.shape[2] - kh) // stride[0] + 1, (x.shape[3] - kw) // stride[1] + 1
     out = np.empty(x.shape[:2] + (oh, ow))
     for i in range(oh):
         for j in range(ow):
-            out[:, :, i, j] = x[:, :, i * stride[0]:i * stride[0] + kh,
-                                j * stride[1]:j * stride[1] + kw].max(axis=(2, 3))
+            out[:, :, i, j] = x[
+                :, :, i * stride[0] : i * stride[0] + kh, j * stride[1] : j * stride[1] + kw
+            ].max(axis=(2, 3))
     return out
 
 
@@ -410,8 +424,9 @@ def t_clamp(x, lo=None, hi=None):
 
 def t_ce(x, target, reduction, label_smoothing=0.0):
     torch = _torch()
-    return torch.nn.functional.cross_entropy(x, torch.tensor(target), reduction=reduction,
-                                             label_smoothing=label_smoothing)
+    return torch.nn.functional.cross_entropy(
+        x, torch.tensor(target), reduction=reduction, label_smoothing=label_smoothing
+    )
 
 
 def t_nll(x, target, reduction):
@@ -431,7 +446,8 @@ def fg_bce(p, y, reduction):
 
 def fg_bce_logits(x, y, reduction):
     return fg.loss.binary_cross_entropy_with_logits(
-        x, fg.Tensor(np.asarray(y), dtype=x.dtype), reduction)
+        x, fg.Tensor(np.asarray(y), dtype=x.dtype), reduction
+    )
 
 
 def _tnn():
@@ -446,122 +462,352 @@ OPS = [
     Op("sqrt", unary("positive"), lambda x: x.sqrt(), np.sqrt, lambda x: x.sqrt(), method=True),
     Op("abs", unary("away0"), lambda x: x.abs(), np.abs, lambda x: x.abs(), method=True),
     Op("builtin abs", unary("away0"), abs, np.abs, abs, method=True),
-    Op("relu", unary("away0"), lambda x: x.relu(), lambda x: np.maximum(x, 0),
-       lambda x: x.relu(), method=True),
-    Op("sigmoid", unary(), lambda x: x.sigmoid(), lambda x: 1 / (1 + np.exp(-x)),
-       lambda x: x.sigmoid(), method=True),
+    Op(
+        "relu",
+        unary("away0"),
+        lambda x: x.relu(),
+        lambda x: np.maximum(x, 0),
+        lambda x: x.relu(),
+        method=True,
+    ),
+    Op(
+        "sigmoid",
+        unary(),
+        lambda x: x.sigmoid(),
+        lambda x: 1 / (1 + np.exp(-x)),
+        lambda x: x.sigmoid(),
+        method=True,
+    ),
     Op("tanh", unary(), lambda x: x.tanh(), np.tanh, lambda x: x.tanh(), method=True),
-    Op("gelu", unary(), F.gelu, lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2))),
-       lambda x: _tnn().gelu(x)),
+    Op(
+        "gelu",
+        unary(),
+        F.gelu,
+        lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2))),
+        lambda x: _tnn().gelu(x),
+    ),
     # -- binary elementwise, broadcasting --
     Op("add", binary(), lambda x, y: x + y, np.add, lambda x, y: x + y, method=True),
     Op("sub", binary(), lambda x, y: x - y, np.subtract, lambda x, y: x - y, method=True),
     Op("mul", binary(), lambda x, y: x * y, np.multiply, lambda x, y: x * y, method=True),
-    Op("div", binary("any", "away0"), lambda x, y: x / y, np.divide, lambda x, y: x / y,
-       method=True),
-    Op("pow", binary("base", "exponent"), lambda x, y: x**y, np.power, lambda x, y: x**y,
-       method=True, rtol32=1e-4),
-    Op("maximum", binary("grid", "halfgrid"), F.maximum, np.maximum,
-       lambda x, y: _torch().maximum(x, y)),
-    Op("minimum", binary("grid", "halfgrid"), F.minimum, np.minimum,
-       lambda x, y: _torch().minimum(x, y)),
+    Op(
+        "div",
+        binary("any", "away0"),
+        lambda x, y: x / y,
+        np.divide,
+        lambda x, y: x / y,
+        method=True,
+    ),
+    Op(
+        "pow",
+        binary("base", "exponent"),
+        lambda x, y: x**y,
+        np.power,
+        lambda x, y: x**y,
+        method=True,
+        rtol32=1e-4,
+    ),
+    Op(
+        "maximum",
+        binary("grid", "halfgrid"),
+        F.maximum,
+        np.maximum,
+        lambda x, y: _torch().maximum(x, y),
+    ),
+    Op(
+        "minimum",
+        binary("grid", "halfgrid"),
+        F.minimum,
+        np.minimum,
+        lambda x, y: _torch().minimum(x, y),
+    ),
     # -- with a Python scalar on either side --
-    Op("add scalar", with_scalar("any", [-1.5, 0.0, 2.0]), lambda x, c: x + c,
-       lambda x, c: x + c, lambda x, c: x + c, method=True),
-    Op("rsub scalar", with_scalar("any", [-1.5, 2.0]), lambda x, c: c - x,
-       lambda x, c: c - x, lambda x, c: c - x, method=True),
-    Op("mul scalar", with_scalar("any", [-1.5, 0.5, 3.0]), lambda x, c: c * x,
-       lambda x, c: c * x, lambda x, c: c * x, method=True),
-    Op("rdiv scalar", with_scalar("away0", [-1.5, 1.0, 4.0]), lambda x, c: c / x,
-       lambda x, c: c / x, lambda x, c: c / x, method=True),
-    Op("pow int scalar", with_scalar("away0", [0, 1, 2, 3, -1, -2]), lambda x, c: x**c,
-       lambda x, c: x ** float(c), lambda x, c: x**c, method=True, rtol32=1e-4),
-    Op("pow float scalar", with_scalar("positive", [0.5, -0.5, 1.5, 2.5]),
-       lambda x, c: x**c, lambda x, c: x**c, lambda x, c: x**c, method=True, rtol32=1e-4),
-    Op("rpow scalar", with_scalar("any", [0.5, 2.0, 3.0]), lambda x, c: c**x,
-       lambda x, c: c**x, lambda x, c: c**x, method=True, rtol32=1e-4),
-    Op("clamp", clamp_case(), lambda x, lo, hi: F.clamp(x, lo, hi),
-       lambda x, lo, hi: np.clip(x, -np.inf if lo is None else lo, np.inf if hi is None else hi),
-       t_clamp),
+    Op(
+        "add scalar",
+        with_scalar("any", [-1.5, 0.0, 2.0]),
+        lambda x, c: x + c,
+        lambda x, c: x + c,
+        lambda x, c: x + c,
+        method=True,
+    ),
+    Op(
+        "rsub scalar",
+        with_scalar("any", [-1.5, 2.0]),
+        lambda x, c: c - x,
+        lambda x, c: c - x,
+        lambda x, c: c - x,
+        method=True,
+    ),
+    Op(
+        "mul scalar",
+        with_scalar("any", [-1.5, 0.5, 3.0]),
+        lambda x, c: c * x,
+        lambda x, c: c * x,
+        lambda x, c: c * x,
+        method=True,
+    ),
+    Op(
+        "rdiv scalar",
+        with_scalar("away0", [-1.5, 1.0, 4.0]),
+        lambda x, c: c / x,
+        lambda x, c: c / x,
+        lambda x, c: c / x,
+        method=True,
+    ),
+    Op(
+        "pow int scalar",
+        with_scalar("away0", [0, 1, 2, 3, -1, -2]),
+        lambda x, c: x**c,
+        lambda x, c: x ** float(c),
+        lambda x, c: x**c,
+        method=True,
+        rtol32=1e-4,
+    ),
+    Op(
+        "pow float scalar",
+        with_scalar("positive", [0.5, -0.5, 1.5, 2.5]),
+        lambda x, c: x**c,
+        lambda x, c: x**c,
+        lambda x, c: x**c,
+        method=True,
+        rtol32=1e-4,
+    ),
+    Op(
+        "rpow scalar",
+        with_scalar("any", [0.5, 2.0, 3.0]),
+        lambda x, c: c**x,
+        lambda x, c: c**x,
+        lambda x, c: c**x,
+        method=True,
+        rtol32=1e-4,
+    ),
+    Op(
+        "clamp",
+        clamp_case(),
+        lambda x, lo, hi: F.clamp(x, lo, hi),
+        lambda x, lo, hi: np.clip(x, -np.inf if lo is None else lo, np.inf if hi is None else hi),
+        t_clamp,
+    ),
     # -- matmul and the fused layers --
-    Op("matmul", matmul_pair(), lambda x, y: x @ y, np.matmul, lambda x, y: x @ y,
-       method=True, rtol32=1e-4),
-    Op("linear", linear_case(), F.linear, lambda x, w, b=None: x @ w.T + (0 if b is None else b),
-       lambda *a: _tnn().linear(*a), rtol32=1e-4),
-    Op("conv2d", conv_case(), F.conv2d, np_conv2d,
-       lambda *a, stride, padding: _tnn().conv2d(*a, stride=stride, padding=padding),
-       rtol32=1e-4),
-    Op("max_pool2d", pool_case(), F.max_pool2d, np_max_pool2d,
-       lambda x, kernel_size, stride, padding: _tnn().max_pool2d(x, kernel_size, stride,
-                                                                  padding)),
+    Op(
+        "matmul",
+        matmul_pair(),
+        lambda x, y: x @ y,
+        np.matmul,
+        lambda x, y: x @ y,
+        method=True,
+        rtol32=1e-4,
+    ),
+    Op(
+        "linear",
+        linear_case(),
+        F.linear,
+        lambda x, w, b=None: x @ w.T + (0 if b is None else b),
+        lambda *a: _tnn().linear(*a),
+        rtol32=1e-4,
+    ),
+    Op(
+        "conv2d",
+        conv_case(),
+        F.conv2d,
+        np_conv2d,
+        lambda *a, stride, padding: _tnn().conv2d(*a, stride=stride, padding=padding),
+        rtol32=1e-4,
+    ),
+    Op(
+        "max_pool2d",
+        pool_case(),
+        F.max_pool2d,
+        np_max_pool2d,
+        lambda x, kernel_size, stride, padding: _tnn().max_pool2d(x, kernel_size, stride, padding),
+    ),
     # -- reductions --
-    Op("sum", reduction(min_side=0), lambda x, **k: x.sum(**k),
-       lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims), t_reduce("sum"),
-       method=True, rtol32=1e-4),
-    Op("mean", reduction(), lambda x, **k: x.mean(**k),
-       lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims), t_reduce("mean"),
-       method=True, rtol32=1e-4),
-    Op("max", reduction("grid", unique=True), lambda x, **k: x.max(**k),
-       lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims), t_reduce("max"),
-       method=True),
-    Op("min", reduction("grid", unique=True), lambda x, **k: x.min(**k),
-       lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims), t_reduce("min"),
-       method=True),
-    Op("argmax", along_axis("grid", unique=True, keepdims=True),
-       lambda x, **k: x.argmax(**k), lambda x, **k: np.argmax(x, **k), t_arg("argmax"),
-       grad=False, method=True),
-    Op("argmin", along_axis("grid", unique=True, keepdims=True),
-       lambda x, **k: x.argmin(**k), lambda x, **k: np.argmin(x, **k), t_arg("argmin"),
-       grad=False, method=True),
-    Op("softmax", along_axis(), lambda x, axis: x.softmax(axis),
-       lambda x, axis: np.exp(np_log_softmax(x, axis)), lambda x, axis: x.softmax(axis),
-       method=True),
-    Op("log_softmax", along_axis(), lambda x, axis: x.log_softmax(axis), np_log_softmax,
-       lambda x, axis: x.log_softmax(axis), method=True),
+    Op(
+        "sum",
+        reduction(min_side=0),
+        lambda x, **k: x.sum(**k),
+        lambda x, axis, keepdims: np.sum(x, axis=axis, keepdims=keepdims),
+        t_reduce("sum"),
+        method=True,
+        rtol32=1e-4,
+    ),
+    Op(
+        "mean",
+        reduction(),
+        lambda x, **k: x.mean(**k),
+        lambda x, axis, keepdims: np.mean(x, axis=axis, keepdims=keepdims),
+        t_reduce("mean"),
+        method=True,
+        rtol32=1e-4,
+    ),
+    Op(
+        "max",
+        reduction("grid", unique=True),
+        lambda x, **k: x.max(**k),
+        lambda x, axis, keepdims: np.max(x, axis=axis, keepdims=keepdims),
+        t_reduce("max"),
+        method=True,
+    ),
+    Op(
+        "min",
+        reduction("grid", unique=True),
+        lambda x, **k: x.min(**k),
+        lambda x, axis, keepdims: np.min(x, axis=axis, keepdims=keepdims),
+        t_reduce("min"),
+        method=True,
+    ),
+    Op(
+        "argmax",
+        along_axis("grid", unique=True, keepdims=True),
+        lambda x, **k: x.argmax(**k),
+        lambda x, **k: np.argmax(x, **k),
+        t_arg("argmax"),
+        grad=False,
+        method=True,
+    ),
+    Op(
+        "argmin",
+        along_axis("grid", unique=True, keepdims=True),
+        lambda x, **k: x.argmin(**k),
+        lambda x, **k: np.argmin(x, **k),
+        t_arg("argmin"),
+        grad=False,
+        method=True,
+    ),
+    Op(
+        "softmax",
+        along_axis(),
+        lambda x, axis: x.softmax(axis),
+        lambda x, axis: np.exp(np_log_softmax(x, axis)),
+        lambda x, axis: x.softmax(axis),
+        method=True,
+    ),
+    Op(
+        "log_softmax",
+        along_axis(),
+        lambda x, axis: x.log_softmax(axis),
+        np_log_softmax,
+        lambda x, axis: x.log_softmax(axis),
+        method=True,
+    ),
     # -- shapes and indexing --
-    Op("reshape", reshape_case(), lambda x, shape: x.reshape(*shape),
-       lambda x, shape: x.reshape(shape), lambda x, shape: x.reshape(shape), method=True),
-    Op("reshape tuple", reshape_case(), lambda x, shape: x.reshape(shape),
-       lambda x, shape: x.reshape(shape), lambda x, shape: x.reshape(shape), method=True),
-    Op("flatten", unary(), lambda x: x.flatten(), lambda x: x.reshape(-1),
-       lambda x: x.reshape(-1), method=True),
-    Op("T", unary(), lambda x: x.T, lambda x: x.T,
-       lambda x: x.permute(tuple(reversed(range(x.ndim)))), method=True),
-    Op("permute", permute_case(), lambda x, perm: x.permute(*perm),
-       lambda x, perm: np.transpose(x, perm), lambda x, perm: x.permute(perm), method=True),
-    Op("transpose", swap_case(), lambda x, a, b: x.transpose(a, b),
-       lambda x, a, b: np.swapaxes(x, a, b), lambda x, a, b: x.transpose(a, b), method=True),
-    Op("getitem", index_case(), lambda x, key: x[key], lambda x, key: x[_np_key(key)],
-       t_index, method=True),
-    Op("cat", join_case(), lambda *xs, axis: fg.cat(list(xs), axis=axis),
-       lambda *xs, axis: np.concatenate(xs, axis=axis),
-       lambda *xs, axis: _torch().cat(xs, dim=axis)),
-    Op("stack", stack_case(), lambda *xs, axis: fg.stack(list(xs), axis=axis),
-       lambda *xs, axis: np.stack(xs, axis=axis),
-       lambda *xs, axis: _torch().stack(xs, dim=axis)),
+    Op(
+        "reshape",
+        reshape_case(),
+        lambda x, shape: x.reshape(*shape),
+        lambda x, shape: x.reshape(shape),
+        lambda x, shape: x.reshape(shape),
+        method=True,
+    ),
+    Op(
+        "reshape tuple",
+        reshape_case(),
+        lambda x, shape: x.reshape(shape),
+        lambda x, shape: x.reshape(shape),
+        lambda x, shape: x.reshape(shape),
+        method=True,
+    ),
+    Op(
+        "flatten",
+        unary(),
+        lambda x: x.flatten(),
+        lambda x: x.reshape(-1),
+        lambda x: x.reshape(-1),
+        method=True,
+    ),
+    Op(
+        "T",
+        unary(),
+        lambda x: x.T,
+        lambda x: x.T,
+        lambda x: x.permute(tuple(reversed(range(x.ndim)))),
+        method=True,
+    ),
+    Op(
+        "permute",
+        permute_case(),
+        lambda x, perm: x.permute(*perm),
+        lambda x, perm: np.transpose(x, perm),
+        lambda x, perm: x.permute(perm),
+        method=True,
+    ),
+    Op(
+        "transpose",
+        swap_case(),
+        lambda x, a, b: x.transpose(a, b),
+        lambda x, a, b: np.swapaxes(x, a, b),
+        lambda x, a, b: x.transpose(a, b),
+        method=True,
+    ),
+    Op(
+        "getitem",
+        index_case(),
+        lambda x, key: x[key],
+        lambda x, key: x[_np_key(key)],
+        t_index,
+        method=True,
+    ),
+    Op(
+        "cat",
+        join_case(),
+        lambda *xs, axis: fg.cat(list(xs), axis=axis),
+        lambda *xs, axis: np.concatenate(xs, axis=axis),
+        lambda *xs, axis: _torch().cat(xs, dim=axis),
+    ),
+    Op(
+        "stack",
+        stack_case(),
+        lambda *xs, axis: fg.stack(list(xs), axis=axis),
+        lambda *xs, axis: np.stack(xs, axis=axis),
+        lambda *xs, axis: _torch().stack(xs, dim=axis),
+    ),
     # -- losses --
-    Op("cross_entropy", class_case(),
-       lambda x, target, reduction, label_smoothing: fg.loss.cross_entropy(
-           x, target, reduction=reduction, label_smoothing=label_smoothing),
-       np_cross_entropy, t_ce),
-    Op("nll", class_case(log_probs=True),
-       lambda x, target, reduction: fg.loss.nll(x, target, reduction=reduction),
-       lambda x, target, reduction: np_reduce(-x[np.arange(len(target)), target], reduction),
-       t_nll),
-    Op("mse", same_shape_pair(), fg.loss.mse,
-       lambda x, y, reduction: np_reduce((x - y) ** 2, reduction),
-       lambda x, y, reduction: _tnn().mse_loss(x, y, reduction=reduction)),
-    Op("l1", same_shape_pair("grid", "halfgrid"), fg.loss.l1,
-       lambda x, y, reduction: np_reduce(np.abs(x - y), reduction),
-       lambda x, y, reduction: _tnn().l1_loss(x, y, reduction=reduction)),
-    Op("binary_cross_entropy", same_shape_pair("prob", "unit"), fg_bce, np_bce,
-       lambda p, y, reduction: _tnn().binary_cross_entropy(p, y, reduction=reduction),
-       frozen=(1,)),
-    Op("binary_cross_entropy_with_logits", same_shape_pair("any", "unit"), fg_bce_logits,
-       np_bce_logits,
-       lambda x, y, reduction: _tnn().binary_cross_entropy_with_logits(x, y,
-                                                                         reduction=reduction),
-       frozen=(1,)),
+    Op(
+        "cross_entropy",
+        class_case(),
+        lambda x, target, reduction, label_smoothing: fg.loss.cross_entropy(
+            x, target, reduction=reduction, label_smoothing=label_smoothing
+        ),
+        np_cross_entropy,
+        t_ce,
+    ),
+    Op(
+        "nll",
+        class_case(log_probs=True),
+        lambda x, target, reduction: fg.loss.nll(x, target, reduction=reduction),
+        lambda x, target, reduction: np_reduce(-x[np.arange(len(target)), target], reduction),
+        t_nll,
+    ),
+    Op(
+        "mse",
+        same_shape_pair(),
+        fg.loss.mse,
+        lambda x, y, reduction: np_reduce((x - y) ** 2, reduction),
+        lambda x, y, reduction: _tnn().mse_loss(x, y, reduction=reduction),
+    ),
+    Op(
+        "l1",
+        same_shape_pair("grid", "halfgrid"),
+        fg.loss.l1,
+        lambda x, y, reduction: np_reduce(np.abs(x - y), reduction),
+        lambda x, y, reduction: _tnn().l1_loss(x, y, reduction=reduction),
+    ),
+    Op(
+        "binary_cross_entropy",
+        same_shape_pair("prob", "unit"),
+        fg_bce,
+        np_bce,
+        lambda p, y, reduction: _tnn().binary_cross_entropy(p, y, reduction=reduction),
+        frozen=(1,),
+    ),
+    Op(
+        "binary_cross_entropy_with_logits",
+        same_shape_pair("any", "unit"),
+        fg_bce_logits,
+        np_bce_logits,
+        lambda x, y, reduction: _tnn().binary_cross_entropy_with_logits(x, y, reduction=reduction),
+        frozen=(1,),
+    ),
 ]
 
 OP_IDS = [op.name for op in OPS]
@@ -582,8 +828,11 @@ def _close(got, want, dtype, rtol32):
 
 
 def _forward_case(op):
-    return st.tuples(op.inputs, st.sampled_from(["float32", "float64"]),
-                     st.lists(st.sampled_from(LAYOUTS), min_size=4, max_size=4))
+    return st.tuples(
+        op.inputs,
+        st.sampled_from(["float32", "float64"]),
+        st.lists(st.sampled_from(LAYOUTS), min_size=4, max_size=4),
+    )
 
 
 def _frozen_const(op, arrays, dtype):
@@ -635,8 +884,7 @@ def test_every_differentiable_op_passes_gradcheck_and_backward_keeps_the_leaf_dt
             full = list(arrays)
             for i, leaf in zip(live, leaves):
                 full[i] = leaf
-            return op.fg(*[x if isinstance(x, fg.Tensor) else np.asarray(x)
-                           for x in full], **kw)
+            return op.fg(*[x if isinstance(x, fg.Tensor) else np.asarray(x) for x in full], **kw)
 
         assert fg.gradcheck(fn, [arrays[i] for i in live], atol=1e-5, rtol=1e-3)
         # The same backward in the drawn dtype: grads of the leaf's dtype and shape.
@@ -676,17 +924,22 @@ def test_every_op_matches_pytorch_forward_and_backward():
 
 
 def _torch_check(op, torch):
-    @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck),
-              derandomize=True)
+    @settings(
+        max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True
+    )
     @given(op.inputs)
     def check(case):
         arrays, kw = case
         live = [i for i in range(len(arrays)) if i not in op.frozen]
-        tin = [torch.tensor(a, dtype=torch.float64, requires_grad=(i in live and op.grad))
-               for i, a in enumerate(arrays)]
+        tin = [
+            torch.tensor(a, dtype=torch.float64, requires_grad=(i in live and op.grad))
+            for i, a in enumerate(arrays)
+        ]
         want = op.torch(*tin, **kw)
-        fin = [fg.Tensor(a, dtype="float64", requires_grad=(i in live and op.grad))
-               for i, a in enumerate(arrays)]
+        fin = [
+            fg.Tensor(a, dtype="float64", requires_grad=(i in live and op.grad))
+            for i, a in enumerate(arrays)
+        ]
         got = op.fg(*fin, **kw)
         _close(got, want.detach().numpy(), "float64", 0)
         if not op.grad:
@@ -699,19 +952,53 @@ def _torch_check(op, torch):
             tg = np.zeros(arrays[i].shape) if tg is None else tg.numpy()
             fgrad = fin[i].grad
             fgrad = np.zeros(arrays[i].shape) if fgrad is None else fgrad.numpy()
-            np.testing.assert_allclose(fgrad, tg, rtol=1e-9, atol=1e-12,
-                                       err_msg=f"{op.name}: grad of input {i}")
+            np.testing.assert_allclose(
+                fgrad, tg, rtol=1e-9, atol=1e-12, err_msg=f"{op.name}: grad of input {i}"
+            )
 
     return check
 
 
 def test_the_op_table_covers_every_tensor_op():
     covered = {op.name for op in OPS}
-    for name in ["exp", "log", "sqrt", "abs", "relu", "sigmoid", "tanh", "sum", "mean", "max",
-                 "min", "argmax", "argmin", "softmax", "log_softmax", "reshape", "transpose",
-                 "permute", "flatten", "T", "getitem", "cat", "stack", "matmul", "gelu",
-                 "conv2d", "max_pool2d", "linear", "cross_entropy", "nll", "clamp", "maximum",
-                 "minimum", "mse", "l1", "binary_cross_entropy"]:
+    for name in [
+        "exp",
+        "log",
+        "sqrt",
+        "abs",
+        "relu",
+        "sigmoid",
+        "tanh",
+        "sum",
+        "mean",
+        "max",
+        "min",
+        "argmax",
+        "argmin",
+        "softmax",
+        "log_softmax",
+        "reshape",
+        "transpose",
+        "permute",
+        "flatten",
+        "T",
+        "getitem",
+        "cat",
+        "stack",
+        "matmul",
+        "gelu",
+        "conv2d",
+        "max_pool2d",
+        "linear",
+        "cross_entropy",
+        "nll",
+        "clamp",
+        "maximum",
+        "minimum",
+        "mse",
+        "l1",
+        "binary_cross_entropy",
+    ]:
         assert name in covered, name
     assert len(OPS) >= 50
 

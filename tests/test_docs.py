@@ -62,11 +62,10 @@ def test_every_code_fence_is_either_run_or_not_python(page: Path) -> None:
         )
 
 
-@pytest.mark.parametrize(
-    "page", [p for p in PAGES if _python_blocks(p)], ids=_page_id
-)
-def test_the_page_code_blocks_run(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-                                  ) -> None:
+@pytest.mark.parametrize("page", [p for p in PAGES if _python_blocks(p)], ids=_page_id)
+def test_the_page_code_blocks_run(
+    page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "__docs__"}
     try:
@@ -82,9 +81,7 @@ def _build_env() -> dict[str, str]:
     env = dict(os.environ)
     # Build against the ferrograd under test (the installed package in CI, or PYTHONPATH).
     package_parent = str(Path(fg.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (package_parent, env.get("PYTHONPATH", "")) if p
-    )
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH", "")) if p)
     env["NO_MKDOCS_2_WARNING"] = "1"
     # (No --quiet: it hides the warnings that --strict counts, and the build would pass.)
     return env
@@ -94,8 +91,17 @@ def _build_env() -> dict[str, str]:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("site")
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict",
-         "-f", str(ROOT / "mkdocs.yml"), "-d", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "mkdocs",
+            "build",
+            "--strict",
+            "-f",
+            str(ROOT / "mkdocs.yml"),
+            "-d",
+            str(out),
+        ],
         check=False,
         cwd=ROOT,
         env=_build_env(),
@@ -129,7 +135,14 @@ def test_the_api_reference_covers_every_public_name(site: Path) -> None:
     expected = {f"ferrograd.{name}" for name in fg.__all__ if name != "__version__"}
     expected |= {"ferrograd.save", "ferrograd.load"}
     for module in (
-        "layers", "loss", "optim", "data", "datasets", "functional", "distributed", "onnx"
+        "layers",
+        "loss",
+        "optim",
+        "data",
+        "datasets",
+        "functional",
+        "distributed",
+        "onnx",
     ):
         mod = getattr(fg, module)
         expected |= {f"ferrograd.{module}.{name}" for name in mod.__all__}
@@ -143,8 +156,11 @@ def test_the_api_reference_documents_the_compiled_classes(site: Path) -> None:
     anchors = _anchors(site)
     for cls in (fg.Tensor, fg.NdArray):
         public = {n for n in dir(cls) if not n.startswith("_")}
-        missing = sorted(f"ferrograd.{cls.__name__}.{n}" for n in public
-                         if f"ferrograd.{cls.__name__}.{n}" not in anchors)
+        missing = sorted(
+            f"ferrograd.{cls.__name__}.{n}"
+            for n in public
+            if f"ferrograd.{cls.__name__}.{n}" not in anchors
+        )
         assert not missing, missing
     html = (site / "api" / "ferrograd" / "index.html").read_text(encoding="utf-8")
     # Signatures with types from the stub, docstrings from the module.

@@ -303,7 +303,10 @@ def test_random_programs_of_api_calls_never_crash_or_raise_undocumented_errors()
         try:
             proc = subprocess.run(
                 [sys.executable, "-c", CHILD, log, str(seconds), str(first_seed)],
-                check=False, capture_output=True, text=True, timeout=seconds + 300,
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=seconds + 300,
             )
         except subprocess.TimeoutExpired:
             with open(log) as f:
@@ -314,7 +317,8 @@ def test_random_programs_of_api_calls_never_crash_or_raise_undocumented_errors()
     tail = "".join(last_calls)
     assert proc.returncode >= 0, (
         f"the fuzzer's child died of signal {-proc.returncode}; its last calls:\n{tail}\n"
-        f"stderr:\n{proc.stderr[-4000:]}")
+        f"stderr:\n{proc.stderr[-4000:]}"
+    )
     assert proc.returncode == 0, f"the fuzzer found a failure:\n{proc.stderr[-8000:]}"
     summary = [ln for ln in proc.stdout.splitlines() if ln.startswith("FUZZ ")]
     assert summary, proc.stdout

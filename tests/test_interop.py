@@ -104,8 +104,12 @@ def test_an_unconsumed_capsule_is_freed_without_harm():
 
 @pytest.mark.parametrize(
     ("max_version", "name"),
-    [(None, "dltensor"), ((0, 8), "dltensor"), ((1, 0), "dltensor_versioned"),
-     ((1, 3), "dltensor_versioned")],
+    [
+        (None, "dltensor"),
+        ((0, 8), "dltensor"),
+        ((1, 0), "dltensor_versioned"),
+        ((1, 3), "dltensor_versioned"),
+    ],
 )
 def test_dlpack_gives_a_versioned_capsule_only_when_the_consumer_asks(max_version, name):
     capsule = fg.Tensor([1.0]).__dlpack__(max_version=max_version)
@@ -244,8 +248,10 @@ def test_torch_weights_round_trip_through_dlpack():
 
 def test_fg_save_writes_files_that_safetensors_numpy_opens(tmp_path):
     st = pytest.importorskip("safetensors.numpy")
-    state = {"w": fg.Tensor(np.arange(6.0).reshape(2, 3), dtype="float32"),
-             "b": fg.Tensor([1.0, 2.0])}
+    state = {
+        "w": fg.Tensor(np.arange(6.0).reshape(2, 3), dtype="float32"),
+        "b": fg.Tensor([1.0, 2.0]),
+    }
     state["w64"] = fg.Tensor(np.ones((2, 2)), dtype="float64")
     fg.save(state, tmp_path / "m.safetensors")
     loaded = st.load_file(str(tmp_path / "m.safetensors"))
@@ -264,8 +270,7 @@ def test_fg_load_reads_files_that_safetensors_numpy_wrote(tmp_path):
     }
     st.save_file(arrays, str(tmp_path / "x.safetensors"))
     loaded = fg.load(tmp_path / "x.safetensors")
-    assert {k: v.dtype for k, v in loaded.items()} == {
-        "a": "float32", "b": "float64", "c": "int64"}
+    assert {k: v.dtype for k, v in loaded.items()} == {"a": "float32", "b": "float64", "c": "int64"}
     for k, v in arrays.items():
         np.testing.assert_array_equal(loaded[k].numpy(), v)
 

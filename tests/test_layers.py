@@ -51,6 +51,7 @@ class TwoLayer(Module):
 
 # ----- Module: registration and traversal ---------------------------------------------------
 
+
 def test_attributes_register_parameters_and_submodules_with_pytorch_names():
     model = TwoLayer()
     names = [n for n, _ in model.named_parameters()]
@@ -147,6 +148,7 @@ def test_repr_is_nested_like_pytorch():
 
 # ----- Module: state dicts ------------------------------------------------------------------
 
+
 def model_with_batchnorm():
     return Sequential(Linear(3, 4), BatchNorm1d(4), ReLU(), Linear(4, 2))
 
@@ -155,8 +157,15 @@ def test_state_dict_holds_detached_copies_of_parameters_and_buffers():
     model = model_with_batchnorm()
     state = model.state_dict()
     assert list(state) == [
-        "0.weight", "0.bias", "1.weight", "1.bias", "1.running_mean", "1.running_var",
-        "1.num_batches_tracked", "3.weight", "3.bias",
+        "0.weight",
+        "0.bias",
+        "1.weight",
+        "1.bias",
+        "1.running_mean",
+        "1.running_var",
+        "1.num_batches_tracked",
+        "3.weight",
+        "3.bias",
     ]
     assert not state["0.weight"].requires_grad
     before = state["0.weight"].numpy().copy()
@@ -210,14 +219,14 @@ def test_a_failed_load_raises_and_leaves_the_model_unchanged(change, error):
 
 def test_non_strict_load_reports_missing_and_unexpected_keys():
     model = Linear(2, 2)
-    result = model.load_state_dict({"weight": np.ones((2, 2)), "other": np.ones(1)},
-                                   strict=False)
+    result = model.load_state_dict({"weight": np.ones((2, 2)), "other": np.ones(1)}, strict=False)
     assert result.missing_keys == ["bias"]
     assert result.unexpected_keys == ["other"]
     assert_close(model.weight, np.ones((2, 2)))
 
 
 # ----- Linear -------------------------------------------------------------------------------
+
 
 def test_linear_forward_matches_numpy():
     lin = Linear(5, 3)
@@ -260,6 +269,7 @@ def test_linear_rejects_an_input_with_the_wrong_feature_count():
 
 # ----- activations, dropout, flatten --------------------------------------------------------
 
+
 def np_softmax(x, axis=-1):
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
@@ -274,8 +284,10 @@ def np_softmax(x, axis=-1):
         (Softmax(dim=-1), np_softmax),
         (Softmax(dim=0), lambda x: np_softmax(x, 0)),
         (LogSoftmax(), lambda x: np.log(np_softmax(x))),
-        (GELU(approximate="tanh"),
-         lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))),
+        (
+            GELU(approximate="tanh"),
+            lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3))),
+        ),
     ],
     ids=["relu", "sigmoid", "tanh", "softmax", "softmax dim 0", "log_softmax", "gelu tanh"],
 )
@@ -319,6 +331,7 @@ def test_flatten_keeps_the_batch_axis():
 
 # ----- Conv2d and MaxPool2d -----------------------------------------------------------------
 
+
 def np_conv2d(x, w, b, stride, padding):
     n, _, h, wd = x.shape
     o, _, kh, kw = w.shape
@@ -328,7 +341,7 @@ def np_conv2d(x, w, b, stride, padding):
     out = np.zeros((n, o, ho, wo))
     for i in range(ho):
         for j in range(wo):
-            patch = xp[:, :, i * stride:i * stride + kh, j * stride:j * stride + kw]
+            patch = xp[:, :, i * stride : i * stride + kh, j * stride : j * stride + kw]
             out[:, :, i, j] = np.tensordot(patch, w, axes=([1, 2, 3], [1, 2, 3]))
     return out + (b.reshape(1, -1, 1, 1) if b is not None else 0)
 
@@ -366,7 +379,7 @@ def np_max_pool(x, k, s):
     out = np.empty((n, channels, ho, wo))
     for i in range(ho):
         for j in range(wo):
-            out[:, :, i, j] = x[:, :, i * s:i * s + k, j * s:j * s + k].max(axis=(2, 3))
+            out[:, :, i, j] = x[:, :, i * s : i * s + k, j * s : j * s + k].max(axis=(2, 3))
     return out
 
 
@@ -379,6 +392,7 @@ def test_max_pool_matches_numpy_and_defaults_stride_to_kernel_size():
 
 # ----- BatchNorm ----------------------------------------------------------------------------
 
+
 def np_batchnorm_train(x, axes, eps=1e-5):
     mean = x.mean(axis=axes, keepdims=True)
     var = x.var(axis=axes, keepdims=True)
@@ -387,12 +401,14 @@ def np_batchnorm_train(x, axes, eps=1e-5):
 
 @pytest.mark.parametrize(
     "layer_cls, shape, axes",
-    [(BatchNorm1d, (8, 3), (0,)), (BatchNorm1d, (4, 3, 5), (0, 2)),
-     (BatchNorm2d, (4, 3, 2, 3), (0, 2, 3))],
+    [
+        (BatchNorm1d, (8, 3), (0,)),
+        (BatchNorm1d, (4, 3, 5), (0, 2)),
+        (BatchNorm2d, (4, 3, 2, 3), (0, 2, 3)),
+    ],
     ids=["1d (N, C)", "1d (N, C, L)", "2d"],
 )
-def test_batchnorm_normalises_with_batch_statistics_and_tracks_running_ones(layer_cls, shape,
-                                                                           axes):
+def test_batchnorm_normalises_with_batch_statistics_and_tracks_running_ones(layer_cls, shape, axes):
     bn = layer_cls(3, momentum=0.1, dtype="float64")
     batches = [rng.standard_normal(shape) * 2 + 1, rng.standard_normal(shape) - 3]
     running_mean, running_var = np.zeros(3), np.ones(3)
@@ -442,6 +458,7 @@ def test_batchnorm_rejects_wrong_shapes_and_single_value_batches():
 
 # ----- LayerNorm and Embedding --------------------------------------------------------------
 
+
 def test_layer_norm_normalises_the_trailing_axes_and_passes_gradcheck():
     ln = LayerNorm((3, 4), dtype="float64")
     x = rng.standard_normal((2, 3, 4))
@@ -480,9 +497,18 @@ def test_embedding_rejects_out_of_range_indices(bad):
 
 def test_a_small_network_of_every_kind_of_layer_trains_end_to_end():
     fg.manual_seed(0)
-    model = Sequential(Conv2d(1, 4, 3, padding=1), BatchNorm2d(4), ReLU(), MaxPool2d(2),
-                       Flatten(), Dropout(0.1), Linear(16, 8), LayerNorm(8), GELU(),
-                       Linear(8, 2))
+    model = Sequential(
+        Conv2d(1, 4, 3, padding=1),
+        BatchNorm2d(4),
+        ReLU(),
+        MaxPool2d(2),
+        Flatten(),
+        Dropout(0.1),
+        Linear(16, 8),
+        LayerNorm(8),
+        GELU(),
+        Linear(8, 2),
+    )
     x = fg.randn(6, 1, 4, 4)
     out = model(x)
     assert out.shape == (6, 2)

@@ -27,11 +27,11 @@ def np_sigmoid(x):
 PAIRWISE = {
     "mse": (loss.mse, lambda p, y: (p - y) ** 2),
     "l1": (loss.l1, lambda p, y: np.abs(p - y)),
-    "bce": (loss.binary_cross_entropy,
-            lambda p, y: -(y * np.log(p) + (1 - y) * np.log(1 - p))),
-    "bce_with_logits": (loss.binary_cross_entropy_with_logits,
-                        lambda x, y: -(y * np.log(np_sigmoid(x))
-                                       + (1 - y) * np.log(1 - np_sigmoid(x)))),
+    "bce": (loss.binary_cross_entropy, lambda p, y: -(y * np.log(p) + (1 - y) * np.log(1 - p))),
+    "bce_with_logits": (
+        loss.binary_cross_entropy_with_logits,
+        lambda x, y: -(y * np.log(np_sigmoid(x)) + (1 - y) * np.log(1 - np_sigmoid(x))),
+    ),
 }
 
 
@@ -68,8 +68,9 @@ def test_elementwise_loss_refuses_to_broadcast_n_by_1_against_n(name):
 @pytest.mark.parametrize("target_kind", ["list", "numpy", "ndarray", "tensor"])
 def test_targets_may_be_lists_numpy_arrays_ndarrays_or_tensors(target_kind):
     y = [0.5, -1.0, 2.0]
-    target = {"list": y, "numpy": np.array(y), "ndarray": fg.NdArray(y),
-              "tensor": fg.Tensor(y)}[target_kind]
+    target = {"list": y, "numpy": np.array(y), "ndarray": fg.NdArray(y), "tensor": fg.Tensor(y)}[
+        target_kind
+    ]
     out = loss.mse(fg.Tensor([1.0, 1.0, 1.0]), target)
     assert out.dtype == "float32"
     assert_close(out, np.mean((1 - np.array(y)) ** 2))
@@ -123,8 +124,12 @@ def test_cross_entropy_with_label_smoothing_mixes_in_the_uniform_distribution():
     q = np.full((3, 4), 0.2 / 4)
     q[np.arange(3), classes] += 0.8
     expected = -(q * np_log_softmax(logits)).sum(axis=1).mean()
-    assert_close(loss.cross_entropy(t64(logits), classes, label_smoothing=0.2), expected,
-                 rtol=1e-10, atol=1e-12)
+    assert_close(
+        loss.cross_entropy(t64(logits), classes, label_smoothing=0.2),
+        expected,
+        rtol=1e-10,
+        atol=1e-12,
+    )
 
 
 def test_cross_entropy_gradients_pass_gradcheck():
@@ -136,8 +141,12 @@ def test_cross_entropy_gradients_pass_gradcheck():
 
 @pytest.mark.parametrize(
     "classes",
-    [[0, 2, 1], np.array([0, 2, 1]), np.array([0.0, 2.0, 1.0], dtype=np.float32),
-     fg.Tensor([0.0, 2.0, 1.0])],
+    [
+        [0, 2, 1],
+        np.array([0, 2, 1]),
+        np.array([0.0, 2.0, 1.0], dtype=np.float32),
+        fg.Tensor([0.0, 2.0, 1.0]),
+    ],
     ids=["list", "int array", "whole floats", "tensor"],
 )
 def test_cross_entropy_accepts_every_form_of_class_target(classes):
@@ -146,8 +155,9 @@ def test_cross_entropy_accepts_every_form_of_class_target(classes):
     assert_close(loss.cross_entropy(t64(logits), classes), expected, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("classes", [[0, 3], [-1, 0], [0.5, 1.0]],
-                         ids=["too large", "negative", "fractional"])
+@pytest.mark.parametrize(
+    "classes", [[0, 3], [-1, 0], [0.5, 1.0]], ids=["too large", "negative", "fractional"]
+)
 def test_cross_entropy_rejects_bad_class_targets(classes):
     with pytest.raises(ValueError):
         loss.cross_entropy(fg.randn(2, 3), classes)
@@ -158,8 +168,7 @@ def test_nll_picks_the_negative_log_probability_of_each_class(reduction):
     log_probs = np_log_softmax(rng.standard_normal((4, 3)))
     classes = np.array([2, 2, 0, 1])
     out = loss.nll(t64(log_probs), classes, reduction=reduction)
-    assert_close(out, REDUCE[reduction](-log_probs[np.arange(4), classes]), rtol=1e-10,
-                 atol=1e-12)
+    assert_close(out, REDUCE[reduction](-log_probs[np.arange(4), classes]), rtol=1e-10, atol=1e-12)
     assert fg.gradcheck(lambda lp: loss.nll(lp, classes, reduction=reduction), [log_probs])
 
 
@@ -182,10 +191,14 @@ def test_class_forms_call_their_functions(cls, fn, args):
 def test_cross_entropy_and_nll_class_forms_match_the_functions():
     z = fg.Tensor(rng.standard_normal((3, 4)))
     classes = [3, 0, 1]
-    assert_close(loss.CrossEntropyLoss(label_smoothing=0.1)(z, classes),
-                 loss.cross_entropy(z, classes, label_smoothing=0.1))
-    assert_close(loss.NLLLoss(reduction="none")(z.log_softmax(), classes),
-                 loss.nll(z.log_softmax(), classes, reduction="none"))
+    assert_close(
+        loss.CrossEntropyLoss(label_smoothing=0.1)(z, classes),
+        loss.cross_entropy(z, classes, label_smoothing=0.1),
+    )
+    assert_close(
+        loss.NLLLoss(reduction="none")(z.log_softmax(), classes),
+        loss.nll(z.log_softmax(), classes, reduction="none"),
+    )
     assert "label_smoothing=0.1" in repr(loss.CrossEntropyLoss(label_smoothing=0.1))
     with pytest.raises(ValueError):
         loss.MSELoss(reduction="mean please")

@@ -17,8 +17,9 @@ import textwrap
 
 import pytest
 
-pytestmark = pytest.mark.skipif(not os.path.exists("/proc/self/statm"),
-                                reason="needs /proc/self/statm (Linux)")
+pytestmark = pytest.mark.skipif(
+    not os.path.exists("/proc/self/statm"), reason="needs /proc/self/statm (Linux)"
+)
 
 MB = 1024 * 1024
 
@@ -40,11 +41,17 @@ report = {}
 def run_child(body: str) -> dict:
     script = PRELUDE + textwrap.dedent(body) + "\nprint('REPORT ' + json.dumps(report))\n"
     env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_ARENA_MAX": "2"}
-    proc = subprocess.run([sys.executable, "-c", script], check=False, capture_output=True,
-                          text=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 0, f"child failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
     line = [ln for ln in proc.stdout.splitlines() if ln.startswith("REPORT ")][-1]
-    return json.loads(line[len("REPORT "):])
+    return json.loads(line[len("REPORT ") :])
 
 
 def test_five_thousand_training_steps_of_an_mlp_grow_rss_by_less_than_ten_megabytes():

@@ -10,8 +10,9 @@ DTYPES = ["float32", "float64"]
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_log_softmax_and_cross_entropy_stay_finite_for_logits_of_plus_minus_1e4(dtype):
-    logits = fg.Tensor([[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4], [1e4, 1e4, -1e4]],
-                       requires_grad=True, dtype=dtype)
+    logits = fg.Tensor(
+        [[1e4, -1e4, 0.0], [-1e4, -1e4, -1e4], [1e4, 1e4, -1e4]], requires_grad=True, dtype=dtype
+    )
     lsm = logits.log_softmax(axis=1).numpy()
     assert np.all(np.isfinite(lsm))
     np.testing.assert_allclose(lsm[0], [0.0, -2e4, -1e4], rtol=1e-6)
@@ -130,8 +131,9 @@ def test_division_by_zero_gives_inf_and_nan_as_numpy_does(dtype):
     got = (fg.Tensor(a) / fg.Tensor(b)).numpy()
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal((fg.Tensor(a) / 0.0).numpy(), want_scalar)
-    np.testing.assert_array_equal((1.0 / fg.Tensor(np.array([0.0, -0.0], dtype=dtype))).numpy(),
-                                  [np.inf, -np.inf])
+    np.testing.assert_array_equal(
+        (1.0 / fg.Tensor(np.array([0.0, -0.0], dtype=dtype))).numpy(), [np.inf, -np.inf]
+    )
     with np.errstate(all="ignore"):
         np.testing.assert_array_equal((1.0 / fg.Tensor(a)).numpy(), want_r)
     # Backward through the division stays IEEE too, never an exception.

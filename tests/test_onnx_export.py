@@ -414,5 +414,10 @@ class _LayerNorms(nn.Module):
 
 def test_layer_norm_exports_with_weight_only_neither_or_both(tmp_path):
     x = fg.randn(3, 2, 6)
-    _check(_LayerNorms(), tmp_path / "ln.onnx", x, others=(fg.randn(5, 2, 6),),
-           dynamic_axes={"input_0": [0], "output_0": [0], "output_1": [0], "output_2": [0]})
+    _check(
+        _LayerNorms(),
+        tmp_path / "ln.onnx",
+        x,
+        others=(fg.randn(5, 2, 6),),
+        dynamic_axes={"input_0": [0], "output_0": [0], "output_1": [0], "output_2": [0]},
+    )

@@ -11,7 +11,9 @@ import ferrograd as fg
 from ferrograd.graph import GraphvizNotFoundError
 
 ROOT = Path(__file__).resolve().parent.parent
-needs_dot = pytest.mark.skipif(shutil.which("dot") is None, reason="Graphviz's dot is not installed")
+needs_dot = pytest.mark.skipif(
+    shutil.which("dot") is None, reason="Graphviz's dot is not installed"
+)
 
 
 def _mlp_loss():
@@ -114,9 +116,7 @@ def test_draw_graph_reports_graphviz_failures(tmp_path):
         fg.draw_graph(fg.Value(1.0), tmp_path / "g.svg", format="no-such-format")
 
 
-@pytest.mark.parametrize(
-    "name", ["graph.svg", "digits_curves.png", "digits_predictions.png"]
-)
+@pytest.mark.parametrize("name", ["graph.svg", "digits_curves.png", "digits_predictions.png"])
 def test_the_readme_shows_each_committed_picture_and_each_is_small(name):
     path = ROOT / "docs" / "images" / name
     assert path.is_file()

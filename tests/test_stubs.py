@@ -117,10 +117,17 @@ def test_stubtest_finds_no_difference_between_the_stub_and_the_compiled_module()
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
     env.pop("MYPYPATH", None)
     result = subprocess.run(
-        [sys.executable, "-m", "mypy.stubtest", "ferrograd._core",
-         "--mypy-config-file", str(root / "pyproject.toml"),
-         "--allowlist", str(Path(__file__).with_name("stubtest_allowlist.txt")),
-         "--concise"],
+        [
+            sys.executable,
+            "-m",
+            "mypy.stubtest",
+            "ferrograd._core",
+            "--mypy-config-file",
+            str(root / "pyproject.toml"),
+            "--allowlist",
+            str(Path(__file__).with_name("stubtest_allowlist.txt")),
+            "--concise",
+        ],
         check=False,
         cwd=root,
         env=env,

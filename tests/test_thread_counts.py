@@ -29,8 +29,9 @@ def _rng() -> np.random.Generator:
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("shapes", [((130, 300), (300, 270)), ((300, 170), (170, 90))],
-                         ids=["wide", "tall"])
+@pytest.mark.parametrize(
+    "shapes", [((130, 300), (300, 270)), ((300, 170), (170, 90))], ids=["wide", "tall"]
+)
 def test_a_large_matmul_matches_numpy_at_any_thread_count(threads, dtype, shapes):
     a = _rng().standard_normal(shapes[0]).astype(dtype)
     b = _rng().standard_normal(shapes[1]).astype(dtype)

@@ -144,7 +144,9 @@ def test_the_wheel_installs_into_a_fresh_venv_and_runs_the_readme_tour(wheel, py
     )
     assert "dz/dx = 2.0, dz/dy = 3.0" in out
     # The data sets ship inside the wheel (package data, no download).
-    check = ("import ferrograd as fg; print(len(fg.datasets.load_digits()[0]), "
-             "len(fg.datasets.load_tiny_shakespeare()))")
+    check = (
+        "import ferrograd as fg; print(len(fg.datasets.load_digits()[0]), "
+        "len(fg.datasets.load_tiny_shakespeare()))"
+    )
     sizes = _run([str(vpython), "-c", check], cwd=work, env=_clean_env())
     assert sizes.split() == ["1797", "1115394"]

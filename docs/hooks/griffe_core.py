@@ -55,9 +55,7 @@ def _add_init_from_new(cls: griffe.Class) -> None:
         "__init__",
         lineno=new.lineno,
         endlineno=new.endlineno,
-        parameters=griffe.Parameters(
-            griffe.Parameter("self", kind=first.kind), *params
-        ),
+        parameters=griffe.Parameters(griffe.Parameter("self", kind=first.kind), *params),
         returns="None",
     )
     cls.set_member("__init__", init)

@@ -55,9 +55,7 @@ long = int64
 double = float64
 
 # Submodules load on first use (`fg.layers`, `fg.optim`, …), keeping `import ferrograd` fast.
-_SUBMODULES = {
-    "data", "datasets", "distributed", "functional", "layers", "loss", "onnx", "optim"
-}
+_SUBMODULES = {"data", "datasets", "distributed", "functional", "layers", "loss", "onnx", "optim"}
 _LAZY_NAMES = {"save": "serialization", "load": "serialization"}
 
 
@@ -80,6 +78,7 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY_NAMES:
         return getattr(importlib.import_module(f"ferrograd.{_LAZY_NAMES[name]}"), name)
     raise AttributeError(f"module 'ferrograd' has no attribute {name!r}")
+
 
 __all__ = [
     "AxisError",

@@ -28,7 +28,7 @@ def _values(array: Any) -> str:
 
 def _escape_record(text: str) -> str:
     """Escapes the characters a Graphviz record label gives meaning to."""
-    for c in "\\{}|<>\"":
+    for c in '\\{}|<>"':
         text = text.replace(c, "\\" + c)
     return text
 

@@ -32,9 +32,7 @@ class _Capsule:
         return (1, 0)
 
 
-def from_dlpack(
-    obj: Any, *, requires_grad: bool = False, dtype: Any = None
-) -> Tensor:
+def from_dlpack(obj: Any, *, requires_grad: bool = False, dtype: Any = None) -> Tensor:
     """A new Tensor holding the values of ``obj``: anything with ``__dlpack__`` on the CPU
     (a NumPy array, a PyTorch tensor, a JAX array, a ferrograd Tensor) or a bare DLPack
     capsule.

@@ -92,8 +92,9 @@ def l1(pred: Tensor, target: Any, reduction: str = "mean") -> Tensor:
     return _reduce((pred - _as_target("l1", target, pred)).abs(), reduction)
 
 
-def cross_entropy(logits: Tensor, classes: Any, reduction: str = "mean",
-                  label_smoothing: float = 0.0) -> Tensor:
+def cross_entropy(
+    logits: Tensor, classes: Any, reduction: str = "mean", label_smoothing: float = 0.0
+) -> Tensor:
     """Cross-entropy of raw ``logits`` (N, C) against class indices (N,): a stable
     log-softmax + NLL, fused in Rust. ``label_smoothing`` mixes the one-hot target with the
     uniform distribution, as in PyTorch."""

@@ -107,8 +107,12 @@ def mnist_cache_dir() -> Path:
 
 
 def _find(directory: Path, stem: str) -> Path | None:
-    for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"),
-                 stem.replace("-idx", ".idx") + ".gz"):
+    for name in (
+        stem,
+        stem + ".gz",
+        stem.replace("-idx", ".idx"),
+        stem.replace("-idx", ".idx") + ".gz",
+    ):
         candidate = directory / name
         if candidate.is_file():
             return candidate
@@ -150,7 +154,7 @@ def _download_mnist(directory: Path) -> None:
             errors.append(f"{mirror}{name}: checksum mismatch")
             dest.unlink()
         else:
-            raise RuntimeError("; ".join(errors[-len(_MNIST_MIRRORS):]))
+            raise RuntimeError("; ".join(errors[-len(_MNIST_MIRRORS) :]))
 
 
 def _missing_message(directory: Path, reason: str) -> str:
@@ -180,8 +184,8 @@ def read_idx(path: Any) -> np.ndarray:
     ndim = data[3]
     if ndim == 0 or len(data) < 4 + 4 * ndim:
         raise ValueError(f"{path}: truncated IDX header")
-    dims = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    body = data[4 + 4 * ndim:]
+    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    body = data[4 + 4 * ndim :]
     expected = int(np.prod(dims, dtype=np.int64))
     if len(body) != expected:
         raise ValueError(
@@ -204,8 +208,9 @@ def _load_pair(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nda
     return (images / np.float32(255.0)).astype(np.float32), labels.astype(np.int64)
 
 
-def load_mnist(path: Any = None, download: bool = True
-               ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def load_mnist(
+    path: Any = None, download: bool = True
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """MNIST as ``((X_train, y_train), (X_test, y_test))``: X float32 (N, 28, 28) in [0, 1],
     y int64.
 
@@ -227,9 +232,7 @@ def load_mnist(path: Any = None, download: bool = True
         try:
             _download_mnist(directory)
         except Exception as exc:
-            raise FileNotFoundError(
-                _missing_message(directory, f"download failed: {exc}")
-            ) from exc
+            raise FileNotFoundError(_missing_message(directory, f"download failed: {exc}")) from exc
         found = {key: _find(directory, stem) for key, stem in _MNIST_FILES.items()}
     train = _load_pair(found["train_images"], found["train_labels"])  # type: ignore[arg-type]
     test = _load_pair(found["test_images"], found["test_labels"])  # type: ignore[arg-type]

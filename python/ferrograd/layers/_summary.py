@@ -98,16 +98,16 @@ def to_text(t: Table) -> str:
 def to_html(t: Table) -> str:
     """The table for Jupyter; every piece of text is escaped."""
     esc = html.escape
-    head = "".join(f"<th style=\"text-align: left\">{esc(h)}</th>" for h in _HEADER)
+    head = "".join(f'<th style="text-align: left">{esc(h)}</th>' for h in _HEADER)
     body = "".join(
         "<tr>"
         f"<td><code>{esc(r.name)}</code></td><td>{esc(r.kind)}</td>"
-        f"<td>{esc(r.shapes)}</td><td style=\"text-align: right\">{r.n_params:,}</td>"
+        f'<td>{esc(r.shapes)}</td><td style="text-align: right">{r.n_params:,}</td>'
         "</tr>"
         for r in t.rows
     )
     return (
-        f"<div class=\"ferrograd-module\"><strong>{esc(t.title)}</strong>"
+        f'<div class="ferrograd-module"><strong>{esc(t.title)}</strong>'
         f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>"
-        f"<tfoot><tr><td colspan=\"4\">{esc(_totals(t))}</td></tr></tfoot></table></div>"
+        f'<tfoot><tr><td colspan="4">{esc(_totals(t))}</td></tr></tfoot></table></div>'
     )

@@ -14,8 +14,16 @@ class Conv2d(Module):
     """2-D convolution over (N, C_in, H, W) input. ``weight`` is
     (out_channels, in_channels, kh, kw); PyTorch's init with fan_in = in_channels·kh·kw."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: Any, stride: Any = 1,
-                 padding: Any = 0, bias: bool = True, dtype: Any = "float32") -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: Any,
+        stride: Any = 1,
+        padding: Any = 0,
+        bias: bool = True,
+        dtype: Any = "float32",
+    ) -> None:
         super().__init__()
         if in_channels <= 0 or out_channels <= 0:
             raise ValueError("Conv2d: in_channels and out_channels must be positive")
@@ -31,8 +39,7 @@ class Conv2d(Module):
             )
         kh, kw = self.kernel_size
         bound = fan_in_bound(self.in_channels * kh * kw)
-        self.weight = uniform_parameter((self.out_channels, self.in_channels, kh, kw), bound,
-                                        dtype)
+        self.weight = uniform_parameter((self.out_channels, self.in_channels, kh, kw), bound, dtype)
         if bias:
             self.bias = uniform_parameter((self.out_channels,), bound, dtype)
         else:
@@ -43,12 +50,19 @@ class Conv2d(Module):
             raise ValueError(
                 f"Conv2d: expected input (N, {self.in_channels}, H, W), got {tuple(x.shape)}"
             )
-        return _core.conv2d(x, self.weight, self.bias, stride=single_or_pair(self.stride),
-                                 padding=single_or_pair(self.padding))
+        return _core.conv2d(
+            x,
+            self.weight,
+            self.bias,
+            stride=single_or_pair(self.stride),
+            padding=single_or_pair(self.padding),
+        )
 
     def extra_repr(self) -> str:
-        text = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"stride={self.stride}")
+        text = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}"
+        )
         if self.padding != (0, 0):
             text += f", padding={self.padding}"
         if self.bias is None:
@@ -64,8 +78,11 @@ class MaxPool2d(Module):
         self.kernel_size = kernel_size
         self.stride = kernel_size if stride is None else stride
         self.padding = padding
-        k, s, p = pair(kernel_size, "kernel_size"), pair(self.stride, "stride"), pair(
-            padding, "padding")
+        k, s, p = (
+            pair(kernel_size, "kernel_size"),
+            pair(self.stride, "stride"),
+            pair(padding, "padding"),
+        )
         if min(k) < 1 or min(s) < 1 or min(p) < 0:
             raise ValueError("MaxPool2d: need kernel_size >= 1, stride >= 1, padding >= 0")
         if p[0] * 2 > k[0] or p[1] * 2 > k[1]:

@@ -16,8 +16,9 @@ class Linear(Module):
     Initialised as in PyTorch: weight and bias from U(-1/sqrt(in), 1/sqrt(in)).
     """
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 dtype: Any = "float32") -> None:
+    def __init__(
+        self, in_features: int, out_features: int, bias: bool = True, dtype: Any = "float32"
+    ) -> None:
         super().__init__()
         if in_features < 0 or out_features < 0:
             raise ValueError("Linear: in_features and out_features must be >= 0")
@@ -38,8 +39,10 @@ class Linear(Module):
         return _core.linear(x, cast(Tensor, params["weight"]), params["bias"])
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"bias={self.bias is not None}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={self.bias is not None}"
+        )
 
 
 class Flatten(Module):
@@ -63,9 +66,9 @@ class Flatten(Module):
                 f"input with {nd} axes"
             )
         merged = 1
-        for s in shape[start:end + 1]:
+        for s in shape[start : end + 1]:
             merged *= s
-        return x.reshape(shape[:start] + (merged,) + shape[end + 1:])
+        return x.reshape(shape[:start] + (merged,) + shape[end + 1 :])
 
     def extra_repr(self) -> str:
         return f"start_dim={self.start_dim}, end_dim={self.end_dim}"

@@ -151,8 +151,9 @@ class Module:
         self.__dict__["_modules"][name] = module
 
     # ----- traversal ----------------------------------------------------------------------
-    def named_modules(self, prefix: str = "", _memo: set[int] | None = None,
-                      remove_duplicate: bool = True) -> Iterator[tuple[str, Module]]:
+    def named_modules(
+        self, prefix: str = "", _memo: set[int] | None = None, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Module]]:
         """This module and every sub-module, with dotted names; ``""`` is self. A module
         reachable by several paths comes once (the first path) unless
         ``remove_duplicate=False``, which yields it under every name."""
@@ -163,8 +164,9 @@ class Module:
         yield prefix, self
         for name, child in self._modules.items():
             if child is not None:
-                yield from child.named_modules(f"{prefix}.{name}" if prefix else name, memo,
-                                               remove_duplicate)
+                yield from child.named_modules(
+                    f"{prefix}.{name}" if prefix else name, memo, remove_duplicate
+                )
         if not remove_duplicate:
             # Without deduplication the memo holds only the current path, which still stops
             # a module that contains itself from recursing forever.
@@ -188,12 +190,16 @@ class Module:
         for _, child in self.named_children():
             yield child
 
-    def _named_tensors(self, registry: str, prefix: str, recurse: bool, remove_duplicate: bool
-                       ) -> Iterator[tuple[str, Tensor]]:
+    def _named_tensors(
+        self, registry: str, prefix: str, recurse: bool, remove_duplicate: bool
+    ) -> Iterator[tuple[str, Tensor]]:
         # A tied Tensor (one object assigned to two modules) is one node: its id says so.
         seen: set[int] = set()
-        modules = (self.named_modules(prefix, remove_duplicate=remove_duplicate) if recurse
-                   else iter([(prefix, self)]))
+        modules = (
+            self.named_modules(prefix, remove_duplicate=remove_duplicate)
+            if recurse
+            else iter([(prefix, self)])
+        )
         for module_prefix, module in modules:
             for name, t in module.__dict__[registry].items():
                 if t is None or (remove_duplicate and t._id in seen):
@@ -201,8 +207,9 @@ class Module:
                 seen.add(t._id)
                 yield (f"{module_prefix}.{name}" if module_prefix else name), t
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True,
-                         remove_duplicate: bool = True) -> Iterator[tuple[str, Tensor]]:
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Tensor]]:
         """``(name, parameter)`` pairs. A parameter shared by several modules (weight tying)
         comes once, under the first name met, unless ``remove_duplicate=False``; ``prefix``
         is put in front of every name (PyTorch's signature)."""
@@ -212,8 +219,9 @@ class Module:
         """The parameters as a list (no duplicates), ready for an optimizer."""
         return [p for _, p in self.named_parameters(recurse=recurse)]
 
-    def named_buffers(self, prefix: str = "", recurse: bool = True,
-                      remove_duplicate: bool = True) -> Iterator[tuple[str, Tensor]]:
+    def named_buffers(
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Tensor]]:
         """``(name, buffer)`` pairs (state such as BatchNorm's running statistics)."""
         return self._named_tensors("_buffers", prefix, recurse, remove_duplicate)
 
@@ -237,8 +245,9 @@ class Module:
         """Name → detached copy of every parameter and buffer."""
         return OrderedDict((name, Tensor(t)) for name, t in self._state_targets().items())
 
-    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True
-                        ) -> IncompatibleKeys:
+    def load_state_dict(
+        self, state_dict: Mapping[str, Any], strict: bool = True
+    ) -> IncompatibleKeys:
         """Copies values into the parameters and buffers, in place (optimizers keep working).
 
         Everything is checked before anything changes: with ``strict`` missing or unexpected
@@ -259,9 +268,7 @@ class Module:
                 parts.append(f"missing keys: {', '.join(missing)}")
             if unexpected:
                 parts.append(f"unexpected keys: {', '.join(map(str, unexpected))}")
-            raise KeyError(
-                f"load_state_dict into {type(self).__name__}: " + "; ".join(parts)
-            )
+            raise KeyError(f"load_state_dict into {type(self).__name__}: " + "; ".join(parts))
         staged: list[tuple[Tensor, np.ndarray]] = []
         for name, target in targets.items():
             if name not in state_dict:
@@ -363,8 +370,7 @@ class Sequential(Module):
     def _index(self, idx: int) -> str:
         n = len(self._modules)
         if not -n <= idx < n:
-            raise IndexError(f"index {idx} is out of range for {type(self).__name__} of "
-                             f"length {n}")
+            raise IndexError(f"index {idx} is out of range for {type(self).__name__} of length {n}")
         return list(self._modules)[idx % n]
 
     def __getitem__(self, idx: int | slice) -> Any:

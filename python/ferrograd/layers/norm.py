@@ -18,9 +18,15 @@ class _BatchNorm(Module):
     _ndims: tuple[int, ...] = ()
     _shape_text = ""
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True,
-                 dtype: Any = "float32") -> None:
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+        dtype: Any = "float32",
+    ) -> None:
         super().__init__()
         if num_features <= 0:
             raise ValueError(f"{type(self).__name__}: num_features must be positive")
@@ -59,8 +65,9 @@ class _BatchNorm(Module):
             # An export records the eval form as one BatchNormalization, not its parts.
             inputs = [x, self.running_mean, self.running_var]
             inputs += [self.weight, self.bias] if self.affine else []
-            return _core._record_fused("batch_norm", inputs, {"eps": self.eps},
-                                       lambda: self._normalise(x, use_batch))
+            return _core._record_fused(
+                "batch_norm", inputs, {"eps": self.eps}, lambda: self._normalise(x, use_batch)
+            )
         return self._normalise(x, use_batch)
 
     def _normalise(self, x: Tensor, use_batch: bool) -> Tensor:
@@ -98,8 +105,10 @@ class _BatchNorm(Module):
             _core.update_running_stats(self.running_mean, self.running_var, mean, var, count, m)
 
     def extra_repr(self) -> str:
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"affine={self.affine}, track_running_stats={self.track_running_stats}")
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"affine={self.affine}, track_running_stats={self.track_running_stats}"
+        )
 
 
 class BatchNorm1d(_BatchNorm):
@@ -121,8 +130,13 @@ class LayerNorm(Module):
     """Normalises over the trailing ``normalized_shape`` axes (biased variance), then applies
     an elementwise affine transform."""
 
-    def __init__(self, normalized_shape: Any, eps: float = 1e-5,
-                 elementwise_affine: bool = True, dtype: Any = "float32") -> None:
+    def __init__(
+        self,
+        normalized_shape: Any,
+        eps: float = 1e-5,
+        elementwise_affine: bool = True,
+        dtype: Any = "float32",
+    ) -> None:
         super().__init__()
         if isinstance(normalized_shape, (int, np.integer)):
             normalized_shape = (int(normalized_shape),)
@@ -140,12 +154,13 @@ class LayerNorm(Module):
 
     def forward(self, x: Tensor) -> Tensor:
         k = len(self.normalized_shape)
-        if tuple(x.shape[x.ndim - k:]) != self.normalized_shape or x.ndim < k:
+        if tuple(x.shape[x.ndim - k :]) != self.normalized_shape or x.ndim < k:
             raise ValueError(
                 f"LayerNorm: input {tuple(x.shape)} does not end in {self.normalized_shape}"
             )
         return _core.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
 
     def extra_repr(self) -> str:
-        return (f"{self.normalized_shape}, eps={self.eps}, "
-                f"elementwise_affine={self.elementwise_affine}")
+        return (
+            f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+        )

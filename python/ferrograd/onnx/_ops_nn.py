@@ -188,8 +188,7 @@ def _layer_norm(b: _GraphBuilder, r: dict[str, Any]) -> list[str]:
     axis = int(attrs["axis"])
     shape = x.shape[axis:]
     given = iter(ins[1:])  # the weight, then the bias, each only when the layer has it
-    scale = (b.arg(next(given), x.dtype) if attrs["weight"]
-             else b.const(np.ones(shape), x.dtype))
+    scale = b.arg(next(given), x.dtype) if attrs["weight"] else b.const(np.ones(shape), x.dtype)
     bias = b.arg(next(given), x.dtype) if attrs["bias"] else b.const(np.zeros(shape), x.dtype)
     return [
         b.one(
