@@ -3,8 +3,6 @@
 use std::any::TypeId;
 use std::mem::MaybeUninit;
 
-use rayon::prelude::*;
-
 use super::{try_with_capacity, Float, NdArray};
 use crate::shape::{broadcast_strides, checked_size, fmt_shape};
 use crate::{Error, Result};
@@ -264,18 +262,7 @@ fn gemm_batched<T: Float>(
         1
     };
     if batch_parallel && threads > 1 {
-        crate::parallel::install(|| {
-            out.par_chunks_mut(m * n)
-                .enumerate()
-                .for_each(|c| one(c, 1))
-        });
-    } else if threads > 1 {
-        // Each GEMM's stripes run on the crate's pool (see `matrix_product`).
-        crate::parallel::install(|| {
-            out.chunks_mut(m * n)
-                .enumerate()
-                .for_each(|c| one(c, threads))
-        });
+        crate::parallel::for_each_chunk_mut(out, m * n, |i, c| one((i, c), 1));
     } else {
         // `threads` is 1 here unless each GEMM is big enough to share.
         out.chunks_mut(m * n)
@@ -357,7 +344,7 @@ fn matrix_product<T: Float>(
         unsafe { block.product(rows, cols, accumulate) }
     };
     if stripes > 1 {
-        crate::parallel::install(|| (0..stripes).into_par_iter().for_each(run));
+        crate::parallel::for_each(stripes, run);
     } else {
         run(0);
     }

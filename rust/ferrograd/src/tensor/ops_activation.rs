@@ -4,15 +4,13 @@
 
 use std::mem::MaybeUninit;
 
-use rayon::prelude::*;
-
 use super::ops_nn::{changed, mismatch};
 use super::{is_grad_enabled, Tensor};
 use crate::dtype::float_only_error;
 use crate::dynarray::{DynArray, Element};
 use crate::ndarray::elementwise::simd::{self, Kernel};
 use crate::ndarray::{try_with_capacity, Float, NdArray};
-use crate::parallel::{install, should_split};
+use crate::parallel::{for_each_item, should_split};
 use crate::Result;
 
 impl Tensor {
@@ -107,12 +105,12 @@ fn gelu_pass<T: Erf, const MODE: u8>(xs: &[T], gs: &[T], cs: &[T]) -> Result<(Ve
     // Φ(x) is written only in FORWARD_KEEP; elsewhere each chunk gets an empty slice of it.
     if MODE == FORWARD_KEEP {
         if should_split(n) {
-            install(|| {
-                dst.par_chunks_mut(CHUNK)
-                    .zip(cdf_dst.par_chunks_mut(CHUNK))
-                    .enumerate()
-                    .for_each(chunk)
-            });
+            for_each_item(
+                dst.chunks_mut(CHUNK)
+                    .zip(cdf_dst.chunks_mut(CHUNK))
+                    .enumerate(),
+                chunk,
+            );
         } else {
             dst.chunks_mut(CHUNK)
                 .zip(cdf_dst.chunks_mut(CHUNK))
@@ -120,12 +118,10 @@ fn gelu_pass<T: Erf, const MODE: u8>(xs: &[T], gs: &[T], cs: &[T]) -> Result<(Ve
                 .for_each(chunk);
         }
     } else if should_split(n) {
-        install(|| {
-            dst.par_chunks_mut(CHUNK)
-                .map(|d| (d, &mut [][..]))
-                .enumerate()
-                .for_each(chunk)
-        });
+        for_each_item(
+            dst.chunks_mut(CHUNK).map(|d| (d, &mut [][..])).enumerate(),
+            chunk,
+        );
     } else {
         dst.chunks_mut(CHUNK)
             .map(|d| (d, &mut [][..]))

@@ -4,8 +4,6 @@
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
-use rayon::prelude::*;
-
 use super::ops_nn::{changed, typed, with_arrays};
 use super::record::{self, kv};
 use super::{is_grad_enabled, Tensor};
@@ -271,7 +269,7 @@ fn to_images<T: Float>(
         }
     };
     if parallel(dst.len(), nb) {
-        crate::parallel::install(|| dst.par_chunks_mut(o * l).enumerate().for_each(one));
+        crate::parallel::for_each_chunk_mut(dst, o * l, |i, d| one((i, d)));
     } else {
         dst.chunks_mut(o * l).enumerate().for_each(one);
     }
@@ -309,7 +307,7 @@ fn columns<T: Float>(x: &[T], geo: &Geometry, nb: usize) -> Result<NdArray<T>> {
         };
         let spare = &mut cols.spare_capacity_mut()[..len];
         if parallel(len, nb) {
-            crate::parallel::install(|| spare.par_chunks_mut(per).enumerate().for_each(fill));
+            crate::parallel::for_each_chunk_mut(spare, per, |i, d| fill((i, d)));
         } else {
             spare.chunks_mut(per).enumerate().for_each(fill);
         }
@@ -532,7 +530,7 @@ fn conv_backward_typed<T: Element>(
             let dst = &mut dx[start * img..(start + nb) * img];
             let add = |(i, d): (usize, &mut [T])| col2im(dcols.data(), geo, nb, i, d);
             if parallel(dst.len(), nb) {
-                crate::parallel::install(|| dst.par_chunks_mut(img).enumerate().for_each(add));
+                crate::parallel::for_each_chunk_mut(dst, img, |i, d| add((i, d)));
             } else {
                 dst.chunks_mut(img).enumerate().for_each(add);
             }

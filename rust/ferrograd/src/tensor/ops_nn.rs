@@ -2,8 +2,6 @@
 //! cross-entropy and NLL losses — each with its backward rule beside its forward (linear is
 //! in `ops_linear`, GELU in `ops_activation`, layer_norm in `ops_norm`).
 
-use rayon::prelude::*;
-
 use super::record::{self, kv};
 use super::{read_pair, Tensor};
 use crate::dtype::float_only_error;
@@ -334,6 +332,12 @@ fn rows_in_parallel(n: usize, c: usize) -> bool {
     n > 1 && n.saturating_mul(c) >= PARALLEL_THRESHOLD && num_threads() > 1
 }
 
+/// Rows of `c` elements per task of a parallel per-row kernel: about 16K elements, so that
+/// handing out a task costs little next to running it.
+fn rows_per_task(c: usize) -> usize {
+    ((1 << 14) / c.max(1)).max(1)
+}
+
 /// The loss and the log-sum-exp of one row: `lse - Σ q_c x_c`, written as
 /// `ln Σ exp(x - m) + Σ q_c (m - x_c)` so that huge logits lose no precision.
 fn ce_row<T: Float>(row: &[T], t: usize, eps: T) -> (T, T) {
@@ -367,11 +371,10 @@ fn ce_forward<T: Element>(
     if n > 0 {
         let one = |((row, &t), out): ((&[T], &usize), &mut (T, T))| *out = ce_row(row, t, eps);
         if rows_in_parallel(n, c) {
-            crate::parallel::install(|| {
-                x.par_chunks(c)
-                    .zip(targets.par_iter())
-                    .zip(pairs.par_iter_mut())
-                    .for_each(one)
+            let per = rows_per_task(c);
+            crate::parallel::for_each_chunk_mut(&mut pairs, per, |i, out| {
+                let (x, t) = (&x[i * per * c..], &targets[i * per..]);
+                x.chunks(c).zip(t).zip(out).for_each(one)
             });
         } else {
             x.chunks(c).zip(targets).zip(pairs.iter_mut()).for_each(one);
@@ -415,7 +418,12 @@ fn ce_backward<T: Float>(
             }
         };
         if rows_in_parallel(dx.len() / c, c) {
-            crate::parallel::install(|| dx.par_chunks_mut(c).enumerate().for_each(row));
+            let per = rows_per_task(c);
+            crate::parallel::for_each_chunk_mut(&mut dx, per * c, |i, d| {
+                d.chunks_mut(c)
+                    .enumerate()
+                    .for_each(|(r, d)| row((i * per + r, d)))
+            });
         } else {
             dx.chunks_mut(c).enumerate().for_each(row);
         }
