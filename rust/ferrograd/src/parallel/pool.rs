@@ -24,6 +24,9 @@ use std::time::{Duration, Instant};
 /// default `GOMP_SPINCOUNT` spins for a similar time).
 pub(super) const SPIN: Duration = Duration::from_micros(200);
 
+/// Spins between yields of a spinning worker (a few µs; see `wait_for_region`).
+const YIELD_EVERY: u32 = 256;
+
 /// Bits of the state word: the count of joined workers (bits 0..20), `CLOSED`, and the
 /// region's number above them.
 const COUNT_MASK: u64 = (1 << 20) - 1;
@@ -284,13 +287,13 @@ fn wait_for_region(sh: &Shared, seen: u64) -> u64 {
             return state;
         }
         spins = spins.wrapping_add(1);
-        if spins % 64 == 0 {
-            if start.elapsed() > SPIN {
-                break;
-            }
-            if sh.oversubscribed {
-                std::thread::yield_now();
-            }
+        if spins % 64 == 0 && start.elapsed() > SPIN {
+            break;
+        }
+        if spins % YIELD_EVERY == 0 || (sh.oversubscribed && spins % 64 == 0) {
+            // The scheduler may have put this worker on the caller's core (a woken thread
+            // often lands next to its waker): let the caller run there.
+            std::thread::yield_now();
         }
         std::hint::spin_loop();
     }
