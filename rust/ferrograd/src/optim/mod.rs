@@ -6,10 +6,14 @@ use std::sync::Arc;
 
 use crate::dynarray::{DType, DynArray};
 use crate::ndarray::Float;
-use crate::parallel::{num_threads, PARALLEL_THRESHOLD};
+use crate::parallel::should_split_work;
 use crate::shape::fmt_shape;
 use crate::tensor::{Storage, Tensor, WriteGuard};
 use crate::{Error, Result};
+
+/// An optimizer step costs about this many additions per element (it reads and writes up to
+/// four arrays and may take a square root and a division), for the split rule.
+const STEP_COST: usize = 4;
 
 /// Elements per task when a step runs in parallel.
 const CHUNK: usize = 1 << 14;
@@ -281,7 +285,7 @@ fn run_in_chunks<T: Float>(
     bufs: Buffers<'_, [T]>,
     kernel: impl Fn(&mut [T], &[T], Buffers<'_, [T]>) + Sync,
 ) {
-    if p.len() < PARALLEL_THRESHOLD || num_threads() < 2 {
+    if !should_split_work(p.len(), STEP_COST) {
         kernel(p, g, bufs);
         return;
     }

@@ -23,13 +23,14 @@ use pool::lock;
 
 static NUM_THREADS: AtomicUsize = AtomicUsize::new(0);
 
-/// Below this many elements an elementwise kernel stays on one thread: the cost of
-/// handing work to the pool (waking and joining the workers, a few context switches
-/// that cost more in a VM) dominates. Measured on 2 cores of an AVX-512 Xeon VM, one
-/// thread against two (µs): f32 add 5.4/12.5 at 32K, 10.4/14.5 at 64K, 19.3/23.2 at
-/// 128K, 137/36 at 256K; exp 79/59 at 128K. In a 784-512-512-10 training step this
-/// threshold (against 32K) also cut the context switches per step from ~76 to ~50.
-pub const PARALLEL_THRESHOLD: usize = 1 << 17;
+/// Below this much work (elements, times a cost per element where an addition costs 1: see
+/// [`should_split_work`]) an elementwise kernel stays on one thread. With the workers
+/// spinning, a split costs about a microsecond, but the tasks are 16K elements and the
+/// memory traffic is shared: measured on 2 cores of an AMD EPYC VM, one thread against two
+/// (µs), f32 add 3.9/3.9 at 32K, 8.5/5.0 at 64K, 17.5/10.4 at 128K; exp 14.6/9.3 at 32K;
+/// GELU 30/18 at 32K. (Under rayon, whose sleeping workers took 15-45 µs to start, this was
+/// 128K: add was 19.3/23.2 µs there.)
+pub const PARALLEL_THRESHOLD: usize = 1 << 16;
 
 /// The number of cores (`available_parallelism` reads cgroup files, ~10 µs: ask once).
 fn cores() -> usize {
@@ -274,7 +275,15 @@ fn take<T>(m: &Mutex<Option<T>>) -> Option<T> {
     lock(m).take()
 }
 
-/// Whether `n` elements of elementwise work should be split over the pool.
+/// Whether `n` elements of elementwise work as cheap as an addition should be split over
+/// the pool.
 pub fn should_split(n: usize) -> bool {
-    n >= PARALLEL_THRESHOLD && num_threads() > 1
+    should_split_work(n, 1)
+}
+
+/// Whether `n` elements of elementwise work, each costing about `cost` additions, should be
+/// split over the pool (the threshold counts work, not elements: an `exp` or a GELU pays for
+/// the split on fewer elements than an addition).
+pub fn should_split_work(n: usize, cost: usize) -> bool {
+    n.saturating_mul(cost) >= PARALLEL_THRESHOLD && num_threads() > 1
 }

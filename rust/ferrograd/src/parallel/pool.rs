@@ -17,11 +17,14 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// How long a worker spins on the state word after a region before it parks. Waking a
-/// parked thread costs 20-50 µs in this VM (a futex wake and a context switch); a spinning
-/// one starts in about a microsecond. Kernels of one training step are usually a few to a
-/// few hundred µs apart, so 200 µs keeps the worker awake through a step's run of kernels
-/// while an idle process stops burning a core within a fraction of a millisecond (libgomp's
-/// default `GOMP_SPINCOUNT` spins for a similar time).
+/// parked worker costs the caller ~8 µs (a futex wake, an IPI in this nested VM) and the
+/// worker 10-40 µs before it helps; a spinning one joins within a microsecond (two tasks
+/// of 10 µs: 10.2 µs median with gaps up to 100 µs between regions, 27-30 µs after gaps of
+/// 300 µs or 1 ms, 20 µs serially). Kernels of one training step are usually a few to a few
+/// hundred µs apart, so 200 µs keeps the worker awake through a step's run of kernels while
+/// an idle process stops burning a core within a fraction of a millisecond (libgomp's
+/// default `GOMP_SPINCOUNT` spins for a similar time). Digits-CNN steps at 2 threads with
+/// 100 µs or 500 µs were within this machine's noise of 200 µs.
 pub(super) const SPIN: Duration = Duration::from_micros(200);
 
 /// Spins between yields of a spinning worker (a few µs; see `wait_for_region`).

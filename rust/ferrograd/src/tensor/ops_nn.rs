@@ -8,7 +8,7 @@ use crate::dtype::float_only_error;
 use crate::dynarray::fns::{Mul, Neg};
 use crate::dynarray::{BinaryFn, DynArray, Element, UnaryFn};
 use crate::ndarray::{Float, NdArray};
-use crate::parallel::{num_threads, PARALLEL_THRESHOLD};
+use crate::parallel::should_split_work;
 use crate::shape::fmt_shape;
 use crate::{random, shape_err, value_err, Error, Result};
 
@@ -327,9 +327,13 @@ fn class_dims(op: &str, shape: &[usize], targets: &[usize]) -> Result<(usize, us
     Ok((n, c, out_shape))
 }
 
-/// Work (elements) from which a per-row loss kernel runs on several threads.
+/// A loss row costs about this many additions per element (an `exp` each, forward and
+/// backward), for the split rule.
+const ROW_COST: usize = 4;
+
+/// Whether a per-row loss kernel over `n` rows of `c` runs on several threads.
 fn rows_in_parallel(n: usize, c: usize) -> bool {
-    n > 1 && n.saturating_mul(c) >= PARALLEL_THRESHOLD && num_threads() > 1
+    n > 1 && should_split_work(n.saturating_mul(c), ROW_COST)
 }
 
 /// Rows of `c` elements per task of a parallel per-row kernel: about 16K elements, so that

@@ -9,7 +9,7 @@ use crate::dtype::float_only_error;
 use crate::dynarray::{DType, DynArray, Element};
 use crate::ndarray::elementwise::simd::{self, Kernel};
 use crate::ndarray::{try_filled, NdArray};
-use crate::parallel::{for_each_item, map_items, num_threads, PARALLEL_THRESHOLD};
+use crate::parallel::{for_each_item, map_items, num_threads, should_split_work};
 use crate::shape::fmt_shape;
 use crate::{shape_err, Result};
 
@@ -156,7 +156,8 @@ fn check_shapes(
 
 /// Rows per task: enough elements to be worth a thread, and one task per thread at most.
 fn rows_per_task(rows: usize, n: usize) -> usize {
-    let threads = match rows * n >= PARALLEL_THRESHOLD {
+    // A row normalised costs about two additions per element (statistics, then the output).
+    let threads = match should_split_work(rows * n, 2) {
         true => num_threads(),
         false => 1,
     };
