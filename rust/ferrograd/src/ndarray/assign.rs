@@ -2,14 +2,12 @@
 //! and broadcasting copies. The array keeps its shape: an operand that would widen it is an
 //! error, checked before anything is written.
 
-use rayon::prelude::*;
-
 use super::{for_each_offset2, Float, NdArray};
-use crate::parallel::{install, should_split};
+use crate::parallel::{for_each_chunk_mut, should_split};
 use crate::shape::{broadcast_strides, fmt_shape, strides_of};
 use crate::{Error, Result};
 
-/// Elements per rayon task.
+/// Elements per task.
 const CHUNK: usize = 1 << 14;
 
 /// Checks that an operand of shape `from` broadcasts to `to` without changing it (NumPy's
@@ -48,10 +46,9 @@ impl<T: Float> NdArray<T> {
                 x.iter_mut().zip(y).for_each(|(x, &y)| *x = f(*x, y));
             };
             if should_split(x.len()) {
-                install(|| {
-                    x.par_chunks_mut(CHUNK)
-                        .zip(y.par_chunks(CHUNK))
-                        .for_each(zip)
+                for_each_chunk_mut(x, CHUNK, |i, x| {
+                    let y = &y[i * CHUNK..][..x.len()];
+                    zip((x, y))
                 });
             } else {
                 zip((x, y));
@@ -74,7 +71,7 @@ impl<T: Float> NdArray<T> {
     pub fn map_assign(&mut self, f: impl Fn(T) -> T + Sync + Send) {
         let one = |x: &mut [T]| x.iter_mut().for_each(|x| *x = f(*x));
         if should_split(self.data.len()) {
-            install(|| self.data.par_chunks_mut(CHUNK).for_each(one));
+            for_each_chunk_mut(&mut self.data, CHUNK, |_, x| one(x));
         } else {
             one(&mut self.data);
         }

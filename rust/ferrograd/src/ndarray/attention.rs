@@ -12,8 +12,6 @@ mod gemm;
 mod geometry;
 mod rows;
 
-use rayon::prelude::*;
-
 use super::elementwise::{add_into, simd};
 use super::{try_zeroed, Float, NdArray};
 use crate::shape::{checked_size, fmt_shape};
@@ -267,7 +265,7 @@ impl<'a, T: Float> Ctx<'a, T> {
                 self.forward_block(b, i0, bufs, sc)
             };
             if self.g.parallel() {
-                crate::parallel::install(|| tasks.into_par_iter().for_each_init(Vec::new, block));
+                crate::parallel::for_each_item_init(tasks, Vec::new, block);
             } else {
                 let mut sc = Vec::new();
                 tasks.into_iter().for_each(|t| block(&mut sc, t));
@@ -438,7 +436,7 @@ impl<T: Float> Ctx<'_, T> {
             }
         };
         if threads > 1 {
-            crate::parallel::install(|| tasks.into_par_iter().for_each(task));
+            crate::parallel::for_each_item(tasks, task);
         } else {
             tasks.into_iter().for_each(task);
         }

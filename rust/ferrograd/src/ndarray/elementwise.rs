@@ -7,14 +7,12 @@
 
 use std::mem::MaybeUninit;
 
-use rayon::prelude::*;
-
 use super::{for_each_offset2, try_with_capacity, Float, NdArray};
-use crate::parallel::{install, should_split as parallel};
+use crate::parallel::{for_each_chunk_mut, should_split as parallel};
 use crate::shape::{broadcast_shapes, broadcast_strides, checked_size};
 use crate::Result;
 
-/// Elements per rayon task: large enough to amortise scheduling, small enough to balance.
+/// Elements per task: large enough to amortise scheduling, small enough to balance.
 const CHUNK: usize = 1 << 14;
 
 /// `x[i] += y[i]` over equal-length slices (a loop the compiler vectorises).
@@ -169,10 +167,8 @@ fn map_slice<T: Float>(a: &[T], f: impl Fn(T) -> T + Sync) -> Result<Vec<T>> {
     let mut out = try_with_capacity(n)?;
     let dst = &mut out.spare_capacity_mut()[..n];
     if parallel(n) {
-        install(|| {
-            dst.par_chunks_mut(CHUNK)
-                .zip(a.par_chunks(CHUNK))
-                .for_each(|(d, s)| simd::map(d, s, &f))
+        for_each_chunk_mut(dst, CHUNK, |i, d| {
+            simd::map(d, &a[i * CHUNK..][..d.len()], &f)
         });
     } else {
         simd::map(dst, a, &f);
@@ -190,11 +186,9 @@ fn zip_slices<T: Float>(a: &[T], b: &[T], f: impl Fn(T, T) -> T + Sync) -> Resul
     let mut out = try_with_capacity(n)?;
     let dst = &mut out.spare_capacity_mut()[..n];
     if parallel(n) {
-        install(|| {
-            dst.par_chunks_mut(CHUNK)
-                .zip(a.par_chunks(CHUNK))
-                .zip(b.par_chunks(CHUNK))
-                .for_each(|((d, x), y)| simd::zip(d, x, y, &f))
+        for_each_chunk_mut(dst, CHUNK, |i, d| {
+            let at = i * CHUNK..i * CHUNK + d.len();
+            simd::zip(d, &a[at.clone()], &b[at], &f)
         });
     } else {
         simd::zip(dst, a, b, &f);
@@ -228,10 +222,9 @@ fn zip_rows<T: Float>(a: &[T], row: &[T], f: &(impl Fn(T, T) -> T + Sync)) -> Re
     if parallel(n) {
         // Tasks of whole rows, about `CHUNK` elements each.
         let per_task = row.len() * CHUNK.div_ceil(row.len());
-        install(|| {
-            dst.par_chunks_mut(per_task)
-                .zip(a.par_chunks(per_task))
-                .for_each(rows)
+        for_each_chunk_mut(dst, per_task, |i, d| {
+            let a = &a[i * per_task..][..d.len()];
+            rows((d, a))
         });
     } else {
         rows((dst, a));
@@ -320,11 +313,9 @@ impl<T: Float> NdArray<T> {
             ));
         }
         if parallel(self.size()) {
-            install(|| {
-                self.data
-                    .par_chunks_mut(CHUNK)
-                    .zip(other.data.par_chunks(CHUNK))
-                    .for_each(|(x, y)| add_into(x, y))
+            let y = &other.data;
+            for_each_chunk_mut(&mut self.data, CHUNK, |i, x| {
+                add_into(x, &y[i * CHUNK..][..x.len()])
             });
         } else {
             add_into(&mut self.data, &other.data);

@@ -3,22 +3,22 @@
 use std::any::TypeId;
 use std::mem::MaybeUninit;
 
-use rayon::prelude::*;
-
 use super::{try_with_capacity, Float, NdArray};
 use crate::shape::{broadcast_strides, checked_size, fmt_shape};
 use crate::{Error, Result};
 
 /// From this many multiply-adds (`m * n * k`) on, one GEMM runs on several threads;
-/// below it the threads' start-up costs more than they save (measured on 16 cores:
-/// 64³ gains nothing, 128³ runs 2.3× faster).
+/// below it each thread's packing of the shared operand costs about what the split saves
+/// (f32 on 2 cores, 1 thread against 2, µs: 96³ 17.6/18.0, 128³ 42/37-41,
+/// 64×256×256 80/44-52).
 pub(crate) const GEMM_PARALLEL_WORK: usize = 128 * 128 * 128;
 
 /// From this many multiply-adds in all, and at least [`BATCH_PARALLEL_COUNT`]
 /// matrices, a batch of smaller GEMMs is spread over the threads, one GEMM per
-/// task (16 cores: 512 × 16³ runs 2.2× faster; 4 × 64³ or 8 × 32³ run slower).
-const BATCH_PARALLEL_WORK: usize = 1 << 20;
-const BATCH_PARALLEL_COUNT: usize = 8;
+/// task: nothing is packed twice, so it pays from small sizes on (f32 on 2 cores,
+/// 1 thread against 2, µs: 8 × 16³ 3.3/2.5, 8 × 32³ 6.3/3.9, 32 × 32³ 24.6/15.6).
+const BATCH_PARALLEL_WORK: usize = 1 << 15;
+const BATCH_PARALLEL_COUNT: usize = 2;
 
 /// One operand as the kernel sees it: its data, batch shape and the strides
 /// (in elements) of its logical matrix.
@@ -264,18 +264,7 @@ fn gemm_batched<T: Float>(
         1
     };
     if batch_parallel && threads > 1 {
-        crate::parallel::install(|| {
-            out.par_chunks_mut(m * n)
-                .enumerate()
-                .for_each(|c| one(c, 1))
-        });
-    } else if threads > 1 {
-        // Each GEMM's stripes run on the crate's pool (see `matrix_product`).
-        crate::parallel::install(|| {
-            out.chunks_mut(m * n)
-                .enumerate()
-                .for_each(|c| one(c, threads))
-        });
+        crate::parallel::for_each_chunk_mut(out, m * n, |i, c| one((i, c), 1));
     } else {
         // `threads` is 1 here unless each GEMM is big enough to share.
         out.chunks_mut(m * n)
@@ -365,7 +354,7 @@ fn matrix_product<T: Float>(
         unsafe { block.product(rows, cols, accumulate) }
     };
     if stripes > 1 {
-        crate::parallel::install(|| (0..stripes).into_par_iter().for_each(run));
+        crate::parallel::for_each(stripes, run);
     } else {
         run(0);
     }

@@ -75,12 +75,9 @@ const BLOCK: usize = 4096;
 /// Sums a slice in blocks, so f32 error grows with the block count rather than the length;
 /// large slices sum their blocks on the crate's pool.
 fn blocked_sum<T: Float>(xs: &[T]) -> T {
-    use rayon::prelude::*;
     if crate::parallel::should_split(xs.len()) {
-        let parts: Vec<T> = crate::parallel::install(|| {
-            xs.par_chunks(BLOCK * 16)
-                .map(|c| c.chunks(BLOCK).map(lane_sum).sum::<T>())
-                .collect()
+        let parts = crate::parallel::map_items(xs.chunks(BLOCK * 16), |c| {
+            c.chunks(BLOCK).map(lane_sum).sum::<T>()
         });
         return parts.into_iter().sum();
     }

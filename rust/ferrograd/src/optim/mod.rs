@@ -4,16 +4,18 @@
 
 use std::sync::Arc;
 
-use rayon::prelude::*;
-
 use crate::dynarray::{DType, DynArray};
 use crate::ndarray::Float;
-use crate::parallel::{num_threads, PARALLEL_THRESHOLD};
+use crate::parallel::should_split_work;
 use crate::shape::fmt_shape;
 use crate::tensor::{Storage, Tensor, WriteGuard};
 use crate::{Error, Result};
 
-/// Elements per rayon task when a step runs in parallel.
+/// An optimizer step costs about this many additions per element (it reads and writes up to
+/// four arrays and may take a square root and a division), for the split rule.
+const STEP_COST: usize = 4;
+
+/// Elements per task when a step runs in parallel.
 const CHUNK: usize = 1 << 14;
 
 /// The most state buffers one optimizer keeps per parameter (RMSprop's three).
@@ -276,14 +278,14 @@ fn chunks_of<T>(s: Option<&mut [T]>, pieces: usize) -> Vec<Option<&mut [T]>> {
     }
 }
 
-/// Runs `kernel` over the whole slices, or over chunks on rayon's threads when large.
+/// Runs `kernel` over the whole slices, or over chunks on the pool's threads when large.
 fn run_in_chunks<T: Float>(
     p: &mut [T],
     g: &[T],
     bufs: Buffers<'_, [T]>,
     kernel: impl Fn(&mut [T], &[T], Buffers<'_, [T]>) + Sync,
 ) {
-    if p.len() < PARALLEL_THRESHOLD || num_threads() < 2 {
+    if !should_split_work(p.len(), STEP_COST) {
         kernel(p, g, bufs);
         return;
     }
@@ -294,14 +296,13 @@ fn run_in_chunks<T: Float>(
         chunks_of(b, pieces),
         chunks_of(c, pieces),
     );
-    crate::parallel::install(|| {
-        p.par_chunks_mut(CHUNK)
-            .zip(g.par_chunks(CHUNK))
-            .zip(a.into_par_iter())
-            .zip(b.into_par_iter())
-            .zip(c.into_par_iter())
-            .for_each(|((((p, g), a), b), c)| kernel(p, g, [a, b, c]))
-    });
+    let pieces = p
+        .chunks_mut(CHUNK)
+        .zip(g.chunks(CHUNK))
+        .zip(a)
+        .zip(b)
+        .zip(c);
+    crate::parallel::for_each_item(pieces, |((((p, g), a), b), c)| kernel(p, g, [a, b, c]));
 }
 
 mod kernels;

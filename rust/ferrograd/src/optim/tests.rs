@@ -1,6 +1,7 @@
 //! Tests of the fused optimizer steps against PyTorch's formulas.
 
 use super::*;
+use crate::parallel::PARALLEL_THRESHOLD;
 
 fn tensor(values: &[f64], dtype: DType) -> Tensor {
     Tensor::new(

@@ -4,15 +4,13 @@
 
 use std::mem::MaybeUninit;
 
-use rayon::prelude::*;
-
 use super::ops_nn::{changed, mismatch};
 use super::{is_grad_enabled, Tensor};
 use crate::dtype::float_only_error;
 use crate::dynarray::{DynArray, Element};
 use crate::ndarray::elementwise::simd::{self, Kernel};
 use crate::ndarray::{try_with_capacity, Float, NdArray};
-use crate::parallel::{install, should_split};
+use crate::parallel::{for_each_item, should_split_work};
 use crate::Result;
 
 impl Tensor {
@@ -57,6 +55,10 @@ const FORWARD: u8 = 0;
 const FORWARD_KEEP: u8 = 1;
 /// `g · (Φ(x) + x·φ(x))` from the kept Φ(x).
 const BACKWARD: u8 = 2;
+
+/// A GELU element costs about this many additions (erf or exp and a few products; f32 on
+/// 2 cores: 30 µs per 32K elements against 3.9 µs for an addition), for the split rule.
+const GELU_COST: usize = 4;
 
 /// `gelu(x)`, and Φ(x) when `keep` (else an empty array).
 fn gelu_forward<T: Erf + Element>(x: &NdArray<T>, keep: bool) -> Result<(NdArray<T>, NdArray<T>)> {
@@ -106,26 +108,24 @@ fn gelu_pass<T: Erf, const MODE: u8>(xs: &[T], gs: &[T], cs: &[T]) -> Result<(Ve
     };
     // Φ(x) is written only in FORWARD_KEEP; elsewhere each chunk gets an empty slice of it.
     if MODE == FORWARD_KEEP {
-        if should_split(n) {
-            install(|| {
-                dst.par_chunks_mut(CHUNK)
-                    .zip(cdf_dst.par_chunks_mut(CHUNK))
-                    .enumerate()
-                    .for_each(chunk)
-            });
+        if should_split_work(n, GELU_COST) {
+            for_each_item(
+                dst.chunks_mut(CHUNK)
+                    .zip(cdf_dst.chunks_mut(CHUNK))
+                    .enumerate(),
+                chunk,
+            );
         } else {
             dst.chunks_mut(CHUNK)
                 .zip(cdf_dst.chunks_mut(CHUNK))
                 .enumerate()
                 .for_each(chunk);
         }
-    } else if should_split(n) {
-        install(|| {
-            dst.par_chunks_mut(CHUNK)
-                .map(|d| (d, &mut [][..]))
-                .enumerate()
-                .for_each(chunk)
-        });
+    } else if should_split_work(n, GELU_COST) {
+        for_each_item(
+            dst.chunks_mut(CHUNK).map(|d| (d, &mut [][..])).enumerate(),
+            chunk,
+        );
     } else {
         dst.chunks_mut(CHUNK)
             .map(|d| (d, &mut [][..]))

@@ -2,15 +2,13 @@
 //! cross-entropy and NLL losses — each with its backward rule beside its forward (linear is
 //! in `ops_linear`, GELU in `ops_activation`, layer_norm in `ops_norm`).
 
-use rayon::prelude::*;
-
 use super::record::{self, kv};
 use super::{read_pair, Tensor};
 use crate::dtype::float_only_error;
 use crate::dynarray::fns::{Mul, Neg};
 use crate::dynarray::{BinaryFn, DynArray, Element, UnaryFn};
 use crate::ndarray::{Float, NdArray};
-use crate::parallel::{num_threads, PARALLEL_THRESHOLD};
+use crate::parallel::should_split_work;
 use crate::shape::fmt_shape;
 use crate::{random, shape_err, value_err, Error, Result};
 
@@ -329,9 +327,19 @@ fn class_dims(op: &str, shape: &[usize], targets: &[usize]) -> Result<(usize, us
     Ok((n, c, out_shape))
 }
 
-/// Work (elements) from which a per-row loss kernel runs on several threads.
+/// A loss row costs about this many additions per element (an `exp` each, forward and
+/// backward), for the split rule.
+const ROW_COST: usize = 4;
+
+/// Whether a per-row loss kernel over `n` rows of `c` runs on several threads.
 fn rows_in_parallel(n: usize, c: usize) -> bool {
-    n > 1 && n.saturating_mul(c) >= PARALLEL_THRESHOLD && num_threads() > 1
+    n > 1 && should_split_work(n.saturating_mul(c), ROW_COST)
+}
+
+/// Rows of `c` elements per task of a parallel per-row kernel: about 16K elements, so that
+/// handing out a task costs little next to running it.
+fn rows_per_task(c: usize) -> usize {
+    ((1 << 14) / c.max(1)).max(1)
 }
 
 /// The loss and the log-sum-exp of one row: `lse - Σ q_c x_c`, written as
@@ -367,11 +375,10 @@ fn ce_forward<T: Element>(
     if n > 0 {
         let one = |((row, &t), out): ((&[T], &usize), &mut (T, T))| *out = ce_row(row, t, eps);
         if rows_in_parallel(n, c) {
-            crate::parallel::install(|| {
-                x.par_chunks(c)
-                    .zip(targets.par_iter())
-                    .zip(pairs.par_iter_mut())
-                    .for_each(one)
+            let per = rows_per_task(c);
+            crate::parallel::for_each_chunk_mut(&mut pairs, per, |i, out| {
+                let (x, t) = (&x[i * per * c..], &targets[i * per..]);
+                x.chunks(c).zip(t).zip(out).for_each(one)
             });
         } else {
             x.chunks(c).zip(targets).zip(pairs.iter_mut()).for_each(one);
@@ -415,7 +422,12 @@ fn ce_backward<T: Float>(
             }
         };
         if rows_in_parallel(dx.len() / c, c) {
-            crate::parallel::install(|| dx.par_chunks_mut(c).enumerate().for_each(row));
+            let per = rows_per_task(c);
+            crate::parallel::for_each_chunk_mut(&mut dx, per * c, |i, d| {
+                d.chunks_mut(c)
+                    .enumerate()
+                    .for_each(|(r, d)| row((i * per + r, d)))
+            });
         } else {
             dx.chunks_mut(c).enumerate().for_each(row);
         }

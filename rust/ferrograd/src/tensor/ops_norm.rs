@@ -2,8 +2,6 @@
 //! that saves each row's mean and reciprocal standard deviation for its backward, instead of
 //! the eight elementwise and reduction ops (and their gradients) a composite would record.
 
-use rayon::prelude::*;
-
 use super::ops_nn::{changed, with_arrays};
 use super::record::{self, kv};
 use super::Tensor;
@@ -11,7 +9,7 @@ use crate::dtype::float_only_error;
 use crate::dynarray::{DType, DynArray, Element};
 use crate::ndarray::elementwise::simd::{self, Kernel};
 use crate::ndarray::{try_filled, try_zeroed, NdArray};
-use crate::parallel::{install, num_threads, PARALLEL_THRESHOLD};
+use crate::parallel::{for_each_item, map_items, num_threads, should_split_work};
 use crate::shape::fmt_shape;
 use crate::{shape_err, Result};
 
@@ -158,7 +156,8 @@ fn check_shapes(
 
 /// Rows per task: enough elements to be worth a thread, and one task per thread at most.
 fn rows_per_task(rows: usize, n: usize) -> usize {
-    let threads = match rows * n >= PARALLEL_THRESHOLD {
+    // A row normalised costs about two additions per element (statistics, then the output).
+    let threads = match should_split_work(rows * n, 2) {
         true => num_threads(),
         false => 1,
     };
@@ -283,8 +282,7 @@ fn forward<T: Element>(
             .zip(out.chunks_mut(per * n))
             .zip(stats.chunks_mut(per * 2));
         if per < rows {
-            let parts: Vec<_> = parts.collect();
-            install(|| parts.into_par_iter().for_each(task));
+            for_each_item(parts, task);
         } else {
             parts.for_each(task);
         }
@@ -415,7 +413,7 @@ fn backward<T: Element>(
     };
     parts.truncate(tasks);
     let shares: Vec<Shares<T>> = match tasks > 1 {
-        true => install(|| parts.into_par_iter().map(task).collect::<Result<_>>())?,
+        true => map_items(parts, task).into_iter().collect::<Result<_>>()?,
         false => parts.into_iter().map(task).collect::<Result<_>>()?,
     };
     let sum = |pick: fn(&Shares<T>) -> &Vec<T>| -> Result<DynArray> {

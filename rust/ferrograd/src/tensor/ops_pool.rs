@@ -1,8 +1,6 @@
 //! 2-D max pooling on NCHW `Tensor`s; the gradient of each output goes to its window's
 //! maximum (the first one on a tie).
 
-use rayon::prelude::*;
-
 use super::ops_conv::{parallel, Geometry};
 use super::record::{self, kv};
 use super::Tensor;
@@ -85,12 +83,8 @@ fn pool_forward<T: Float>(x: &[T], geo: &Geometry) -> Result<(Vec<T>, Vec<usize>
     };
     let work = total.saturating_mul(geo.kh * geo.kw);
     if parallel(work, geo.n * geo.c) {
-        crate::parallel::install(|| {
-            vals.par_chunks_mut(l)
-                .zip(args.par_chunks_mut(l))
-                .enumerate()
-                .for_each(one)
-        });
+        let planes = vals.chunks_mut(l).zip(args.chunks_mut(l)).enumerate();
+        crate::parallel::for_each_item(planes, one);
     } else {
         vals.chunks_mut(l)
             .zip(args.chunks_mut(l))
