@@ -131,7 +131,9 @@ fn region(tasks: usize, body: &pool::Body<'_>) {
         with_limit(1, || owner.run(tasks, body));
         return;
     }
-    serial();
+    // Another thread holds the pool: the tasks run here, still each seeing one thread, as
+    // they would on the pool (a kernel nested in them stays serial either way).
+    with_limit(1, serial);
 }
 
 /// Runs `f(i)` for every `i` in `0..tasks`, on the pool's threads when there are several,
