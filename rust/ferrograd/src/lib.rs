@@ -22,6 +22,8 @@ pub mod parallel;
 pub mod random;
 pub mod shape;
 pub mod tensor;
+#[cfg(test)]
+mod test_util;
 pub mod value;
 pub mod value_array;
 

@@ -4,21 +4,7 @@ use super::super::{Float, NdArray};
 use crate::shape::{broadcast_shapes, broadcast_strides, size_of, strides_of};
 use crate::Error;
 
-/// Deterministic pseudo-random values in [-1, 1) (an LCG; no global state).
-fn filled<T: Float>(shape: &[usize], seed: u64) -> NdArray<T> {
-    let mut s = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let data = (0..size_of(shape))
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            T::from_f64_lossy((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
-        })
-        .collect();
-    NdArray::from_vec(data, shape).unwrap()
-}
+use crate::test_util::filled;
 
 /// Batched matmul of two ≥2-D arrays by triple loop over broadcast batches, in f64.
 fn naive<T: Float>(a: &NdArray<T>, b: &NdArray<T>) -> NdArray<f64> {

@@ -5,19 +5,7 @@ use super::{Attention, Mask};
 use crate::ndarray::{Float, NdArray};
 use crate::shape::{broadcast_shapes, broadcast_strides, size_of, strides_of};
 
-/// Deterministic pseudo-random values in [-1, 1) (an LCG; no global state).
-pub(super) fn filled<T: Float>(shape: &[usize], seed: u64) -> NdArray<T> {
-    let mut s = seed.wrapping_mul(0x5851_F42D_4C95_7F2D).wrapping_add(7);
-    let data = (0..size_of(shape))
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            T::from_f64_lossy((s >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0)
-        })
-        .collect();
-    NdArray::from_vec(data, shape).unwrap()
-}
+pub(super) use crate::test_util::filled;
 
 pub(super) fn to_f32(a: &NdArray<f64>) -> NdArray<f32> {
     a.map(|&x| x as f32)
