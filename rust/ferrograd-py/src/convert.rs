@@ -99,6 +99,10 @@ pub fn array_from_py(
             None => a.clone(),
         });
     }
+    if let Ok(arr) = obj.cast::<PyUntypedArray>() {
+        // Already an array (a batch, a target vector): no `asarray` round trip.
+        return from_array(arr.clone(), obj, dtype, infer, true);
+    }
     if let Some(s) = scalar_of(obj)? {
         let natural = match infer {
             Infer::Natural => DType::default_for(s.category()),
@@ -115,9 +119,7 @@ pub fn array_from_py(
             repr(obj)
         )));
     }
-    let py = obj.py();
-    let np = numpy(py)?;
-    let from_numpy = obj.is_instance_of::<PyUntypedArray>() || is_numpy_scalar(obj);
+    let from_numpy = is_numpy_scalar(obj);
     let sequence = obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>();
     if !(from_numpy || sequence || obj.hasattr("__array__")?) {
         return Err(PyTypeError::new_err(format!(
@@ -125,8 +127,27 @@ pub fn array_from_py(
             obj.get_type().name()?
         )));
     }
-    let arr = np.call_method1("asarray", (obj,))?;
-    let arr = arr.cast_into::<PyUntypedArray>()?;
+    let arr = numpy(obj.py())?.call_method1("asarray", (obj,))?;
+    from_array(
+        arr.cast_into::<PyUntypedArray>()?,
+        obj,
+        dtype,
+        infer,
+        from_numpy,
+    )
+}
+
+/// The array of `arr`, which NumPy made from `obj` (`obj` itself when it was an array;
+/// `from_numpy` when it came from NumPy, whose dtypes are then kept), in `dtype` or the
+/// one `infer` picks.
+fn from_array(
+    arr: Bound<'_, PyUntypedArray>,
+    obj: &Bound<'_, PyAny>,
+    dtype: Option<DType>,
+    infer: Infer,
+    from_numpy: bool,
+) -> PyResult<DynArray> {
+    let np = numpy(obj.py())?;
     let descr = arr.dtype();
     let (kind, size) = (descr.kind(), descr.itemsize());
     // An empty list is float64 to NumPy; it has no elements to say otherwise.

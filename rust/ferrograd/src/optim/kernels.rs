@@ -140,7 +140,9 @@ pub(super) fn adam_typed<T: Typed>(
         one_minus_beta1: t(1.0 - o.beta1),
         one_minus_beta2: t(1.0 - o.beta2),
         step_size: t(o.lr / bias_correction1),
-        bias_correction2_sqrt: t(bias_correction2.sqrt()),
+        // A product, not a quotient, in the inner loop: a vector division costs as much as
+        // the square root, and this one cost ~20 % of the step (at most 1 ulp apart).
+        inv_bias_correction2_sqrt: t(1.0 / bias_correction2.sqrt()),
         eps: t(o.eps),
         l2: t(o.weight_decay),
         shrink: t(1.0 - o.lr * o.weight_decay),
@@ -168,7 +170,7 @@ struct AdamConsts<T> {
     one_minus_beta1: T,
     one_minus_beta2: T,
     step_size: T,
-    bias_correction2_sqrt: T,
+    inv_bias_correction2_sqrt: T,
     eps: T,
     l2: T,
     shrink: T,
@@ -197,7 +199,7 @@ impl<T: Float, const L2: bool, const SHRINK: bool> Kernel for AdamChunk<'_, T, L
             one_minus_beta1,
             one_minus_beta2,
             step_size,
-            bias_correction2_sqrt,
+            inv_bias_correction2_sqrt,
             eps,
             l2,
             shrink,
@@ -210,7 +212,7 @@ impl<T: Float, const L2: bool, const SHRINK: bool> Kernel for AdamChunk<'_, T, L
             let g = if L2 { g + l2 * *p } else { g };
             *m = beta1 * *m + one_minus_beta1 * g;
             *v = beta2 * *v + one_minus_beta2 * g * g;
-            let denom = v.sqrt() / bias_correction2_sqrt + eps;
+            let denom = v.sqrt() * inv_bias_correction2_sqrt + eps;
             *p = *p - step_size * *m / denom;
         }
     }

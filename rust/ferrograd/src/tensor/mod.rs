@@ -4,6 +4,7 @@
 mod autograd;
 mod context;
 mod creation;
+mod cross_entropy_rows;
 mod hooks;
 mod inplace;
 mod loss;

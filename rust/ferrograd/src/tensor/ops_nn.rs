@@ -2,11 +2,13 @@
 //! cross-entropy and NLL losses — each with its backward rule beside its forward (linear is
 //! in `ops_linear`, GELU in `ops_activation`, layer_norm in `ops_norm`).
 
+use super::cross_entropy_rows as ce_rows;
 use super::record::{self, kv};
 use super::{read_pair, Tensor};
 use crate::dtype::float_only_error;
 use crate::dynarray::fns::{Mul, Neg};
 use crate::dynarray::{BinaryFn, DynArray, Element, UnaryFn};
+use crate::ndarray::elementwise::simd;
 use crate::ndarray::{Float, NdArray};
 use crate::parallel::should_split_work;
 use crate::shape::fmt_shape;
@@ -342,26 +344,6 @@ fn rows_per_task(c: usize) -> usize {
     ((1 << 14) / c.max(1)).max(1)
 }
 
-/// The loss and the log-sum-exp of one row: `lse - Σ q_c x_c`, written as
-/// `ln Σ exp(x - m) + Σ q_c (m - x_c)` so that huge logits lose no precision.
-fn ce_row<T: Float>(row: &[T], t: usize, eps: T) -> (T, T) {
-    let m = row.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
-    // An all -inf row would give -inf - -inf = NaN; shift by 0 there instead.
-    let m = if m.is_finite() { m } else { T::zero() };
-    let s: T = row.iter().map(|&v| (v - m).exp()).sum();
-    let ln_s = s.ln();
-    let mut loss = ln_s + (T::one() - eps) * (m - row[t]);
-    if eps > T::zero() {
-        let c = T::from_usize(row.len()).unwrap_or_else(T::one);
-        let spread: T = row.iter().map(|&v| m - v).sum();
-        loss = loss + eps / c * spread;
-    }
-    // Save the log-sum of the *shifted* row: `m + ln_s` would round away the low bits of
-    // `ln_s` when |m| is large (float32 at 1e4 keeps ~3 decimals), and the backward would
-    // then compute softmax probabilities off by ~1e-4.
-    (loss, ln_s)
-}
-
 fn ce_forward<T: Element>(
     x: &[T],
     n: usize,
@@ -372,16 +354,24 @@ fn ce_forward<T: Element>(
 ) -> Result<(DynArray, DynArray)> {
     let eps = T::from_f64_lossy(eps);
     let mut pairs = vec![(T::zero(), T::zero()); n];
-    if n > 0 {
-        let one = |((row, &t), out): ((&[T], &usize), &mut (T, T))| *out = ce_row(row, t, eps);
+    let rows = |x: &[T], targets: &[usize], out: &mut [(T, T)]| {
+        simd::run(ce_rows::ForwardRows {
+            x,
+            c,
+            targets,
+            eps,
+            out,
+        })
+    };
+    if n > 0 && c > 0 {
         if rows_in_parallel(n, c) {
             let per = rows_per_task(c);
             crate::parallel::for_each_chunk_mut(&mut pairs, per, |i, out| {
-                let (x, t) = (&x[i * per * c..], &targets[i * per..]);
-                x.chunks(c).zip(t).zip(out).for_each(one)
+                let (lo, hi) = (i * per, i * per + out.len());
+                rows(&x[lo * c..hi * c], &targets[lo..hi], out)
             });
         } else {
-            x.chunks(c).zip(targets).zip(pairs.iter_mut()).for_each(one);
+            rows(x, targets, &mut pairs);
         }
     }
     let (loss, lse): (Vec<T>, Vec<T>) = pairs.into_iter().unzip();
@@ -406,30 +396,27 @@ fn ce_backward<T: Float>(
     }
     let mut dx = crate::ndarray::try_filled(x.size(), T::zero())?;
     if c > 0 && !dx.is_empty() {
-        let eps_t = T::from_f64_lossy(eps);
         let off = T::from_f64_lossy(eps / c as f64);
-        let one_hot = T::one() - eps_t;
+        let on = (T::one() - T::from_f64_lossy(eps)) + off;
         let xs = x.data();
-        let row = |(i, d): (usize, &mut [T])| {
-            let (gi, s, t) = (g[i], lse[i], targets[i]);
-            let xrow = &xs[i * c..(i + 1) * c];
-            // The same shift as the forward (`ce_row`).
-            let m = xrow.iter().fold(T::neg_infinity(), |m, &v| m.max(v));
-            let m = if m.is_finite() { m } else { T::zero() };
-            for (j, (dj, &v)) in d.iter_mut().zip(xrow).enumerate() {
-                let q = if j == t { one_hot + off } else { off };
-                *dj = (((v - m) - s).exp() - q) * gi;
-            }
+        let rows = |lo: usize, dx: &mut [T]| {
+            let hi = lo + dx.len() / c;
+            simd::run(ce_rows::BackwardRows {
+                x: &xs[lo * c..hi * c],
+                c,
+                g: &g[lo..hi],
+                ln_s: &lse[lo..hi],
+                targets: &targets[lo..hi],
+                on,
+                off,
+                dx,
+            })
         };
         if rows_in_parallel(dx.len() / c, c) {
             let per = rows_per_task(c);
-            crate::parallel::for_each_chunk_mut(&mut dx, per * c, |i, d| {
-                d.chunks_mut(c)
-                    .enumerate()
-                    .for_each(|(r, d)| row((i * per + r, d)))
-            });
+            crate::parallel::for_each_chunk_mut(&mut dx, per * c, |i, d| rows(i * per, d));
         } else {
-            dx.chunks_mut(c).enumerate().for_each(row);
+            rows(0, &mut dx);
         }
     }
     NdArray::from_vec(dx, x.shape())
