@@ -11,6 +11,7 @@
 //! the backward scatters dQ, dK and dV straight into one `(..., T, 3C)` gradient.
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 use super::ops_attention::{backward, float_dtype, forward, not_float, SavedMask};
 use super::ops_nn::{typed, with_arrays};
@@ -73,43 +74,88 @@ impl Heads {
     }
 }
 
+/// Appends to the part of a buffer one task writes.
+struct Sink<'a, T> {
+    dst: &'a mut [MaybeUninit<T>],
+    at: usize,
+}
+
+impl<T: Copy> Sink<'_, T> {
+    fn put(&mut self, src: &[T]) {
+        for (d, &v) in self.dst[self.at..self.at + src.len()].iter_mut().zip(src) {
+            d.write(v);
+        }
+        self.at += src.len();
+    }
+}
+
+/// A buffer of `n` blocks of `per` elements, block `b` written by `fill(b, sink)`, which
+/// must put exactly `per` elements; the blocks are spread over the pool's threads when the
+/// copy is large enough to pay for it.
+fn filled_by_blocks<T: Copy + Send + Sync>(
+    n: usize,
+    per: usize,
+    fill: impl Fn(usize, &mut Sink<'_, T>) + Sync,
+) -> Result<Vec<T>> {
+    let len = n * per;
+    let mut out = try_with_capacity(len)?;
+    if len == 0 {
+        return Ok(out);
+    }
+    let threads = match crate::parallel::should_split(len) {
+        true => crate::parallel::num_threads(),
+        false => 1,
+    };
+    let blocks = n.div_ceil(threads.max(1));
+    let spare = &mut out.spare_capacity_mut()[..len];
+    crate::parallel::for_each_chunk_mut(spare, blocks * per, |i, dst| {
+        let mut sink = Sink { dst, at: 0 };
+        let first = i * blocks;
+        for b in first..first + sink.dst.len() / per {
+            fill(b, &mut sink);
+        }
+        // What makes `set_len` below sound: every element of the chunk was written.
+        assert_eq!(sink.at, sink.dst.len(), "packed_attention: a block left unwritten");
+    });
+    // SAFETY: the chunks cover the `len` reserved elements, and each task wrote all of its
+    // chunk (the assert above; a panic there propagates before this line).
+    unsafe { out.set_len(len) };
+    Ok(out)
+}
+
 /// The head-major arrays `(n, H, T, D)` of the `parts` pieces of a row-major `(n, T, parts·H·D)`
 /// buffer (q, k, v for the packed input; one piece for the output's gradient).
-fn split_heads<T: Copy>(x: &[T], parts: usize, g: Heads) -> Result<Vec<Vec<T>>> {
+fn split_heads<T: Copy + Send + Sync>(x: &[T], parts: usize, g: Heads) -> Result<Vec<Vec<T>>> {
     let Heads { n, t, h, d } = g;
     let width = parts * h * d;
     (0..parts)
         .map(|p| {
-            let mut out = try_with_capacity(n * h * t * d)?;
-            for b in 0..n {
+            filled_by_blocks(n, h * t * d, |b, out| {
                 for hh in 0..h {
                     for tt in 0..t {
                         let at = (b * t + tt) * width + (p * h + hh) * d;
-                        out.extend_from_slice(&x[at..at + d]);
+                        out.put(&x[at..at + d]);
                     }
                 }
-            }
-            Ok(out)
+            })
         })
         .collect()
 }
 
 /// The inverse of [`split_heads`]: the head-major pieces side by side in rows of
 /// `parts·H·D`, `(n, T, parts·H·D)`.
-fn merge_heads<T: Copy>(pieces: &[&[T]], g: Heads) -> Result<Vec<T>> {
+fn merge_heads<T: Copy + Send + Sync>(pieces: &[&[T]], g: Heads) -> Result<Vec<T>> {
     let Heads { n, t, h, d } = g;
-    let mut out = try_with_capacity(n * t * pieces.len() * h * d)?;
-    for b in 0..n {
+    filled_by_blocks(n, t * pieces.len() * h * d, |b, out| {
         for tt in 0..t {
             for piece in pieces {
                 for hh in 0..h {
                     let at = ((b * h + hh) * t + tt) * d;
-                    out.extend_from_slice(&piece[at..at + d]);
+                    out.put(&piece[at..at + d]);
                 }
             }
         }
-    }
-    Ok(out)
+    })
 }
 
 /// The arrays as the kernel's entry points take them.
