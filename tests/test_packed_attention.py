@@ -42,7 +42,7 @@ def test_output_and_gradient_equal_the_split_transpose_attention_chain_bit_for_b
     rng = np.random.default_rng(0)
     data = rng.standard_normal(shape).astype(dtype)
     grad = rng.standard_normal((*shape[:-1], shape[-1] // 3)).astype(dtype)
-    kw = dict(n_head=n_head, is_causal=is_causal, scale=scale)
+    kw = {"n_head": n_head, "is_causal": is_causal, "scale": scale}
     out, dx = run(packed_attention, data, grad, **kw)
     want_out, want_dx = run(chain, data, grad, **kw)
     assert out.dtype == dtype and out.shape == want_out.shape

@@ -411,15 +411,38 @@ fn gpt_gemm_timings_print_one_and_two_thread_times() {
         let t1 = median(&run);
         crate::parallel::set_num_threads(2).unwrap();
         let t2 = median(&run);
-        println!("{label:40} 1 thr {t1:8.1} µs  2 thr {t2:8.1} µs  x{:.2}", t1 / t2);
+        println!(
+            "{label:40} 1 thr {t1:8.1} µs  2 thr {t2:8.1} µs  x{:.2}",
+            t1 / t2
+        );
     }
     // The backward's pair dX, dW side by side (join_split) against one after the other.
     for (out_f, in_f) in [(384, 128), (128, 128), (512, 128), (128, 512)] {
         let g = filled::<f32>(&[rows, out_f], 3);
         let w = filled::<f32>(&[out_f, in_f], 4);
         let x = filled::<f32>(&[rows, in_f], 5);
-        let dx = || matmul_flat(g.data(), [rows, out_f], false, w.data(), [out_f, in_f], false, None);
-        let dw = || matmul_flat(g.data(), [rows, out_f], true, x.data(), [rows, in_f], false, None);
+        let dx = || {
+            matmul_flat(
+                g.data(),
+                [rows, out_f],
+                false,
+                w.data(),
+                [out_f, in_f],
+                false,
+                None,
+            )
+        };
+        let dw = || {
+            matmul_flat(
+                g.data(),
+                [rows, out_f],
+                true,
+                x.data(),
+                [rows, in_f],
+                false,
+                None,
+            )
+        };
         crate::parallel::set_num_threads(1).unwrap();
         let t1 = median(&|| {
             std::hint::black_box((dx().unwrap(), dw().unwrap()));

@@ -115,7 +115,11 @@ fn filled_by_blocks<T: Copy + Send + Sync>(
             fill(b, &mut sink);
         }
         // What makes `set_len` below sound: every element of the chunk was written.
-        assert_eq!(sink.at, sink.dst.len(), "packed_attention: a block left unwritten");
+        assert_eq!(
+            sink.at,
+            sink.dst.len(),
+            "packed_attention: a block left unwritten"
+        );
     });
     // SAFETY: the chunks cover the `len` reserved elements, and each task wrote all of its
     // chunk (the assert above; a panic there propagates before this line).
