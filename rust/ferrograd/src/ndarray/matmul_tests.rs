@@ -355,7 +355,8 @@ fn matmul_flat_refuses_dims_that_do_not_fit_the_data_or_each_other() {
 
 /// Not a test: prints the 1- and 2-thread times of the GEMMs of one step of the GPT
 /// benchmark (issue 11) at their shapes. Run alone, on a quiet machine:
-/// `cargo test -p ferrograd --release gpt_gemm_timings -- --ignored --nocapture`.
+/// `cargo test -p ferrograd --release --lib gpt_gemm_timings -- --ignored --nocapture`
+/// (`--release`: the test profile's debug assertions make gemm several times slower).
 #[test]
 #[ignore = "prints timings; run by hand"]
 fn gpt_gemm_timings_print_one_and_two_thread_times() {
@@ -363,7 +364,8 @@ fn gpt_gemm_timings_print_one_and_two_thread_times() {
     use std::time::Instant;
     let rows = 768;
     // (label, a dims, ta, b dims, tb)
-    let mut cases: Vec<(String, [usize; 2], bool, [usize; 2], bool)> = Vec::new();
+    type Case = (String, [usize; 2], bool, [usize; 2], bool);
+    let mut cases: Vec<Case> = Vec::new();
     for (out_f, in_f) in [(384, 128), (128, 128), (512, 128), (128, 512), (65, 128)] {
         cases.push((
             format!("fwd  x@Wt {rows}x{in_f} . {out_f}x{in_f}t"),
@@ -452,7 +454,8 @@ fn gpt_gemm_timings_print_one_and_two_thread_times() {
             std::hint::black_box((dx().unwrap(), dw().unwrap()));
         });
         let tj = median(&|| {
-            std::hint::black_box(crate::parallel::join_split(dx, dw));
+            let (x, w) = crate::parallel::join_split(dx, dw);
+            std::hint::black_box((x.unwrap(), w.unwrap()));
         });
         println!(
             "bwd pair out {out_f} in {in_f}: 1 thr {t1:8.1}  2 thr striped {t2:8.1}  joined {tj:8.1} µs"
