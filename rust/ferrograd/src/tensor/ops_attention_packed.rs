@@ -300,3 +300,73 @@ impl Tensor {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tensor of `shape` with deterministic values in [-1, 1).
+    fn sample(shape: &[usize], seed: u64, requires_grad: bool) -> Tensor {
+        let a = crate::test_util::filled::<f64>(shape, seed);
+        Tensor::new(DynArray::F64(a), requires_grad)
+    }
+
+    /// The chain `packed_attention` replaces: split, view, move the heads forward, attend,
+    /// move them back, merge.
+    fn chain(x: &Tensor, n_head: usize, causal: bool) -> Result<Tensor> {
+        let s = x.shape();
+        let (b, t, c) = (s[0] as isize, s[1] as isize, s[2] / 3);
+        let heads = |i: usize| -> Result<Tensor> {
+            x.narrow(2, i * c, c)?
+                .reshape(&[b, t, n_head as isize, (c / n_head) as isize])?
+                .transpose(1, 2)
+        };
+        let y = heads(0)?.scaled_dot_product_attention(
+            &heads(1)?,
+            &heads(2)?,
+            None,
+            0.0,
+            causal,
+            None,
+        )?;
+        y.transpose(1, 2)?.reshape(&[b, t, c as isize])
+    }
+
+    /// The output and the input's gradient (from the gradient `g` of the output).
+    fn run(f: impl Fn(&Tensor) -> Result<Tensor>, x: &Tensor, g: &Tensor) -> (Vec<f64>, Vec<f64>) {
+        let y = f(x).expect("the op runs");
+        y.backward(Some(g.array().clone()), false)
+            .expect("the backward runs");
+        let dx = x.grad().expect("a gradient").read().to_f64_vec();
+        let out = y.array().to_f64_vec();
+        (out, dx)
+    }
+
+    #[test]
+    fn packed_attention_equals_the_split_transpose_attention_chain_to_the_bit() {
+        for causal in [true, false] {
+            let g = sample(&[3, 10, 8], 2, false);
+            let x1 = sample(&[3, 10, 24], 1, true);
+            let x2 = sample(&[3, 10, 24], 1, true);
+            let got = run(|x| x.packed_attention(2, 0.0, causal, None), &x1, &g);
+            let want = run(|x| chain(x, 2, causal), &x2, &g);
+            assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn packed_attention_refuses_shapes_that_do_not_split_into_heads() {
+        let cases: [(&[usize], usize, &str); 4] = [
+            (&[4, 25], 1, "multiple of 3"),
+            (&[4, 24], 3, "n_head"),
+            (&[4, 24], 0, "n_head"),
+            (&[24], 2, "at least 2 dimensions"),
+        ];
+        for (shape, n_head, words) in cases {
+            let err = sample(shape, 0, false)
+                .packed_attention(n_head, 0.0, false, None)
+                .expect_err("a bad shape is refused");
+            assert!(err.to_string().contains(words), "{err} lacks {words:?}");
+        }
+    }
+}
