@@ -40,7 +40,7 @@ impl SavedMask {
 }
 
 /// The dtype of a float operand; other dtypes are a TypeError naming it.
-pub(super) fn float_dtype(what: &str, a: &DynArray) -> Result<DType> {
+fn float_dtype(what: &str, a: &DynArray) -> Result<DType> {
     match a.dtype() {
         d @ (DType::F32 | DType::F64) => Ok(d),
         other => Err(Error::Type(format!(

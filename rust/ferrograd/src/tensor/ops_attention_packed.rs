@@ -13,14 +13,14 @@
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
-use super::ops_attention::{backward, float_dtype, forward, not_float, SavedMask};
+use super::ops_attention::{backward, forward, not_float, SavedMask};
 use super::ops_nn::{typed, with_arrays};
 use super::{is_grad_enabled, Tensor};
 use crate::dynarray::{DType, DynArray, Element};
 use crate::ndarray::attention::Dropout;
 use crate::ndarray::{try_with_capacity, Float, NdArray};
 use crate::shape::fmt_shape;
-use crate::{random, shape_err, value_err, Result};
+use crate::{random, shape_err, value_err, Error, Result};
 
 /// The sizes of one call: `n` leading rows of `t` positions, `h` heads of `d` features.
 #[derive(Clone, Copy)]
@@ -273,7 +273,15 @@ impl Tensor {
             false => SavedMask::None,
         };
         let (dtype, out, kept) = with_arrays(&[self], |a| -> Result<_> {
-            let dtype = float_dtype("qkv", a[0])?;
+            let dtype = match a[0].dtype() {
+                d @ (DType::F32 | DType::F64) => d,
+                other => {
+                    return Err(Error::Type(format!(
+                        "packed_attention: qkv must be a float tensor, got dtype {}",
+                        other.name()
+                    )))
+                }
+            };
             let opts = (scale, dropout, keep);
             let (out, kept) = match dtype {
                 DType::F32 => packed_forward::<f32>(a[0], heads, &mask, opts),
