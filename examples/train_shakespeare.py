@@ -45,16 +45,16 @@ class CausalSelfAttention(layers.Module):
         self.dropout = dropout
 
     def forward(self, x: fg.Tensor) -> fg.Tensor:
-        B, T, C = x.shape
-        # q, k, v of every head from one projection, each to (B, n_head, T, head_size)
-        q, k, v = (
-            z.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
-            for z in self.c_attn(x).split(self.n_embd, 2)
+        # q, k, v of every head from one projection, (B, T, 3 * C). nanoGPT splits it, moves
+        # the heads in front of T (q, k, v each (B, n_head, T, head_size)), attends and moves
+        # them back to (B, T, C); packed_attention is that chain as one op (the same numbers,
+        # without a copy at each step: tensors here are never strided views).
+        y = fg.functional.packed_attention(
+            self.c_attn(x),
+            self.n_head,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=True,
         )
-        y = fg.functional.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.dropout if self.training else 0.0, is_causal=True
-        )
-        y = y.transpose(1, 2).reshape(B, T, C)  # the heads side by side again
         out: fg.Tensor = self.resid_dropout(self.c_proj(y))
         return out
 

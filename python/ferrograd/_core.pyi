@@ -547,6 +547,13 @@ def scaled_dot_product_attention(
     is_causal: bool = False,
     scale: float | None = None,
 ) -> Tensor: ...
+def packed_attention(
+    qkv: ArrayLike,
+    n_head: int,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    scale: float | None = None,
+) -> Tensor: ...
 
 # Recording for export (ferrograd.onnx).
 def _start_recording() -> None: ...

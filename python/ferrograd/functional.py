@@ -32,6 +32,7 @@ __all__ = [
     "maximum",
     "minimum",
     "nll_loss",
+    "packed_attention",
     "scaled_dot_product_attention",
 ]
 
@@ -190,3 +191,40 @@ def scaled_dot_product_attention(
     return _core.scaled_dot_product_attention(
         query, key, value, attn_mask, dropout_p, is_causal, scale
     )
+
+
+def packed_attention(
+    qkv: Tensor,
+    n_head: int,
+    dropout_p: float = 0.0,
+    is_causal: bool = False,
+    *,
+    scale: float | None = None,
+) -> Tensor:
+    """Multi-head self-attention over one packed projection, as a GPT's ``c_attn`` makes it.
+
+    ``qkv`` is ``(..., T, 3 * C)``: the query, key and value side by side along the last axis,
+    each cut into ``n_head`` heads of ``C // n_head`` features. The result is ``(..., T, C)``,
+    the heads' outputs side by side: exactly (to the bit, gradient included) ::
+
+        q, k, v = (z.view(*lead, T, n_head, D).transpose(-3, -2) for z in qkv.split(C, -1))
+        y = scaled_dot_product_attention(q, k, v, None, dropout_p, is_causal, scale=scale)
+        y.transpose(-3, -2).reshape(*lead, T, C)
+
+    with ``dropout_p``, ``is_causal`` and ``scale`` as in :func:`scaled_dot_product_attention`.
+    Tensors here are never strided views, so that chain copies every piece at each step and
+    again in its backward (the split's gradient as three zero-filled full-width arrays); this
+    op gathers the heads once, scatters the output once, and writes the gradient of ``qkv`` in
+    one pass. While an export records (``ferrograd.onnx``), the chain itself runs, so the
+    exported graph uses standard operators.
+    """
+    if not _core._is_recording():
+        return _core.packed_attention(qkv, n_head, dropout_p, is_causal, scale)
+    *lead, t, c3 = qkv.shape
+    if c3 % 3 != 0 or n_head <= 0 or (c3 // 3) % n_head != 0:
+        # The fused op's own checks give the message.
+        return _core.packed_attention(qkv, n_head, dropout_p, is_causal, scale)
+    c = c3 // 3
+    q, k, v = (z.view(*lead, t, n_head, c // n_head).transpose(-3, -2) for z in qkv.split(c, -1))
+    y = _core.scaled_dot_product_attention(q, k, v, None, dropout_p, is_causal, scale)
+    return y.transpose(-3, -2).reshape(*lead, t, c)

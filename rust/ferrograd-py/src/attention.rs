@@ -1,4 +1,4 @@
-//! `scaled_dot_product_attention`: argument and mask conversion and the GIL; the fused op and
+//! `scaled_dot_product_attention` and `packed_attention`: argument and mask conversion and the GIL; the fused op and
 //! its kernels are in the core.
 
 use ferrograd::dynarray::DynArray;
@@ -131,7 +131,33 @@ fn scaled_dot_product_attention(
     Ok(PyTensor { inner: out })
 }
 
-/// Adds the function to the module.
+/// Multi-head self-attention over a packed `(..., T, 3C)` projection, `(..., T, C)` out.
+#[pyfunction]
+#[pyo3(signature = (qkv, n_head, dropout_p=0.0, is_causal=false, scale=None))]
+fn packed_attention(
+    py: Python<'_>,
+    qkv: &Bound<'_, PyAny>,
+    n_head: usize,
+    dropout_p: f64,
+    is_causal: bool,
+    scale: Option<f64>,
+) -> PyResult<PyTensor> {
+    let x = operand(qkv, "qkv")?;
+    // Multiply-adds of the two products: rows·T·(2C/3), estimated from the shape.
+    let work = {
+        let s = x.shape();
+        let t = s.iter().rev().nth(1).copied().unwrap_or(1);
+        s.iter().product::<usize>().saturating_mul(t) / 3 * 2
+    };
+    let out = compute(py, work, || {
+        x.packed_attention(n_head, dropout_p, is_causal, scale)
+    })
+    .py()?;
+    Ok(PyTensor { inner: out })
+}
+
+/// Adds the functions to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(scaled_dot_product_attention, m)?)
+    m.add_function(wrap_pyfunction!(scaled_dot_product_attention, m)?)?;
+    m.add_function(wrap_pyfunction!(packed_attention, m)?)
 }

@@ -134,7 +134,7 @@ impl<T: Float> NdArray<T> {
             &a,
             &b,
             [m, n, k],
-            false,
+            None,
         );
         // SAFETY: `gemm_batched` initialised all `len` elements (see its contract).
         unsafe { data.set_len(len) };
@@ -193,37 +193,30 @@ pub fn matmul_flat<T: Float>(
     }
     let mut data = try_with_capacity(len)?;
     let out = &mut data.spare_capacity_mut()[..len];
-    if let (Some(bias), true) = (bias, n > 0) {
-        for row in out.chunks_mut(n) {
-            for (d, &v) in row.iter_mut().zip(bias) {
-                d.write(v);
-            }
-        }
-    }
-    gemm_batched(out, &[], &a, &b, [m, n, k], bias.is_some());
-    // SAFETY: `gemm_batched` initialised all `len` elements (see its contract; with a bias
-    // they were initialised before and it added to them).
+    gemm_batched(out, &[], &a, &b, [m, n, k], bias);
+    // SAFETY: `gemm_batched` initialised all `len` elements (see its contract).
     unsafe { data.set_len(len) };
     NdArray::from_vec(data, &[m, n])
 }
 
 /// Writes every element of `out` (shape `batch + [m, n]`, row-major) with the batched
-/// product `a @ b`; batch axes of size 1 or missing in an operand broadcast. With
-/// `accumulate`, `out` is already initialised and the product is added to it.
+/// product `a @ b`, plus `bias` (`n` values) on every row when given; batch axes of size 1
+/// or missing in an operand broadcast.
 fn gemm_batched<T: Float>(
     out: &mut [MaybeUninit<T>],
     batch: &[usize],
     a: &Operand<T>,
     b: &Operand<T>,
     [m, n, k]: [usize; 3],
-    accumulate: bool,
+    bias: Option<&[T]>,
 ) {
     if out.is_empty() {
         return;
     }
     if k == 0 {
-        if !accumulate {
-            out.fill(MaybeUninit::new(T::zero())); // an empty sum is 0
+        // An empty sum is 0.
+        for row in out.chunks_mut(n) {
+            fill_bias(row, bias);
         }
         return;
     }
@@ -251,7 +244,7 @@ fn gemm_batched<T: Float>(
     let count = out.len() / (m * n);
     let one = |(i, dst): (usize, &mut [MaybeUninit<T>]), threads: usize| {
         let (oa, ob) = offsets(i);
-        matrix_product(dst, (a, oa), (b, ob), [m, n, k], threads, accumulate);
+        matrix_product(dst, (a, oa), (b, ob), [m, n, k], threads, bias);
     };
     // Many small matrices: one task per GEMM; a big GEMM: threads inside it.
     let batch_parallel = count >= BATCH_PARALLEL_COUNT
@@ -273,16 +266,29 @@ fn gemm_batched<T: Float>(
     }
 }
 
-/// `dst (m×n, row-major) = A @ B` (or `+= A @ B` with `accumulate`, `dst` then initialised),
-/// every element written, for one matrix of each operand, starting at element offsets `oa`
-/// and `ob`, on `threads` threads; `k >= 1`, `m, n >= 1`.
+/// Writes the start values of one row of a product (or of its first `row.len()` columns):
+/// the bias's values, or zeros.
+fn fill_bias<T: Float>(row: &mut [MaybeUninit<T>], bias: Option<&[T]>) {
+    match bias {
+        Some(bias) => {
+            for (d, &v) in row.iter_mut().zip(bias) {
+                d.write(v);
+            }
+        }
+        None => row.fill(MaybeUninit::new(T::zero())),
+    }
+}
+
+/// `dst (m×n, row-major) = A @ B (+ bias on every row)`, every element written, for one
+/// matrix of each operand, starting at element offsets `oa` and `ob`, on `threads` threads;
+/// `k >= 1`, `m, n >= 1`, `bias` `n` values.
 fn matrix_product<T: Float>(
     dst: &mut [MaybeUninit<T>],
     (a, oa): (&Operand<T>, usize),
     (b, ob): (&Operand<T>, usize),
     [m, n, k]: [usize; 3],
     threads: usize,
-    accumulate: bool,
+    bias: Option<&[T]>,
 ) {
     let a_last = oa + (m - 1) * a.row_stride as usize + (k - 1) * a.col_stride as usize;
     let b_last = ob + (k - 1) * b.row_stride as usize + (n - 1) * b.col_stride as usize;
@@ -299,12 +305,7 @@ fn matrix_product<T: Float>(
                         x * y
                     })
                     .sum();
-                // SAFETY: with `accumulate` the caller initialised `dst`.
-                let start = if accumulate {
-                    unsafe { dst[i * n + j].assume_init() }
-                } else {
-                    T::zero()
-                };
+                let start = bias.map_or(T::zero(), |b| b[j]);
                 dst[i * n + j] = MaybeUninit::new(start + sum);
             }
         }
@@ -346,12 +347,28 @@ fn matrix_product<T: Float>(
         } else {
             (lo..hi, 0..n)
         };
+        if let Some(bias) = bias {
+            // Each stripe starts its own part from the bias rows (the GEMM then adds to
+            // them): on its own thread, and in cache when the GEMM reads it back.
+            for i in rows.clone() {
+                // SAFETY: row `i`, columns `cols` of `dst` (m × n) is inside `dst` and in
+                // this stripe only (stripes are disjoint), so no other thread touches it.
+                let row = unsafe {
+                    std::slice::from_raw_parts_mut(
+                        block.dst.0.add(i * n + cols.start).cast::<MaybeUninit<T>>(),
+                        cols.len(),
+                    )
+                };
+                fill_bias(row, Some(&bias[cols.clone()]));
+            }
+        }
         // SAFETY: `T` is f32 or f64 (checked above). The stripes `rows × cols` of
         // distinct `s` are disjoint, so no two calls write the same element of `dst`,
         // and `dst` is a unique borrow that aliases neither input. The assert above
         // shows every element read is in bounds (see `Block::product`); a row-major
-        // copy of B holds exactly its `k × n` elements at strides `(n, 1)`.
-        unsafe { block.product(rows, cols, accumulate) }
+        // copy of B holds exactly its `k × n` elements at strides `(n, 1)`. With a bias the
+        // stripe was initialised just above.
+        unsafe { block.product(rows, cols, bias.is_some()) }
     };
     if stripes > 1 {
         crate::parallel::for_each(stripes, run);

@@ -352,3 +352,114 @@ fn matmul_flat_refuses_dims_that_do_not_fit_the_data_or_each_other() {
     let bad_bias = super::matmul_flat(&a, [2, 3], false, &a, [3, 2], false, Some(&[1.0]));
     assert!(matches!(bad_bias, Err(Error::Shape(_))));
 }
+
+/// Not a test: prints the 1- and 2-thread times of the GEMMs of one step of the GPT
+/// benchmark (issue 11) at their shapes. Run alone, on a quiet machine:
+/// `cargo test -p ferrograd --release --lib gpt_gemm_timings -- --ignored --nocapture`
+/// (`--release`: the test profile's debug assertions make gemm several times slower).
+#[test]
+#[ignore = "prints timings; run by hand"]
+fn gpt_gemm_timings_print_one_and_two_thread_times() {
+    use super::matmul_flat;
+    use std::time::Instant;
+    let rows = 768;
+    // (label, a dims, ta, b dims, tb)
+    type Case = (String, [usize; 2], bool, [usize; 2], bool);
+    let mut cases: Vec<Case> = Vec::new();
+    for (out_f, in_f) in [(384, 128), (128, 128), (512, 128), (128, 512), (65, 128)] {
+        cases.push((
+            format!("fwd  x@Wt {rows}x{in_f} . {out_f}x{in_f}t"),
+            [rows, in_f],
+            false,
+            [out_f, in_f],
+            true,
+        ));
+        cases.push((
+            format!("dX   G@W  {rows}x{out_f} . {out_f}x{in_f}"),
+            [rows, out_f],
+            false,
+            [out_f, in_f],
+            false,
+        ));
+        cases.push((
+            format!("dW   Gt@X {rows}x{out_f}t . {rows}x{in_f}"),
+            [rows, out_f],
+            true,
+            [rows, in_f],
+            false,
+        ));
+    }
+    let median = |f: &dyn Fn()| {
+        for _ in 0..20 {
+            f();
+        }
+        let mut t: Vec<f64> = (0..200)
+            .map(|_| {
+                let s = Instant::now();
+                f();
+                s.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    for (label, ad, ta, bd, tb) in cases {
+        let a = filled::<f32>(&ad, 1);
+        let b = filled::<f32>(&bd, 2);
+        let run = || {
+            std::hint::black_box(matmul_flat(a.data(), ad, ta, b.data(), bd, tb, None).unwrap());
+        };
+        crate::parallel::set_num_threads(1).unwrap();
+        let t1 = median(&run);
+        crate::parallel::set_num_threads(2).unwrap();
+        let t2 = median(&run);
+        println!(
+            "{label:40} 1 thr {t1:8.1} µs  2 thr {t2:8.1} µs  x{:.2}",
+            t1 / t2
+        );
+    }
+    // The backward's pair dX, dW side by side (join_split) against one after the other.
+    for (out_f, in_f) in [(384, 128), (128, 128), (512, 128), (128, 512)] {
+        let g = filled::<f32>(&[rows, out_f], 3);
+        let w = filled::<f32>(&[out_f, in_f], 4);
+        let x = filled::<f32>(&[rows, in_f], 5);
+        let dx = || {
+            matmul_flat(
+                g.data(),
+                [rows, out_f],
+                false,
+                w.data(),
+                [out_f, in_f],
+                false,
+                None,
+            )
+        };
+        let dw = || {
+            matmul_flat(
+                g.data(),
+                [rows, out_f],
+                true,
+                x.data(),
+                [rows, in_f],
+                false,
+                None,
+            )
+        };
+        crate::parallel::set_num_threads(1).unwrap();
+        let t1 = median(&|| {
+            std::hint::black_box((dx().unwrap(), dw().unwrap()));
+        });
+        crate::parallel::set_num_threads(2).unwrap();
+        let t2 = median(&|| {
+            std::hint::black_box((dx().unwrap(), dw().unwrap()));
+        });
+        let tj = median(&|| {
+            let (x, w) = crate::parallel::join_split(dx, dw);
+            std::hint::black_box((x.unwrap(), w.unwrap()));
+        });
+        println!(
+            "bwd pair out {out_f} in {in_f}: 1 thr {t1:8.1}  2 thr striped {t2:8.1}  joined {tj:8.1} µs"
+        );
+    }
+    crate::parallel::set_num_threads(0).unwrap();
+}

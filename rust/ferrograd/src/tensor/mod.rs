@@ -11,6 +11,7 @@ mod loss;
 mod loss_binary;
 mod ops_activation;
 mod ops_attention;
+mod ops_attention_packed;
 mod ops_conv;
 mod ops_dtype;
 mod ops_elementwise;

@@ -21,7 +21,7 @@ pub enum AttentionMask {
 }
 
 /// What the op keeps of its mask: the mask in the compute dtype, or the causal flag.
-enum SavedMask {
+pub(super) enum SavedMask {
     None,
     Causal,
     Keep(NdArray<bool>),
@@ -51,7 +51,7 @@ fn float_dtype(what: &str, a: &DynArray) -> Result<DType> {
 }
 
 /// The error for a compute dtype that is not a float (float_dtype rules it out first).
-fn not_float(dtype: DType) -> Error {
+pub(super) fn not_float(dtype: DType) -> Error {
     Error::Type(format!(
         "scaled_dot_product_attention: needs float tensors, got dtype {}",
         dtype.name()
@@ -186,7 +186,7 @@ fn kernel<'a, T: Element>(
 
 /// The kernel's forward on `[q, k, v]` (already in `T`'s dtype): the output, the row statistics
 /// and the probabilities when the kernel keeps them.
-fn forward<T: Element>(
+pub(super) fn forward<T: Element>(
     a: &[impl AsRef<DynArray>],
     mask: &SavedMask,
     scale: Option<f64>,
@@ -199,7 +199,7 @@ fn forward<T: Element>(
 
 /// The kernel's backward on `[q, k, v, grad, out]` (in `T`'s dtype) with the forward's
 /// statistics and probabilities.
-fn backward<T: Element>(
+pub(super) fn backward<T: Element>(
     a: &[impl AsRef<DynArray>],
     stats: &DynArray,
     probs: Option<&DynArray>,
