@@ -94,66 +94,58 @@ fn add_to<T: Float>(dst: &mut [T], a: &[T]) {
     }
 }
 
-/// `0.5` in `T`.
-fn half<T: Float>() -> T {
-    T::from_f64_lossy(0.5)
-}
-
 // ---------------------------------------------------------------------------------------
-// the filter transforms (small: one 3×3 ↔ 4×4 per filter and channel)
+// the filter transforms: linear in the filter, so each is one small GEMM over all filters
 
-/// `U = G g Gᵀ` for every filter and channel of `w` `(O, C, 3, 3)`, as `(16, C, O)`.
-fn weight_transform<T: Float>(w: &[T], c: usize, o: usize) -> Result<NdArray<T>> {
-    let h = half::<T>();
-    let mut u = try_filled(checked_size(&[XI, c, o])?, T::zero())?;
-    // G = [[1, 0, 0], [½, ½, ½], [½, -½, ½], [0, 0, 1]] applied to a 3-vector.
-    let g4 = |x: [T; 3]| {
-        [
-            x[0],
-            h * (x[0] + x[1] + x[2]),
-            h * (x[0] - x[1] + x[2]),
-            x[2],
-        ]
-    };
-    for (f, g) in w.chunks_exact(9).enumerate() {
-        let (oi, ci) = (f / c, f % c);
-        let rows = [0, 1, 2].map(|k| g4([g[k], g[3 + k], g[6 + k]])); // G g, by column
-        for a in 0..4 {
-            let row = g4([rows[0][a], rows[1][a], rows[2][a]]);
-            for (b, &v) in row.iter().enumerate() {
-                u[((a * 4 + b) * c + ci) * o + oi] = v;
+/// `G ⊗ G` `(16, 9)`: row `(a, b)`, column `(ki, kj)` holds `G[a][ki] · G[b][kj]`, so that
+/// `U = G g Gᵀ` of a filter `g` (9 values) is this matrix times `g`. Its entries are
+/// products of 0, ±½ and 1: exact in any float type.
+fn filter_matrix<T: Float>() -> Result<NdArray<T>> {
+    const G: [[f64; 3]; 4] = [
+        [1.0, 0.0, 0.0],
+        [0.5, 0.5, 0.5],
+        [0.5, -0.5, 0.5],
+        [0.0, 0.0, 1.0],
+    ];
+    let mut m = Vec::with_capacity(XI * 9);
+    for a in G {
+        for b in G {
+            for ga in a {
+                m.extend(b.map(|gb| T::from_f64_lossy(ga * gb)));
             }
         }
     }
-    NdArray::from_vec(u, &[XI, c, o])
+    NdArray::from_vec(m, &[XI, 9])
+}
+
+/// `U = G g Gᵀ` for every filter `g` of `w` `(O, C, 3, 3)`, as `(16, C, O)`: that layout
+/// makes the three GEMMs that read it ~5% faster in all than `(16, O, C)`.
+fn weight_transform<T: Float>(w: &[T], c: usize, o: usize) -> Result<NdArray<T>> {
+    // The filters in (C, O) order, then (16, 9) @ (C·O, 9)ᵀ -> (16, C·O).
+    let mut filters = Vec::with_capacity(w.len());
+    for ci in 0..c {
+        for oi in 0..o {
+            filters.extend_from_slice(&w[(oi * c + ci) * 9..(oi * c + ci + 1) * 9]);
+        }
+    }
+    let filters = NdArray::from_vec(filters, &[c * o, 9])?;
+    let u = filter_matrix()?.matmul_t(&filters, false, true)?;
+    NdArray::from_vec(u.into_vec(), &[XI, c, o])
 }
 
 /// The adjoint of [`weight_transform`]: `dW = Gᵀ dU G` from `dU` `(16, C, O)`, as
-/// `(O, C, 3, 3)`.
-fn weight_gradient<T: Float>(du: &[T], c: usize, o: usize) -> Result<Vec<T>> {
-    let h = half::<T>();
-    let mut dw = try_filled(checked_size(&[o, c, 9])?, T::zero())?;
-    // Gᵀ applied to a 4-vector.
-    let gt = |x: [T; 4]| {
-        [
-            x[0] + h * (x[1] + x[2]),
-            h * (x[1] - x[2]),
-            h * (x[1] + x[2]) + x[3],
-        ]
-    };
-    for ci in 0..c {
-        for oi in 0..o {
-            let at = |a: usize, b: usize| du[((a * 4 + b) * c + ci) * o + oi];
-            // Gᵀ over a for each b, then over b for each ki.
-            let cols = [0, 1, 2, 3].map(|b| gt([at(0, b), at(1, b), at(2, b), at(3, b)]));
-            let dst = &mut dw[(oi * c + ci) * 9..(oi * c + ci + 1) * 9];
-            for ki in 0..3 {
-                let row = gt([cols[0][ki], cols[1][ki], cols[2][ki], cols[3][ki]]);
-                dst[ki * 3..ki * 3 + 3].copy_from_slice(&row);
-            }
+/// `(O, C, 3, 3)` (flat).
+fn weight_gradient<T: Float>(du: NdArray<T>, c: usize, o: usize) -> Result<Vec<T>> {
+    // (16, C·O)ᵀ @ (16, 9) -> (C·O, 9), then back to (O, C) order.
+    let du = NdArray::from_vec(du.into_vec(), &[XI, c * o])?;
+    let dw = du.matmul_t(&filter_matrix()?, true, false)?;
+    let mut out = Vec::with_capacity(dw.data().len());
+    for oi in 0..o {
+        for ci in 0..c {
+            out.extend_from_slice(&dw.data()[(ci * o + oi) * 9..(ci * o + oi + 1) * 9]);
         }
     }
-    Ok(dw)
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -656,11 +648,7 @@ pub(super) fn backward<T: Float>(
     let z = gradient_transform(g, geo, o)?;
     let dw = match v {
         // (16, T, C)ᵀ @ (16, T, O) -> (16, C, O): the sum over tiles and images.
-        Some(v) => Some(weight_gradient(
-            v.matmul_t(&z, true, false)?.data(),
-            geo.c,
-            o,
-        )?),
+        Some(v) => Some(weight_gradient(v.matmul_t(&z, true, false)?, geo.c, o)?),
         None => None,
     };
     let dx = match w {
