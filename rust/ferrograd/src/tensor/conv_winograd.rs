@@ -15,7 +15,9 @@
 use super::kernels::to_image;
 use super::{parallel, Geometry};
 use crate::ndarray::elementwise::simd::{self, Kernel};
-use crate::ndarray::{try_filled, Float, NdArray};
+use std::mem::MaybeUninit;
+
+use crate::ndarray::{try_filled, try_with_capacity, Float, NdArray};
 use crate::shape::checked_size;
 use crate::Result;
 
@@ -84,6 +86,14 @@ fn set2<T: Float>(dst: &mut [T], a: &[T], b: &[T], f: impl Fn(T, T) -> T) {
 fn set3<T: Float>(dst: &mut [T], a: &[T], b: &[T], c: &[T], f: impl Fn(T, T, T) -> T) {
     for (((d, &x), &y), &z) in dst.iter_mut().zip(a).zip(b).zip(c) {
         *d = f(x, y, z);
+    }
+}
+
+/// [`set2`] into memory not yet initialised.
+#[inline(always)]
+fn put2<T: Float>(dst: &mut [MaybeUninit<T>], a: &[T], b: &[T], f: impl Fn(T, T) -> T) {
+    for ((d, &x), &y) in dst.iter_mut().zip(a).zip(b) {
+        d.write(f(x, y));
     }
 }
 
@@ -190,7 +200,8 @@ fn run_items<I: Send, S>(
 fn input_transform<T: Float>(x: &[T], geo: &Geometry) -> Result<NdArray<T>> {
     let (tiles, c) = (Tiles::new(geo), geo.c);
     let total = tiles.per_image * geo.n;
-    let mut v = try_filled(checked_size(&[XI, total, c])?, T::zero())?;
+    let len = checked_size(&[XI, total, c])?;
+    let mut v = try_with_capacity(len)?;
     let img = c * geo.h * geo.w;
     let scratch = || {
         (
@@ -199,7 +210,7 @@ fn input_transform<T: Float>(x: &[T], geo: &Geometry) -> Result<NdArray<T>> {
         )
     };
     per_image_planes(
-        &mut v,
+        &mut v.spare_capacity_mut()[..len],
         geo.n,
         tiles.per_image * c,
         scratch,
@@ -214,6 +225,9 @@ fn input_transform<T: Float>(x: &[T], geo: &Geometry) -> Result<NdArray<T>> {
             })
         },
     );
+    // SAFETY: each image's kernel wrote all 16 of its pieces (every channel of every tile),
+    // and the images' pieces tile the `len` elements.
+    unsafe { v.set_len(len) };
     NdArray::from_vec(v, &[XI, total, c])
 }
 
@@ -224,7 +238,7 @@ struct InputTiles<'a, T> {
     tiles: Tiles,
     padded: &'a mut [T],
     tmp: &'a mut [T],
-    out: Vec<&'a mut [T]>,
+    out: Vec<&'a mut [MaybeUninit<T>]>,
 }
 
 impl<T: Float> Kernel for InputTiles<'_, T> {
@@ -273,30 +287,15 @@ impl<T: Float> Kernel for InputTiles<'_, T> {
                 // (·) B: the same combination of each row's columns.
                 for (q, tq) in tmp.chunks_exact(run).enumerate() {
                     let col = |s: usize| &tq[s * c..(s + 1) * c];
-                    set2(
-                        &mut out[q * 4][t * c..(t + 1) * c],
-                        col(0),
-                        col(2),
-                        |a, b| a - b,
-                    );
-                    set2(
-                        &mut out[q * 4 + 1][t * c..(t + 1) * c],
-                        col(1),
-                        col(2),
-                        |a, b| a + b,
-                    );
-                    set2(
-                        &mut out[q * 4 + 2][t * c..(t + 1) * c],
-                        col(2),
-                        col(1),
-                        |a, b| a - b,
-                    );
-                    set2(
-                        &mut out[q * 4 + 3][t * c..(t + 1) * c],
-                        col(1),
-                        col(3),
-                        |a, b| a - b,
-                    );
+                    let span = t * c..(t + 1) * c;
+                    put2(&mut out[q * 4][span.clone()], col(0), col(2), |a, b| a - b);
+                    put2(&mut out[q * 4 + 1][span.clone()], col(1), col(2), |a, b| {
+                        a + b
+                    });
+                    put2(&mut out[q * 4 + 2][span.clone()], col(2), col(1), |a, b| {
+                        a - b
+                    });
+                    put2(&mut out[q * 4 + 3][span], col(1), col(3), |a, b| a - b);
                 }
             }
         }
@@ -397,7 +396,8 @@ impl<T: Float> Kernel for OutputTiles<'_, T> {
 fn gradient_transform<T: Float>(g: &[T], geo: &Geometry, o: usize) -> Result<NdArray<T>> {
     let tiles = Tiles::new(geo);
     let total = tiles.per_image * geo.n;
-    let mut z = try_filled(checked_size(&[XI, total, o])?, T::zero())?;
+    let len = checked_size(&[XI, total, o])?;
+    let mut z = try_with_capacity(len)?;
     let l = geo.positions();
     let scratch = || {
         (
@@ -407,7 +407,7 @@ fn gradient_transform<T: Float>(g: &[T], geo: &Geometry, o: usize) -> Result<NdA
         )
     };
     per_image_planes(
-        &mut z,
+        &mut z.spare_capacity_mut()[..len],
         geo.n,
         tiles.per_image * o,
         scratch,
@@ -425,6 +425,9 @@ fn gradient_transform<T: Float>(g: &[T], geo: &Geometry, o: usize) -> Result<NdA
             })
         },
     );
+    // SAFETY: each image's kernel wrote all 16 of its pieces (every channel of every tile),
+    // and the images' pieces tile the `len` elements.
+    unsafe { z.set_len(len) };
     NdArray::from_vec(z, &[XI, total, o])
 }
 
@@ -436,7 +439,7 @@ struct GradientTiles<'a, T> {
     o: usize,
     padded: &'a mut [T],
     tmp: &'a mut [T],
-    out: Vec<&'a mut [T]>,
+    out: Vec<&'a mut [MaybeUninit<T>]>,
 }
 
 impl<T: Float> Kernel for GradientTiles<'_, T> {
@@ -456,15 +459,17 @@ impl<T: Float> Kernel for GradientTiles<'_, T> {
             mut out,
         } = self;
         let width = 2 * tiles.tw * o;
-        if geo.ho % 2 == 1 || geo.wo % 2 == 1 {
+        // An even output is whole tiles already; an odd one gets a zero row or column.
+        let padded: &[T] = if geo.ho % 2 == 0 && geo.wo % 2 == 0 {
+            rows
+        } else {
             padded.fill(T::zero());
-        }
-        for (src, dst) in rows
-            .chunks_exact(geo.wo * o)
-            .zip(padded.chunks_exact_mut(width))
-        {
-            dst[..src.len()].copy_from_slice(src);
-        }
+            let dst = padded.chunks_exact_mut(width);
+            for (src, dst) in rows.chunks_exact(geo.wo * o).zip(dst) {
+                dst[..src.len()].copy_from_slice(src);
+            }
+            padded
+        };
         let run = 2 * o;
         for ty in 0..tiles.th {
             for tx in 0..tiles.tw {
@@ -485,10 +490,10 @@ impl<T: Float> Kernel for GradientTiles<'_, T> {
                 for (q, rq) in tmp.chunks_exact(run).enumerate() {
                     let (c0, c1) = rq.split_at(o);
                     let span = t * o..(t + 1) * o;
-                    out[q * 4][span.clone()].copy_from_slice(c0);
-                    set2(&mut out[q * 4 + 1][span.clone()], c0, c1, |a, b| a + b);
-                    set2(&mut out[q * 4 + 2][span.clone()], c0, c1, |a, b| a - b);
-                    set2(&mut out[q * 4 + 3][span], c1, c1, |_, b| -b);
+                    put2(&mut out[q * 4][span.clone()], c0, c0, |a, _| a);
+                    put2(&mut out[q * 4 + 1][span.clone()], c0, c1, |a, b| a + b);
+                    put2(&mut out[q * 4 + 2][span.clone()], c0, c1, |a, b| a - b);
+                    put2(&mut out[q * 4 + 3][span], c1, c1, |_, b| -b);
                 }
             }
         }

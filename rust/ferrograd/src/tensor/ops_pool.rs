@@ -71,10 +71,15 @@ fn pool_forward<T: Float>(x: &[T], geo: &Geometry) -> Result<(Vec<T>, Vec<usize>
     let xs: Vec<_> = (0..geo.wo)
         .map(|ox| window(ox, geo.sw, geo.pw, geo.kw, geo.w))
         .collect();
-    let one = |(p, (v, a)): (usize, (&mut [T], &mut [usize]))| {
-        simd::run(PoolPlane {
-            plane: &x[p * hw..(p + 1) * hw],
-            base: p * hw,
+    // Planes go to the kernel in runs (one call per run, not per plane: a digits-CNN plane
+    // has 16 outputs, and a call per plane cost several times the pooling itself).
+    let per_run = (PLANES_PER_RUN / l.max(1)).max(1);
+    let one = |(r, (v, a)): (usize, (&mut [T], &mut [usize]))| {
+        let first = r * per_run;
+        let count = v.len() / l;
+        simd::run(PoolPlanes {
+            x: &x[first * hw..(first + count) * hw],
+            base: first * hw,
             geo,
             xs: &xs,
             vals: v,
@@ -82,14 +87,13 @@ fn pool_forward<T: Float>(x: &[T], geo: &Geometry) -> Result<(Vec<T>, Vec<usize>
         })
     };
     let work = total.saturating_mul(geo.kh * geo.kw);
+    let runs = vals
+        .chunks_mut(per_run * l)
+        .zip(args.chunks_mut(per_run * l));
     if parallel(work, geo.n * geo.c) {
-        let planes = vals.chunks_mut(l).zip(args.chunks_mut(l)).enumerate();
-        crate::parallel::for_each_item(planes, one);
+        crate::parallel::for_each_item(runs.enumerate(), one);
     } else {
-        vals.chunks_mut(l)
-            .zip(args.chunks_mut(l))
-            .enumerate()
-            .for_each(one);
+        runs.enumerate().for_each(one);
     }
     Ok((vals, args))
 }
@@ -183,9 +187,12 @@ fn take_max<T: Float>(v: T, at: usize, best: &mut T, arg: &mut usize) {
     *arg ^= (*arg ^ at) & (take as usize).wrapping_neg();
 }
 
-/// One plane's pooling, compiled per instruction set (see [`simd::run`]).
-struct PoolPlane<'a, T> {
-    plane: &'a [T],
+/// Outputs per call of the pooling kernel (whole planes, at least one).
+const PLANES_PER_RUN: usize = 1 << 12;
+
+/// The pooling of consecutive planes, compiled per instruction set (see [`simd::run`]).
+struct PoolPlanes<'a, T> {
+    x: &'a [T],
     base: usize,
     geo: &'a Geometry,
     xs: &'a [std::ops::Range<usize>],
@@ -193,27 +200,34 @@ struct PoolPlane<'a, T> {
     args: &'a mut [usize],
 }
 
-impl<T: Float> Kernel for PoolPlane<'_, T> {
+impl<T: Float> Kernel for PoolPlanes<'_, T> {
     fn work(&self) -> usize {
-        self.plane.len()
+        self.x.len()
     }
 
     #[inline(always)]
     fn run(self) {
         let Self {
-            plane,
+            x,
             base,
             geo,
             xs,
-            vals: v,
-            args: a,
+            vals,
+            args,
         } = self;
+        let (hw, l) = (geo.h * geo.w, geo.positions());
         let unpadded = geo.ph == 0 && geo.pw == 0;
-        match (geo.kh, geo.kw, geo.sh, geo.sw) {
-            (2, 2, 2, 2) if unpadded => pool_plane_fixed::<T, 2, 2, 2>(plane, base, geo, v, a),
-            (3, 3, 2, 2) if unpadded => pool_plane_fixed::<T, 3, 3, 2>(plane, base, geo, v, a),
-            (3, 3, 1, 1) if unpadded => pool_plane_fixed::<T, 3, 3, 1>(plane, base, geo, v, a),
-            _ => pool_plane(plane, base, geo, xs, v, a),
+        let planes = x
+            .chunks_exact(hw)
+            .zip(vals.chunks_exact_mut(l).zip(args.chunks_exact_mut(l)));
+        for (p, (plane, (v, a))) in planes.enumerate() {
+            let base = base + p * hw;
+            match (geo.kh, geo.kw, geo.sh, geo.sw) {
+                (2, 2, 2, 2) if unpadded => pool_plane_fixed::<T, 2, 2, 2>(plane, base, geo, v, a),
+                (3, 3, 2, 2) if unpadded => pool_plane_fixed::<T, 3, 3, 2>(plane, base, geo, v, a),
+                (3, 3, 1, 1) if unpadded => pool_plane_fixed::<T, 3, 3, 1>(plane, base, geo, v, a),
+                _ => pool_plane(plane, base, geo, xs, v, a),
+            }
         }
     }
 }
