@@ -174,6 +174,45 @@ fn pool_plane_fixed<T: Float, const KH: usize, const KW: usize, const S: usize>(
     }
 }
 
+/// [`pool_plane_fixed`] for 2×2 windows at stride 2 as a tree: the first maximum (or NaN)
+/// of each row's pair, then of the two; the same choice as the row-major scan (an earlier
+/// candidate wins every tie), with shorter dependency chains.
+#[inline(always)]
+fn pool_plane_2x2<T: Float>(
+    plane: &[T],
+    base: usize,
+    geo: &Geometry,
+    vals: &mut [T],
+    args: &mut [usize],
+) {
+    let w = geo.w;
+    for ((vrow, arow), oy) in vals
+        .chunks_exact_mut(geo.wo)
+        .zip(args.chunks_exact_mut(geo.wo))
+        .zip(0..geo.ho)
+    {
+        let top = 2 * oy * w;
+        let (a, b) = plane[top..top + 2 * w].split_at(w);
+        for (ox, (v, at)) in vrow.iter_mut().zip(arow.iter_mut()).enumerate() {
+            let x = 2 * ox;
+            let (m0, i0) = first_max((a[x], x), (a[x + 1], x + 1));
+            let (m1, i1) = first_max((b[x], w + x), (b[x + 1], w + x + 1));
+            let (m, i) = first_max((m0, i0), (m1, i1));
+            *v = m;
+            *at = base + top + i;
+        }
+    }
+}
+
+/// The first of two candidates `(value, index)` unless the second is larger, or a NaN
+/// where the first is not (see [`take_max`]).
+#[inline(always)]
+fn first_max<T: Float>((x, ix): (T, usize), (y, iy): (T, usize)) -> (T, usize) {
+    let mut best = (x, ix);
+    take_max(y, iy, &mut best.0, &mut best.1);
+    best
+}
+
 /// Moves the running maximum `best` (at `arg`) to `v` (at `at`) if `v` is larger, or the
 /// first NaN. No branches: on data a branch per element mispredicts half the time (the
 /// short-circuit `||`/`&&` this had compiled to branches, ~4 ns an element). `&`/`|` on the
@@ -223,7 +262,7 @@ impl<T: Float> Kernel for PoolPlanes<'_, T> {
         for (p, (plane, (v, a))) in planes.enumerate() {
             let base = base + p * hw;
             match (geo.kh, geo.kw, geo.sh, geo.sw) {
-                (2, 2, 2, 2) if unpadded => pool_plane_fixed::<T, 2, 2, 2>(plane, base, geo, v, a),
+                (2, 2, 2, 2) if unpadded => pool_plane_2x2(plane, base, geo, v, a),
                 (3, 3, 2, 2) if unpadded => pool_plane_fixed::<T, 3, 3, 2>(plane, base, geo, v, a),
                 (3, 3, 1, 1) if unpadded => pool_plane_fixed::<T, 3, 3, 1>(plane, base, geo, v, a),
                 _ => pool_plane(plane, base, geo, xs, v, a),
