@@ -97,6 +97,23 @@ fn put2<T: Float>(dst: &mut [MaybeUninit<T>], a: &[T], b: &[T], f: impl Fn(T, T)
     }
 }
 
+/// `dst = f(a)` elementwise into memory not yet initialised (one source: with the same
+/// slice passed twice to [`put2`] the loop was not vectorised).
+#[inline(always)]
+fn put1<T: Float>(dst: &mut [MaybeUninit<T>], a: &[T], f: impl Fn(T) -> T) {
+    for (d, &x) in dst.iter_mut().zip(a) {
+        d.write(f(x));
+    }
+}
+
+/// `dst = -a` elementwise.
+#[inline(always)]
+fn set_neg<T: Float>(dst: &mut [T], a: &[T]) {
+    for (d, &x) in dst.iter_mut().zip(a) {
+        *d = -x;
+    }
+}
+
 #[inline(always)]
 fn add_to<T: Float>(dst: &mut [T], a: &[T]) {
     for (d, &x) in dst.iter_mut().zip(a) {
@@ -485,15 +502,15 @@ impl<T: Float> Kernel for GradientTiles<'_, T> {
                 r0.copy_from_slice(dy(0));
                 set2(r1, dy(0), dy(1), |a, b| a + b);
                 set2(r2, dy(0), dy(1), |a, b| a - b);
-                set2(r3, dy(1), dy(1), |_, b| -b);
+                set_neg(r3, dy(1));
                 // (·) Aᵀ over columns, the same combination.
                 for (q, rq) in tmp.chunks_exact(run).enumerate() {
                     let (c0, c1) = rq.split_at(o);
                     let span = t * o..(t + 1) * o;
-                    put2(&mut out[q * 4][span.clone()], c0, c0, |a, _| a);
+                    put1(&mut out[q * 4][span.clone()], c0, |a| a);
                     put2(&mut out[q * 4 + 1][span.clone()], c0, c1, |a, b| a + b);
                     put2(&mut out[q * 4 + 2][span.clone()], c0, c1, |a, b| a - b);
-                    put2(&mut out[q * 4 + 3][span], c1, c1, |_, b| -b);
+                    put1(&mut out[q * 4 + 3][span], c1, |b| -b);
                 }
             }
         }
@@ -577,7 +594,7 @@ impl<T: Float> Kernel for InputGradientTiles<'_, T> {
                     set3(&mut f[cell(2)], at(1, b), at(2, b), at(0, b), |x, y, z| {
                         x + y - z
                     });
-                    set2(&mut f[cell(3)], at(3, b), at(3, b), |_, z| -z);
+                    set_neg(&mut f[cell(3)], at(3, b));
                 }
                 // (·) Bᵀ over b, the same combination, each row added into the padded image.
                 for r in 0..4 {
@@ -589,7 +606,7 @@ impl<T: Float> Kernel for InputGradientTiles<'_, T> {
                     e0.copy_from_slice(col(0));
                     set3(e1, col(1), col(2), col(3), |x, y, z| x - y + z);
                     set3(e2, col(1), col(2), col(0), |x, y, z| x + y - z);
-                    set2(e3, col(3), col(3), |_, z| -z);
+                    set_neg(e3, col(3));
                     let at = ((2 * ty + r) * cols + 2 * tx) * c;
                     add_to(&mut padded[at..at + run], e);
                 }
