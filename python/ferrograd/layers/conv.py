@@ -1,4 +1,5 @@
-"""``Conv2d`` and ``MaxPool2d`` (im2col + GEMM and pooling kernels in Rust)."""
+"""``Conv2d`` and ``MaxPool2d`` (im2col + GEMM, or Winograd F(2×2, 3×3) tiles for 3×3
+stride-1 convolutions with 8+ input channels, and pooling kernels in Rust)."""
 
 from __future__ import annotations
 

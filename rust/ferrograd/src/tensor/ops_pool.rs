@@ -71,10 +71,15 @@ fn pool_forward<T: Float>(x: &[T], geo: &Geometry) -> Result<(Vec<T>, Vec<usize>
     let xs: Vec<_> = (0..geo.wo)
         .map(|ox| window(ox, geo.sw, geo.pw, geo.kw, geo.w))
         .collect();
-    let one = |(p, (v, a)): (usize, (&mut [T], &mut [usize]))| {
-        simd::run(PoolPlane {
-            plane: &x[p * hw..(p + 1) * hw],
-            base: p * hw,
+    // Planes go to the kernel in runs (one call per run, not per plane: a digits-CNN plane
+    // has 16 outputs, and a call per plane cost several times the pooling itself).
+    let per_run = (PLANES_PER_RUN / l.max(1)).max(1);
+    let one = |(r, (v, a)): (usize, (&mut [T], &mut [usize]))| {
+        let first = r * per_run;
+        let count = v.len() / l;
+        simd::run(PoolPlanes {
+            x: &x[first * hw..(first + count) * hw],
+            base: first * hw,
             geo,
             xs: &xs,
             vals: v,
@@ -82,14 +87,13 @@ fn pool_forward<T: Float>(x: &[T], geo: &Geometry) -> Result<(Vec<T>, Vec<usize>
         })
     };
     let work = total.saturating_mul(geo.kh * geo.kw);
+    let runs = vals
+        .chunks_mut(per_run * l)
+        .zip(args.chunks_mut(per_run * l));
     if parallel(work, geo.n * geo.c) {
-        let planes = vals.chunks_mut(l).zip(args.chunks_mut(l)).enumerate();
-        crate::parallel::for_each_item(planes, one);
+        crate::parallel::for_each_item(runs.enumerate(), one);
     } else {
-        vals.chunks_mut(l)
-            .zip(args.chunks_mut(l))
-            .enumerate()
-            .for_each(one);
+        runs.enumerate().for_each(one);
     }
     Ok((vals, args))
 }
@@ -170,6 +174,45 @@ fn pool_plane_fixed<T: Float, const KH: usize, const KW: usize, const S: usize>(
     }
 }
 
+/// [`pool_plane_fixed`] for 2×2 windows at stride 2 as a tree: the first maximum (or NaN)
+/// of each row's pair, then of the two; the same choice as the row-major scan (an earlier
+/// candidate wins every tie), with shorter dependency chains.
+#[inline(always)]
+fn pool_plane_2x2<T: Float>(
+    plane: &[T],
+    base: usize,
+    geo: &Geometry,
+    vals: &mut [T],
+    args: &mut [usize],
+) {
+    let w = geo.w;
+    for ((vrow, arow), oy) in vals
+        .chunks_exact_mut(geo.wo)
+        .zip(args.chunks_exact_mut(geo.wo))
+        .zip(0..geo.ho)
+    {
+        let top = 2 * oy * w;
+        let (a, b) = plane[top..top + 2 * w].split_at(w);
+        for (ox, (v, at)) in vrow.iter_mut().zip(arow.iter_mut()).enumerate() {
+            let x = 2 * ox;
+            let (m0, i0) = first_max((a[x], x), (a[x + 1], x + 1));
+            let (m1, i1) = first_max((b[x], w + x), (b[x + 1], w + x + 1));
+            let (m, i) = first_max((m0, i0), (m1, i1));
+            *v = m;
+            *at = base + top + i;
+        }
+    }
+}
+
+/// The first of two candidates `(value, index)` unless the second is larger, or a NaN
+/// where the first is not (see [`take_max`]).
+#[inline(always)]
+fn first_max<T: Float>((x, ix): (T, usize), (y, iy): (T, usize)) -> (T, usize) {
+    let mut best = (x, ix);
+    take_max(y, iy, &mut best.0, &mut best.1);
+    best
+}
+
 /// Moves the running maximum `best` (at `arg`) to `v` (at `at`) if `v` is larger, or the
 /// first NaN. No branches: on data a branch per element mispredicts half the time (the
 /// short-circuit `||`/`&&` this had compiled to branches, ~4 ns an element). `&`/`|` on the
@@ -183,9 +226,12 @@ fn take_max<T: Float>(v: T, at: usize, best: &mut T, arg: &mut usize) {
     *arg ^= (*arg ^ at) & (take as usize).wrapping_neg();
 }
 
-/// One plane's pooling, compiled per instruction set (see [`simd::run`]).
-struct PoolPlane<'a, T> {
-    plane: &'a [T],
+/// Outputs per call of the pooling kernel (whole planes, at least one).
+const PLANES_PER_RUN: usize = 1 << 12;
+
+/// The pooling of consecutive planes, compiled per instruction set (see [`simd::run`]).
+struct PoolPlanes<'a, T> {
+    x: &'a [T],
     base: usize,
     geo: &'a Geometry,
     xs: &'a [std::ops::Range<usize>],
@@ -193,27 +239,34 @@ struct PoolPlane<'a, T> {
     args: &'a mut [usize],
 }
 
-impl<T: Float> Kernel for PoolPlane<'_, T> {
+impl<T: Float> Kernel for PoolPlanes<'_, T> {
     fn work(&self) -> usize {
-        self.plane.len()
+        self.x.len()
     }
 
     #[inline(always)]
     fn run(self) {
         let Self {
-            plane,
+            x,
             base,
             geo,
             xs,
-            vals: v,
-            args: a,
+            vals,
+            args,
         } = self;
+        let (hw, l) = (geo.h * geo.w, geo.positions());
         let unpadded = geo.ph == 0 && geo.pw == 0;
-        match (geo.kh, geo.kw, geo.sh, geo.sw) {
-            (2, 2, 2, 2) if unpadded => pool_plane_fixed::<T, 2, 2, 2>(plane, base, geo, v, a),
-            (3, 3, 2, 2) if unpadded => pool_plane_fixed::<T, 3, 3, 2>(plane, base, geo, v, a),
-            (3, 3, 1, 1) if unpadded => pool_plane_fixed::<T, 3, 3, 1>(plane, base, geo, v, a),
-            _ => pool_plane(plane, base, geo, xs, v, a),
+        let planes = x
+            .chunks_exact(hw)
+            .zip(vals.chunks_exact_mut(l).zip(args.chunks_exact_mut(l)));
+        for (p, (plane, (v, a))) in planes.enumerate() {
+            let base = base + p * hw;
+            match (geo.kh, geo.kw, geo.sh, geo.sw) {
+                (2, 2, 2, 2) if unpadded => pool_plane_2x2(plane, base, geo, v, a),
+                (3, 3, 2, 2) if unpadded => pool_plane_fixed::<T, 3, 3, 2>(plane, base, geo, v, a),
+                (3, 3, 1, 1) if unpadded => pool_plane_fixed::<T, 3, 3, 1>(plane, base, geo, v, a),
+                _ => pool_plane(plane, base, geo, xs, v, a),
+            }
         }
     }
 }
