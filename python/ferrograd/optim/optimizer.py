@@ -325,28 +325,20 @@ class Adam(Optimizer):
         group["betas"] = (betas[0], betas[1])
 
     def _step_group(self, group: dict[str, Any]) -> None:
-        # One loop, no intermediate lists of (param, state) pairs: on a small model this
-        # Python is a visible share of the step.
         params: list[Tensor | NdArray] = []
         exp_avgs: list[Tensor | NdArray] = []
         exp_avg_sqs: list[Tensor | NdArray] = []
         steps: list[int] = []
-        states = self.state
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            state = states.get(p)
-            if state is None:
-                state = states[p] = {}
+        for p, state in self._stepped(group):
             if "step" not in state:
                 state["step"] = 0
                 state["exp_avg"] = _zeros_like(p)
                 state["exp_avg_sq"] = _zeros_like(p)
-            step = state["step"] = int(state["step"]) + 1
+            state["step"] += 1
             params.append(p)
             exp_avgs.append(state["exp_avg"])
             exp_avg_sqs.append(state["exp_avg_sq"])
-            steps.append(step)
+            steps.append(int(state["step"]))
         if params:
             beta1, beta2 = group["betas"]
             _core.adam_steps(

@@ -103,15 +103,14 @@ pub fn array_from_py(
         // Already an array (a batch, a target vector): no `asarray` round trip.
         return from_array(arr.clone(), obj, dtype, infer, true);
     }
-    if let Some(s) = scalar_of(obj)? {
+    // A NumPy scalar goes through `asarray` like an array, so that its dtype is kept.
+    let from_numpy = is_numpy_scalar(obj);
+    if let (Some(s), false) = (scalar_of(obj)?, from_numpy) {
         let natural = match infer {
             Infer::Natural => DType::default_for(s.category()),
             Infer::Float => DType::F32,
         };
-        let is_numpy = is_numpy_scalar(obj);
-        if !is_numpy {
-            return DynArray::full_scalar(&[], s, dtype.unwrap_or(natural)).py();
-        }
+        return DynArray::full_scalar(&[], s, dtype.unwrap_or(natural)).py();
     }
     if obj.is_instance_of::<PyString>() {
         return Err(PyTypeError::new_err(format!(
@@ -119,7 +118,6 @@ pub fn array_from_py(
             repr(obj)
         )));
     }
-    let from_numpy = is_numpy_scalar(obj);
     let sequence = obj.is_instance_of::<PyList>() || obj.is_instance_of::<PyTuple>();
     if !(from_numpy || sequence || obj.hasattr("__array__")?) {
         return Err(PyTypeError::new_err(format!(

@@ -332,7 +332,8 @@ pub(super) fn tiles_of<T: Float>(x: &[T], geo: &Geometry) -> Result<NdArray<T>> 
     input_transform(x, geo)
 }
 
-/// What [`backward`] computed: dX `(N, C, H, W)` and dW `(O, C, 3, 3)`, flat.
+/// A convolution's dX `(N, C, H, W)` and dW `(O, C, KH, KW)`, flat (from [`backward`] here, or
+/// from the im2col path in `ops_conv`).
 pub(super) struct Gradients<T> {
     pub(super) dx: Option<Vec<T>>,
     pub(super) dw: Option<Vec<T>>,

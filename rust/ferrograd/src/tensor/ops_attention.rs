@@ -51,6 +51,20 @@ fn float_dtype(what: &str, a: &DynArray) -> Result<DType> {
 }
 
 /// The error for a compute dtype that is not a float (float_dtype rules it out first).
+/// The dropout of one attention call: `None` without one, else `p` and the seed of this
+/// call's mask, drawn from the global generator only when `p` is valid (an invalid `p` draws
+/// nothing: the kernel rejects it).
+pub(super) fn dropout_for(dropout_p: f64) -> Option<Dropout> {
+    (dropout_p != 0.0).then(|| Dropout {
+        p: dropout_p,
+        seed: if (0.0..=1.0).contains(&dropout_p) {
+            random::next_seed()
+        } else {
+            0
+        },
+    })
+}
+
 pub(super) fn not_float(dtype: DType) -> Error {
     Error::Type(format!(
         "scaled_dot_product_attention: needs float tensors, got dtype {}",
@@ -82,16 +96,7 @@ impl Tensor {
             ));
         }
         let parents = [self, key, value];
-        // The seed of this call's dropout mask, drawn only when there is one (an invalid p
-        // draws nothing: the kernel rejects it).
-        let dropout = (dropout_p != 0.0).then(|| Dropout {
-            p: dropout_p,
-            seed: if (0.0..=1.0).contains(&dropout_p) {
-                random::next_seed()
-            } else {
-                0
-            },
-        });
+        let dropout = dropout_for(dropout_p);
         // Keep the probabilities only for a backward that will come (`from_op`'s test).
         let keep = is_grad_enabled() && parents.iter().any(|p| p.requires_grad());
         let (dtype, mask, (out, stats, probs)) = with_arrays(&parents, |a| -> Result<_> {

@@ -13,14 +13,14 @@
 use std::borrow::Cow;
 use std::mem::MaybeUninit;
 
-use super::ops_attention::{backward, forward, not_float, SavedMask};
+use super::ops_attention::{backward, dropout_for, forward, not_float, SavedMask};
 use super::ops_nn::{typed, with_arrays};
 use super::{is_grad_enabled, Tensor};
 use crate::dynarray::{DType, DynArray, Element};
 use crate::ndarray::attention::Dropout;
 use crate::ndarray::{try_with_capacity, Float, NdArray};
 use crate::shape::fmt_shape;
-use crate::{random, shape_err, value_err, Error, Result};
+use crate::{shape_err, value_err, Error, Result};
 
 /// The sizes of one call: `n` leading rows of `t` positions, `h` heads of `d` features.
 #[derive(Clone, Copy)]
@@ -258,15 +258,7 @@ impl Tensor {
     ) -> Result<Tensor> {
         let in_shape = self.shape();
         let heads = Heads::of(&in_shape, n_head)?;
-        // As scaled_dot_product_attention: the dropout seed is drawn only when there is one.
-        let dropout = (dropout_p != 0.0).then(|| Dropout {
-            p: dropout_p,
-            seed: if (0.0..=1.0).contains(&dropout_p) {
-                random::next_seed()
-            } else {
-                0
-            },
-        });
+        let dropout = dropout_for(dropout_p);
         let keep = is_grad_enabled() && self.requires_grad();
         let mask = match is_causal {
             true => SavedMask::Causal,

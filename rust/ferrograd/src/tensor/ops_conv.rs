@@ -385,7 +385,7 @@ fn conv_backward_typed<T: Element>(
     let x = x.map(typed::<T>).transpose()?;
     let kept = kept.map(typed::<T>).transpose()?;
     let w = w.map(typed::<T>).transpose()?;
-    let (l, ckk, img) = (geo.positions(), geo.patch(), geo.image());
+    let l = geo.positions();
     let x_shape = [geo.n, geo.c, geo.h, geo.w];
     let unchanged = x.is_none_or(|x| x.shape() == x_shape)
         && w.is_none_or(|w| w.shape() == [o, geo.c, geo.kh, geo.kw])
@@ -402,22 +402,37 @@ fn conv_backward_typed<T: Element>(
     } else {
         None
     };
-    if winograd::applies(geo, o) {
+    let winograd::Gradients { dx, dw } = if winograd::applies(geo, o) {
         let tiles = match (kept, x) {
             (Some(tiles), _) => Some(Cow::Borrowed(tiles)),
             (None, Some(x)) => Some(Cow::Owned(winograd::tiles_of(x.data(), geo)?)),
             (None, None) => None,
         };
-        let winograd::Gradients { dx, dw } =
-            winograd::backward(g.data(), tiles.as_deref(), w.map(NdArray::data), geo, o)?;
-        let dx = dx
-            .map(|d| NdArray::from_vec(d, &x_shape).map(T::wrap))
-            .transpose()?;
-        let dw = dw
-            .map(|d| NdArray::from_vec(d, &[o, geo.c, geo.kh, geo.kw]).map(T::wrap))
-            .transpose()?;
-        return Ok(vec![dx, dw, db]);
-    }
+        winograd::backward(g.data(), tiles.as_deref(), w.map(NdArray::data), geo, o)?
+    } else {
+        im2col_gradients(g, x, kept, w, geo, o)?
+    };
+    let dx = dx
+        .map(|d| NdArray::from_vec(d, &x_shape).map(T::wrap))
+        .transpose()?;
+    let dw = dw
+        .map(|d| NdArray::from_vec(d, &[o, geo.c, geo.kh, geo.kw]).map(T::wrap))
+        .transpose()?;
+    Ok(vec![dx, dw, db])
+}
+
+/// dX (when `w` is given) and dW (when the input `x` or its `kept` columns are) of a
+/// convolution through im2col: a GEMM per chunk of images, dX scattered back by col2im.
+fn im2col_gradients<T: Element>(
+    g: &NdArray<T>,
+    x: Option<&NdArray<T>>,
+    kept: Option<&NdArray<T>>,
+    w: Option<&NdArray<T>>,
+    geo: &Geometry,
+    o: usize,
+) -> Result<winograd::Gradients<T>> {
+    let (l, ckk, img) = (geo.positions(), geo.patch(), geo.image());
+    let x_shape = [geo.n, geo.c, geo.h, geo.w];
     // dW needs X's columns and dX needs W: each is computed when its input was read.
     let mut dw: Option<Vec<T>> = None;
     let w2 = w
@@ -464,11 +479,5 @@ fn conv_backward_typed<T: Element>(
         (true, None) => Some(try_filled(o * ckk, T::zero())?), // an empty batch
         (_, dw) => dw,
     };
-    let dx = dx
-        .map(|d| NdArray::from_vec(d, &x_shape).map(T::wrap))
-        .transpose()?;
-    let dw = dw
-        .map(|d| NdArray::from_vec(d, &[o, geo.c, geo.kh, geo.kw]).map(T::wrap))
-        .transpose()?;
-    Ok(vec![dx, dw, db])
+    Ok(winograd::Gradients { dx, dw })
 }
