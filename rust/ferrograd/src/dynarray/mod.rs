@@ -462,7 +462,7 @@ impl DynArray {
 
     /// Reorders the axes.
     pub fn permute(&self, perm: &[usize]) -> Result<Self> {
-        Ok(each_any!(self, a => a.permute(perm)))
+        Ok(each_any!(self, a => a.permute_copy(perm)))
     }
 
     /// Materialises a broadcast to `shape`.

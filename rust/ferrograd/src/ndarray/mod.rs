@@ -13,6 +13,7 @@ pub mod index;
 pub mod index_put;
 mod matmul;
 mod reduce;
+pub(crate) mod transpose;
 
 pub use float::Float;
 pub use index::IndexItem;
@@ -525,6 +526,42 @@ pub fn for_each_offset2(
             b -= sb[d] * shape[d];
             idx[d] = 0;
         }
+    }
+}
+
+impl<T: Copy + 'static> NdArray<T> {
+    /// [`permute`](Self::permute) for plain-data elements: a swap of the last two axes (a
+    /// batch of matrix transposes, as `t.T` or `transpose(-2, -1)`) moves register blocks
+    /// instead of one element at a time.
+    pub fn permute_copy(&self, perm: &[usize]) -> Result<Self> {
+        let nd = self.ndim();
+        let swaps_last_two = nd >= 2
+            && perm.len() == nd
+            && perm[..nd - 2].iter().enumerate().all(|(i, &p)| i == p)
+            && perm[nd - 2..] == [nd - 1, nd - 2];
+        if !swaps_last_two {
+            return self.permute(perm);
+        }
+        let (rows, cols) = (self.shape[nd - 2], self.shape[nd - 1]);
+        let mut shape = self.shape.clone();
+        shape.swap(nd - 2, nd - 1);
+        let len = self.data.len();
+        let mut out = try_with_capacity(len)?;
+        let matrix = rows * cols;
+        if matrix > 0 {
+            let dst = &mut out.spare_capacity_mut()[..len];
+            for (src, dst) in self
+                .data
+                .chunks_exact(matrix)
+                .zip(dst.chunks_exact_mut(matrix))
+            {
+                transpose::transpose_into(src, [rows, cols], cols, dst);
+            }
+        }
+        // SAFETY: the matrices cover all `len` elements, each written by `transpose_into`
+        // (with no matrix, `len` is 0).
+        unsafe { out.set_len(len) };
+        Ok(Self { shape, data: out })
     }
 }
 
