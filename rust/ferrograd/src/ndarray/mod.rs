@@ -14,6 +14,7 @@ pub mod index_put;
 mod matmul;
 mod reduce;
 
+pub(crate) use float::exp_f32_core;
 pub use float::Float;
 pub use index::IndexItem;
 pub use matmul::matmul_flat;
