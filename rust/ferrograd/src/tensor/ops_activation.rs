@@ -25,18 +25,31 @@ impl Tensor {
             DynArray::F64(a) => wrap_pair(gelu_forward::<f64>(a, keep)?),
             other => return Err(float_only_error("gelu", other.dtype())),
         };
-        Ok(Tensor::from_op(out, "gelu", &[self], move |g, ctx| {
-            // The input is not read, but it is what PyTorch saves: writing to it in place
-            // after the GELU is an error there, and here too.
-            let dtype = ctx.input(0)?.dtype();
-            let g = g.as_dtype(dtype);
-            let dx = match (g.as_ref(), &slope) {
-                (DynArray::F32(g), DynArray::F32(s)) => DynArray::F32(gelu_backward::<f32>(g, s)?),
-                (DynArray::F64(g), DynArray::F64(s)) => DynArray::F64(gelu_backward::<f64>(g, s)?),
-                _ => return Err(mismatch()),
-            };
-            Ok(vec![Some(dx)])
-        }))
+        // The backward scales the incoming gradient in place: dX takes over its buffer.
+        Ok(Tensor::from_op_owned(
+            out,
+            "gelu",
+            &[self],
+            move |g, ctx| {
+                // The input is not read, but it is what PyTorch saves: writing to it in place
+                // after the GELU is an error there, and here too.
+                let dtype = ctx.input(0)?.dtype();
+                let mut g = g.into_dtype(dtype);
+                if g.shape() != slope.shape() {
+                    return Err(changed("gelu"));
+                }
+                match (&mut g, &slope) {
+                    (DynArray::F32(g), DynArray::F32(s)) => {
+                        g.zip_assign("gelu", s, |g, s| g * s)?
+                    }
+                    (DynArray::F64(g), DynArray::F64(s)) => {
+                        g.zip_assign("gelu", s, |g, s| g * s)?
+                    }
+                    _ => return Err(mismatch()),
+                }
+                Ok(vec![Some(g)])
+            },
+        ))
     }
 }
 
@@ -47,22 +60,20 @@ fn wrap_pair<T: Element>((a, b): (NdArray<T>, NdArray<T>)) -> (DynArray, DynArra
 /// Elements per task of the parallel passes.
 const CHUNK: usize = 1 << 14;
 
-/// What a [`GeluChunk`] computes.
+/// What a [`GeluChunk`] computes: the forward,
 const FORWARD: u8 = 0;
-/// The forward, also writing the derivative Φ(x) + x·φ(x).
+/// or the forward also writing the derivative Φ(x) + x·φ(x).
 const FORWARD_KEEP: u8 = 1;
-/// `g` times the kept derivative.
-const BACKWARD: u8 = 2;
 
-/// A forward element costs about this many additions (an exponential, two polynomials and
-/// a division), for the split rule; the backward is one product, an addition's cost.
+/// An element costs about this many additions (an exponential, two polynomials and a
+/// division), for the split rule.
 const GELU_COST: usize = 4;
 
 /// `gelu(x)`, and its derivative at `x` when `keep` (else an empty array).
 fn gelu_forward<T: Gelu + Element>(x: &NdArray<T>, keep: bool) -> Result<(NdArray<T>, NdArray<T>)> {
     let (out, slope) = match keep {
-        true => gelu_pass::<T, FORWARD_KEEP>(x.data(), &[])?,
-        false => gelu_pass::<T, FORWARD>(x.data(), &[])?,
+        true => gelu_pass::<T, FORWARD_KEEP>(x.data())?,
+        false => gelu_pass::<T, FORWARD>(x.data())?,
     };
     let slope_shape: &[usize] = if keep { x.shape() } else { &[0] };
     Ok((
@@ -71,21 +82,12 @@ fn gelu_forward<T: Gelu + Element>(x: &NdArray<T>, keep: bool) -> Result<(NdArra
     ))
 }
 
-fn gelu_backward<T: Gelu>(g: &NdArray<T>, slope: &NdArray<T>) -> Result<NdArray<T>> {
-    if g.shape() != slope.shape() {
-        return Err(changed("gelu"));
-    }
-    let (dx, _) = gelu_pass::<T, BACKWARD>(g.data(), slope.data())?;
-    NdArray::from_vec(dx, g.shape())
-}
-
 /// A chunk of the output and of the derivative (empty unless `FORWARD_KEEP`).
 type OutChunks<'a, T> = (&'a mut [MaybeUninit<T>], &'a mut [MaybeUninit<T>]);
 
-/// One pass of `MODE` over `xs` (`g` in the backward, with the kept derivative `ss`), in
-/// parallel chunks when large: the output, and the derivative in `FORWARD_KEEP` (else
-/// empty).
-fn gelu_pass<T: Gelu, const MODE: u8>(xs: &[T], ss: &[T]) -> Result<(Vec<T>, Vec<T>)> {
+/// One pass of `MODE` over `xs`, in parallel chunks when large: the output, and the
+/// derivative in `FORWARD_KEEP` (else empty).
+fn gelu_pass<T: Gelu, const MODE: u8>(xs: &[T]) -> Result<(Vec<T>, Vec<T>)> {
     let n = xs.len();
     let mut out = try_with_capacity(n)?;
     let mut slope = try_with_capacity(if MODE == FORWARD_KEEP { n } else { 0 })?;
@@ -93,22 +95,16 @@ fn gelu_pass<T: Gelu, const MODE: u8>(xs: &[T], ss: &[T]) -> Result<(Vec<T>, Vec
     let slope_dst = &mut slope.spare_capacity_mut()[..];
     let chunk = |(i, (out, slope_out)): (usize, OutChunks<'_, T>)| {
         let at = i * CHUNK..i * CHUNK + out.len();
-        let s = match MODE == BACKWARD {
-            true => &ss[at.clone()],
-            false => &[][..],
-        };
         simd::run(GeluChunk::<T, MODE> {
             out,
             slope_out,
             x: &xs[at],
-            slope: s,
         });
     };
-    let cost = if MODE == BACKWARD { 1 } else { GELU_COST };
     // The derivative is written only in FORWARD_KEEP; elsewhere each chunk gets an empty
     // slice of it.
     if MODE == FORWARD_KEEP {
-        if should_split_work(n, cost) {
+        if should_split_work(n, GELU_COST) {
             for_each_item(
                 dst.chunks_mut(CHUNK)
                     .zip(slope_dst.chunks_mut(CHUNK))
@@ -121,7 +117,7 @@ fn gelu_pass<T: Gelu, const MODE: u8>(xs: &[T], ss: &[T]) -> Result<(Vec<T>, Vec
                 .enumerate()
                 .for_each(chunk);
         }
-    } else if should_split_work(n, cost) {
+    } else if should_split_work(n, GELU_COST) {
         for_each_item(
             dst.chunks_mut(CHUNK).map(|d| (d, &mut [][..])).enumerate(),
             chunk,
@@ -149,10 +145,7 @@ fn gelu_pass<T: Gelu, const MODE: u8>(xs: &[T], ss: &[T]) -> Result<(Vec<T>, Vec
 struct GeluChunk<'a, T, const MODE: u8> {
     out: &'a mut [MaybeUninit<T>],
     slope_out: &'a mut [MaybeUninit<T>],
-    /// The input, or `g` in the backward.
     x: &'a [T],
-    /// The kept derivative (backward only).
-    slope: &'a [T],
 }
 
 impl<T: Gelu, const MODE: u8> Kernel for GeluChunk<'_, T, MODE> {
@@ -168,7 +161,7 @@ impl<T: Gelu, const MODE: u8> Kernel for GeluChunk<'_, T, MODE> {
                     o.write(x * x.cdf_pdf().0);
                 }
             }
-            FORWARD_KEEP => {
+            _ => {
                 for ((o, s), &x) in self
                     .out
                     .iter_mut()
@@ -178,11 +171,6 @@ impl<T: Gelu, const MODE: u8> Kernel for GeluChunk<'_, T, MODE> {
                     let (cdf, pdf) = x.cdf_pdf();
                     o.write(x * cdf);
                     s.write(x.mul_add(pdf, cdf));
-                }
-            }
-            _ => {
-                for ((o, &g), &s) in self.out.iter_mut().zip(self.x).zip(self.slope) {
-                    o.write(g * s);
                 }
             }
         }
