@@ -346,8 +346,6 @@ struct Scratch<T> {
     p: Vec<T>,
     /// dO·Vᵀ, then the dropped probabilities.
     dp: Vec<T>,
-    /// `dO_i · O_i` per row.
-    delta: Vec<T>,
 }
 
 impl<T: Float> Ctx<'_, T> {
@@ -511,18 +509,15 @@ impl<T: Float> Ctx<'_, T> {
         let go_m = Mat::rows(go, rows, ev);
         let vt = Mat::rows(&self.v[vo..], c, ev).t();
         gemm_into(dp, c, go_m, vt, T::one(), false);
-        buf.delta.clear();
-        buf.delta.extend((0..rows).map(|r| {
-            let (x, y) = (&go[r * ev..(r + 1) * ev], &o[r * ev..(r + 1) * ev]);
-            x.iter().zip(y).fold(T::zero(), |acc, (&a, &b)| acc + a * b)
-        }));
         simd::run(GradRows {
             p: &mut *p,
             kept,
             dp: &mut *dp,
             c,
             mask: self.block_mask(b, i0),
-            delta: &buf.delta,
+            go,
+            o,
+            ev,
             drop: self.block_drop(b, i0),
         });
         if !dv.is_empty() {
