@@ -336,15 +336,16 @@ impl<'a, T: Float> Attention<'a, T> {
     }
 }
 
-/// The per-slice buffers of the backward pass.
+/// A backward task: a slice, its range of row blocks, and where its dQ rows, dK and dV go.
+type BackwardTask<'a, T> = (usize, std::ops::Range<usize>, [&'a mut [T]; 3]);
+
+/// The scratch buffers of the backward pass (one per thread, reused block after block).
 #[derive(Default)]
 struct Scratch<T> {
     /// Probabilities, then the score gradients dS.
     p: Vec<T>,
     /// dO·Vᵀ, then the dropped probabilities.
     dp: Vec<T>,
-    /// `dO_i · O_i` per row.
-    delta: Vec<T>,
 }
 
 impl<T: Float> Ctx<'_, T> {
@@ -410,8 +411,9 @@ impl<T: Float> Ctx<'_, T> {
                 tasks.push((b, range, [dq, dk, dv]));
             }
         }
-        let task = |(b, range, [dq, dk, dv]): (usize, std::ops::Range<usize>, [&mut [T]; 3])| {
-            let mut scratch = Scratch::default();
+        // The scratch is per thread, reused from task to task as from block to block (a
+        // fresh one per slice was an allocation and a zero-fill of its blocks per slice).
+        let task = |scratch: &mut Scratch<T>, (b, range, [dq, dk, dv]): BackwardTask<'_, T>| {
             let r0 = range.start * rb;
             for blk in range {
                 let i0 = blk * rb;
@@ -431,14 +433,15 @@ impl<T: Float> Ctx<'_, T> {
                     ],
                     probs.map(|p| &p[at * s..(at + rows) * s]),
                     [dq_blk, &mut *dk, &mut *dv],
-                    &mut scratch,
+                    scratch,
                 );
             }
         };
         if threads > 1 {
-            crate::parallel::for_each_item(tasks, task);
+            crate::parallel::for_each_item_init(tasks, Scratch::default, task);
         } else {
-            tasks.into_iter().for_each(task);
+            let mut scratch = Scratch::default();
+            tasks.into_iter().for_each(|t| task(&mut scratch, t));
         }
         // The parts' shares of dK and dV.
         for (total, shares, n) in [(&mut dk, &xk, s * e), (&mut dv, &xv, s * ev)] {
@@ -506,18 +509,15 @@ impl<T: Float> Ctx<'_, T> {
         let go_m = Mat::rows(go, rows, ev);
         let vt = Mat::rows(&self.v[vo..], c, ev).t();
         gemm_into(dp, c, go_m, vt, T::one(), false);
-        buf.delta.clear();
-        buf.delta.extend((0..rows).map(|r| {
-            let (x, y) = (&go[r * ev..(r + 1) * ev], &o[r * ev..(r + 1) * ev]);
-            x.iter().zip(y).fold(T::zero(), |acc, (&a, &b)| acc + a * b)
-        }));
         simd::run(GradRows {
             p: &mut *p,
             kept,
             dp: &mut *dp,
             c,
             mask: self.block_mask(b, i0),
-            delta: &buf.delta,
+            go,
+            o,
+            ev,
             drop: self.block_drop(b, i0),
         });
         if !dv.is_empty() {

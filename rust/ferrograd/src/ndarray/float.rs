@@ -28,35 +28,47 @@ pub trait Float:
 /// polynomial, scaled by `2^n` in two steps so subnormal results round once.
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
+    // Beyond these e^x is inf or 0 in f32; the clamp keeps n in [-150, 129].
+    let xc = x.clamp_to(-104.0, 89.0);
+    // Adding -0.0 changes no value, so the compiler drops the correction term.
+    let out = exp_f32_core(xc, -0.0);
+    if x.is_nan() {
+        x
+    } else {
+        out
+    }
+}
+
+/// `e^(x + lo)` for `x` in [-104, 89] (not NaN) and `lo` a correction far below ulp(x)
+/// (the low part of an argument carried in two floats), within 2 ulp: [`exp_f32`] without
+/// its clamp. The polynomial uses fused multiply-adds: exactly rounded everywhere, so the
+/// results are the same on every instruction set (without an FMA unit each one is a libm
+/// call, slower, not different).
+#[inline(always)]
+pub(crate) fn exp_f32_core(x: f32, lo: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     // ln 2 split in two (Cody-Waite): `n * LN2_HI` is exact for |n| < 2^9.
     const LN2_HI: f32 = 0.693_359_4;
     const LN2_LO: f32 = -2.121_944_4e-4;
     // 1.5·2^23: adding it rounds to an integer that sits in the low mantissa bits.
     const MAGIC: f32 = 12_582_912.0;
-    // Beyond these e^x is inf or 0 in f32; the clamp keeps n in [-150, 129].
-    let xc = x.clamp_to(-104.0, 89.0);
-    let t = xc * LOG2E + MAGIC;
+    let t = x.mul_add(LOG2E, MAGIC);
     let n = t - MAGIC;
     let ni = (t.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32);
-    let r = (xc - n * LN2_HI) - n * LN2_LO;
+    let r = n.mul_add(-LN2_HI, x);
+    let r = n.mul_add(-LN2_LO, r) + lo;
     let p = 1.987_569_1e-4_f32;
-    let p = p * r + 1.398_199_9e-3;
-    let p = p * r + 8.333_452e-3;
-    let p = p * r + 4.166_579_6e-2;
-    let p = p * r + 1.666_666_5e-1;
-    let p = p * r + 0.5;
-    let y = p * (r * r) + r + 1.0;
+    let p = p.mul_add(r, 1.398_199_9e-3);
+    let p = p.mul_add(r, 8.333_452e-3);
+    let p = p.mul_add(r, 4.166_579_6e-2);
+    let p = p.mul_add(r, 1.666_666_5e-1);
+    let p = p.mul_add(r, 0.5);
+    let y = p.mul_add(r * r, r) + 1.0;
     let n1 = ni >> 1;
     let n2 = ni - n1;
     let s1 = f32::from_bits(((n1 + 127) as u32) << 23);
     let s2 = f32::from_bits(((n2 + 127) as u32) << 23);
-    let out = (y * s1) * s2;
-    if x.is_nan() {
-        x
-    } else {
-        out
-    }
+    (y * s1) * s2
 }
 
 /// Clamping that compiles to plain min/max instructions (NaN handled by the caller).

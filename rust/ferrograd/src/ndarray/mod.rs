@@ -15,6 +15,7 @@ mod matmul;
 mod reduce;
 pub(crate) mod transpose;
 
+pub(crate) use float::exp_f32_core;
 pub use float::Float;
 pub use index::IndexItem;
 pub use matmul::matmul_flat;

@@ -102,9 +102,8 @@ impl Tensor {
                     grad_fn.versions.as_slice(),
                     &node.0.data,
                 );
-                (grad_fn.backward)(&g, &ctx)?
+                (grad_fn.backward)(g, &ctx)?
             };
-            drop(g);
             for (parent, pg) in grad_fn.parents.as_slice().iter().zip(input_grads) {
                 let Some(pg) = pg else { continue };
                 let Some(&j) = position.get(&parent.id()) else {

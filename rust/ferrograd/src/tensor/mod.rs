@@ -49,8 +49,10 @@ use crate::{Error, Result};
 /// need a gradient; the saved inputs and output, read through version checks), the
 /// gradient of each parent (`None` where it has none or needs none). Broadcast gradients
 /// may come back in the broadcast shape; the engine sums them down to each parent's shape.
+/// The rule owns the incoming gradient (the engine is done with it), so that one which
+/// passes it on or rescales it can reuse its buffer ([`Tensor::from_op_owned`]).
 pub type BackwardFn =
-    Box<dyn Fn(&DynArray, &BackwardCtx<'_>) -> Result<Vec<Option<DynArray>>> + Send + Sync>;
+    Box<dyn Fn(DynArray, &BackwardCtx<'_>) -> Result<Vec<Option<DynArray>>> + Send + Sync>;
 
 /// What an op's output remembers until backward frees it.
 struct GradFn {
@@ -150,6 +152,21 @@ impl Tensor {
         op: &'static str,
         parents: &[&Tensor],
         backward: impl Fn(&DynArray, &BackwardCtx<'_>) -> Result<Vec<Option<DynArray>>>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Self {
+        Self::from_op_owned(data, op, parents, move |g, ctx| backward(&g, ctx))
+    }
+
+    /// [`Tensor::from_op`] with a rule that takes the output's gradient by value: one that
+    /// passes it on (an addition) or rescales it elementwise writes into its buffer instead
+    /// of copying it.
+    pub fn from_op_owned(
+        data: DynArray,
+        op: &'static str,
+        parents: &[&Tensor],
+        backward: impl Fn(DynArray, &BackwardCtx<'_>) -> Result<Vec<Option<DynArray>>>
             + Send
             + Sync
             + 'static,

@@ -48,11 +48,15 @@ impl Tensor {
     /// `self + other`, broadcasting.
     pub fn add(&self, other: &Tensor) -> Result<Tensor> {
         let out = read_pair(self, other, |a, b| a.arith(Arith::Add, b))?;
-        Ok(Tensor::from_op(out, "+", &[self, other], |g, ctx| {
-            Ok(vec![
-                ctx.needs_grad(0).then(|| g.clone()),
-                ctx.needs_grad(1).then(|| g.clone()),
-            ])
+        // The gradient passes through to both sides: one copy at most, the other side (or
+        // the only one) takes the incoming buffer.
+        Ok(Tensor::from_op_owned(out, "+", &[self, other], |g, ctx| {
+            Ok(match (ctx.needs_grad(0), ctx.needs_grad(1)) {
+                (true, true) => vec![Some(g.clone()), Some(g)],
+                (true, false) => vec![Some(g), None],
+                (false, true) => vec![None, Some(g)],
+                (false, false) => vec![None, None],
+            })
         }))
     }
 

@@ -3,8 +3,9 @@
 
 use super::record;
 use super::Tensor;
-use crate::dynarray::DynArray;
-use crate::ndarray::IndexItem;
+use crate::dynarray::{DynArray, Element};
+use crate::ndarray::elementwise::add_into;
+use crate::ndarray::{try_with_capacity, Float, IndexItem, NdArray};
 use crate::shape::fmt_shape;
 use crate::{shape_err, Error, Result};
 
@@ -37,7 +38,33 @@ impl Tensor {
                 rows.saturating_sub(1)
             )));
         }
-        self.index(&[item])
+        // Float weights (while no export records) take whole rows: a row copied per id and,
+        // in the backward, a row added per id, where the general indexing walks an offset per
+        // element. Both give the same numbers: the ids' rows added in order.
+        let weight = self.array();
+        let fast = !record::is_recording() && indices.iter().all(|&i| (i as usize) < rows);
+        let (w_shape, dtype) = (weight.shape().to_vec(), weight.dtype());
+        let mut out_shape = ids.shape().to_vec();
+        out_shape.push(w_shape[1]);
+        let out = match (&*weight, fast) {
+            (DynArray::F32(w), true) => gather_rows(w, indices, &out_shape)?,
+            (DynArray::F64(w), true) => gather_rows(w, indices, &out_shape)?,
+            _ => {
+                drop(weight);
+                return self.index(&[item]);
+            }
+        };
+        drop(weight);
+        let ids: Vec<usize> = indices.iter().map(|&i| i as usize).collect();
+        Ok(Tensor::from_op(out, "index", &[self], move |g, _| {
+            let g = g.as_dtype(dtype);
+            let dw = match g.as_ref() {
+                DynArray::F32(g) => scatter_rows(g, &ids, &w_shape)?,
+                DynArray::F64(g) => scatter_rows(g, &ids, &w_shape)?,
+                _ => return Err(super::ops_nn::mismatch()),
+            };
+            Ok(vec![Some(dw)])
+        }))
     }
 
     /// [`Tensor::embedding`] with the ids in a tensor: the same lookup, recorded for export
@@ -49,6 +76,41 @@ impl Tensor {
             self.embedding(&ids)
         })
     }
+}
+
+/// The rows `ids` (each in range) of `w`, one after another, as an array of `shape`
+/// (the ids' shape and the row length).
+fn gather_rows<T: Element + Float>(
+    w: &NdArray<T>,
+    ids: &[isize],
+    shape: &[usize],
+) -> Result<DynArray> {
+    let dim = w.shape()[1];
+    let mut out = try_with_capacity(ids.len() * dim)?;
+    for &i in ids {
+        let at = i as usize * dim;
+        out.extend_from_slice(&w.data()[at..at + dim]);
+    }
+    Ok(T::wrap(NdArray::from_vec(out, shape)?))
+}
+
+/// The gradient of [`gather_rows`]: row `k` of `g` added into row `ids[k]` of a zero array
+/// of `w_shape`, in order.
+fn scatter_rows<T: Element + Float>(
+    g: &NdArray<T>,
+    ids: &[usize],
+    w_shape: &[usize],
+) -> Result<DynArray> {
+    let dim = w_shape[1];
+    if g.size() != ids.len() * dim {
+        return Err(super::ops_nn::changed("embedding"));
+    }
+    let mut dw = NdArray::full(w_shape, T::zero())?;
+    let rows = dw.data_mut();
+    for (&i, gr) in ids.iter().zip(g.data().chunks_exact(dim.max(1))) {
+        add_into(&mut rows[i * dim..(i + 1) * dim], gr);
+    }
+    Ok(T::wrap(dw))
 }
 
 #[cfg(test)]

@@ -2,13 +2,15 @@
 //! that saves each row's mean and reciprocal standard deviation for its backward, instead of
 //! the eight elementwise and reduction ops (and their gradients) a composite would record.
 
+use std::mem::MaybeUninit;
+
 use super::ops_nn::{changed, with_arrays};
 use super::record::{self, kv};
 use super::Tensor;
 use crate::dtype::float_only_error;
 use crate::dynarray::{DType, DynArray, Element};
 use crate::ndarray::elementwise::simd::{self, Kernel};
-use crate::ndarray::{try_filled, try_zeroed, NdArray};
+use crate::ndarray::{try_filled, try_with_capacity, NdArray};
 use crate::parallel::{for_each_item, map_items, num_threads, should_split_work};
 use crate::shape::fmt_shape;
 use crate::{shape_err, Result};
@@ -193,6 +195,25 @@ fn lane_dot<T: Element>(a: &[T], b: &[T]) -> T {
     acc.iter().fold(tail, |s, &v| s + v)
 }
 
+/// `Σ (a - c)²`, summed in the order of [`lane_dot`]`(d, d)` over `d = a - c` (the same
+/// value, without storing `d`).
+#[inline(always)]
+fn lane_sq_dev<T: Element>(a: &[T], c: T) -> T {
+    let mut acc = [T::zero(); 8];
+    let mut ca = a.chunks_exact(8);
+    for ch in &mut ca {
+        for (s, &v) in acc.iter_mut().zip(ch) {
+            let d = v - c;
+            *s = *s + d * d;
+        }
+    }
+    let tail = ca.remainder().iter().fold(T::zero(), |s, &v| {
+        let d = v - c;
+        s + d * d
+    });
+    acc.iter().fold(tail, |s, &v| s + v)
+}
+
 /// The data of `a`, already cast to `T`'s dtype.
 fn data_of<T: Element>(a: &DynArray) -> Result<&[T]> {
     Ok(super::ops_nn::typed::<T>(a)?.data())
@@ -202,7 +223,8 @@ fn data_of<T: Element>(a: &DynArray) -> Result<&[T]> {
 /// scaled and shifted row into `out`. A loop compiled per instruction set.
 struct ForwardRows<'a, T> {
     x: &'a [T],
-    out: &'a mut [T],
+    /// Written once, element by element (never read).
+    out: &'a mut [MaybeUninit<T>],
     stats: &'a mut [T],
     w: Option<&'a [T]>,
     b: Option<&'a [T]>,
@@ -222,26 +244,33 @@ impl<T: Element> Kernel for ForwardRows<'_, T> {
         let rows = self.x.chunks_exact(n).zip(self.out.chunks_exact_mut(n));
         for ((row, y), st) in rows.zip(self.stats.chunks_exact_mut(2)) {
             let mean = lane_dot(row, &[]) * inv_n;
-            for (y, &v) in y.iter_mut().zip(row) {
-                *y = v - mean;
-            }
-            let var = lane_dot(y, y) * inv_n;
+            let var = lane_sq_dev(row, mean) * inv_n;
             let rstd = T::one() / (var + self.eps).sqrt();
             st[0] = mean;
             st[1] = rstd;
+            let ys = y.iter_mut().zip(row.iter().map(|&v| v - mean));
             match (self.w, self.b) {
                 (Some(w), Some(b)) => {
-                    for ((y, &w), &b) in y.iter_mut().zip(w).zip(b) {
-                        *y = *y * rstd * w + b;
+                    for ((y, d), (&w, &b)) in ys.zip(w.iter().zip(b)) {
+                        y.write(d * rstd * w + b);
                     }
                 }
-                (Some(w), None) => y.iter_mut().zip(w).for_each(|(y, &w)| *y = *y * rstd * w),
-                (None, Some(b)) => y.iter_mut().zip(b).for_each(|(y, &b)| *y = *y * rstd + b),
-                (None, None) => y.iter_mut().for_each(|y| *y = *y * rstd),
+                (Some(w), None) => ys.zip(w).for_each(|((y, d), &w)| {
+                    y.write(d * rstd * w);
+                }),
+                (None, Some(b)) => ys.zip(b).for_each(|((y, d), &b)| {
+                    y.write(d * rstd + b);
+                }),
+                (None, None) => ys.for_each(|(y, d)| {
+                    y.write(d * rstd);
+                }),
             }
         }
     }
 }
+
+/// A forward task's rows of the input, of the output (to write) and of the statistics.
+type RowBlock<'a, T> = ((&'a [T], &'a mut [MaybeUninit<T>]), &'a mut [T]);
 
 /// The output and the per-row `(mean, rstd)` pairs (shape `(rows, 2)`).
 fn forward<T: Element>(
@@ -260,12 +289,12 @@ fn forward<T: Element>(
     // (A zero-length row has nothing to normalise: no rows are walked.)
     let rows = xd.len().checked_div(n).unwrap_or(0);
     let eps = T::from_f64_lossy(eps);
-    // The allocator's zeros (calloc: a memset, or fresh zero pages) cost less than a
-    // generic fill; the kernel then writes every element.
-    let mut out = try_zeroed(xd.len())?;
+    // The kernel writes every element of each row once, so the output is not zeroed first.
+    let len = rows * n;
+    let mut out = try_with_capacity(len)?;
     let mut stats = try_filled(2 * rows, T::zero())?;
     let per = rows_per_task(rows, n);
-    let task = |((x, out), stats): ((&[T], &mut [T]), &mut [T])| {
+    let task = |((x, out), stats): RowBlock<'_, T>| {
         simd::run(ForwardRows {
             x,
             out,
@@ -279,7 +308,7 @@ fn forward<T: Element>(
     if rows > 0 {
         let parts = xd
             .chunks(per * n)
-            .zip(out.chunks_mut(per * n))
+            .zip(out.spare_capacity_mut()[..len].chunks_mut(per * n))
             .zip(stats.chunks_mut(per * 2));
         if per < rows {
             for_each_item(parts, task);
@@ -287,6 +316,9 @@ fn forward<T: Element>(
             parts.for_each(task);
         }
     }
+    // SAFETY: the `len` reserved elements are the `rows` rows of `n` that the tasks cover
+    // between them, and the kernel writes every element of every row.
+    unsafe { out.set_len(len) };
     Ok((
         T::wrap(NdArray::from_vec(out, x.shape())?),
         T::wrap(NdArray::from_vec(stats, &[rows, 2])?),
@@ -300,7 +332,8 @@ struct BackwardRows<'a, T> {
     x: Option<&'a [T]>,
     w: Option<&'a [T]>,
     stats: &'a [T],
-    dx: &'a mut [T],
+    /// Written once, element by element (never read).
+    dx: &'a mut [MaybeUninit<T>],
     dw: &'a mut [T],
     db: &'a mut [T],
     /// Two rows of scratch: x̂ and dx̂ = g·w.
@@ -353,7 +386,7 @@ impl<T: Element> Kernel for BackwardRows<'_, T> {
             let b = lane_dot(dxhat, xhat) * inv_n;
             let dx = &mut self.dx[r * n..(r + 1) * n];
             for ((d, &dh), &h) in dx.iter_mut().zip(dxhat.iter()).zip(xhat.iter()) {
-                *d = rstd * (dh - a - h * b);
+                d.write(rstd * (dh - a - h * b));
             }
         }
     }
@@ -381,14 +414,13 @@ fn backward<T: Element>(
     if gd.len() != rows * n || x.is_some_and(|x| x.len() != gd.len()) {
         return Err(changed("layer_norm"));
     }
-    let mut dx = match need.x {
-        true => try_zeroed(gd.len())?,
-        false => Vec::new(),
-    };
+    // When wanted, the kernel writes every element of dX once (the input is read then too),
+    // so it is not zeroed first.
+    let mut dx = try_with_capacity(if need.x { gd.len() } else { 0 })?;
     let per = rows_per_task(rows, n);
     let tasks = rows.div_ceil(per);
     // Each task sums its rows' share of dW and dB; the shares are added at the end.
-    let task = |(p, dx): (usize, &mut [T])| -> Result<Shares<T>> {
+    let task = |(p, dx): (usize, &mut [MaybeUninit<T>])| -> Result<Shares<T>> {
         let mut dw = try_filled(if need.w { n } else { 0 }, T::zero())?;
         let mut db = try_filled(if need.b { n } else { 0 }, T::zero())?;
         let mut scratch = try_filled(2 * n, T::zero())?;
@@ -406,8 +438,11 @@ fn backward<T: Element>(
         });
         Ok((dw, db))
     };
-    let mut parts: Vec<(usize, &mut [T])> = match need.x && n > 0 {
-        true => dx.chunks_mut(per * n).enumerate().collect(),
+    let mut parts: Vec<(usize, &mut [MaybeUninit<T>])> = match need.x && n > 0 {
+        true => dx.spare_capacity_mut()[..gd.len()]
+            .chunks_mut(per * n)
+            .enumerate()
+            .collect(),
         false if n > 0 => (0..tasks).map(|p| (p, &mut [][..])).collect(),
         false => Vec::new(),
     };
@@ -423,6 +458,11 @@ fn backward<T: Element>(
         }
         Ok(T::wrap(NdArray::from_vec(total, norm_shape)?))
     };
+    if need.x {
+        // SAFETY: the tasks' chunks cover all `gd.len()` reserved elements (rows·n of them),
+        // and with dX wanted the input is read, so the kernel writes every row of dX.
+        unsafe { dx.set_len(gd.len()) };
+    }
     let dx = match need.x {
         true => Some(T::wrap(NdArray::from_vec(dx, g.shape())?)),
         false => None,

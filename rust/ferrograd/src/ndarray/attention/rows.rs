@@ -190,6 +190,21 @@ fn fold_lanes<T: Copy>(mut acc: [T; LANES], f: impl Fn(T, T) -> T) -> T {
     acc[0]
 }
 
+/// `Σ a_j·b_j`, in the lanes [`row_sum`] uses (a vector loop, where one running sum is a
+/// chain of dependent additions).
+#[inline(always)]
+fn row_dot<T: Float>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); LANES];
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let rest = (ca.remainder().iter().zip(cb.remainder())).fold(T::zero(), |s, (&x, &y)| s + x * y);
+    for (x, y) in ca.zip(cb) {
+        for ((s, &x), &y) in acc.iter_mut().zip(x).zip(y) {
+            *s = *s + x * y;
+        }
+    }
+    rest + fold_lanes(acc, |a, x| a + x)
+}
+
 #[inline(always)]
 fn row_sum<T: Float>(row: &[T]) -> T {
     let mut acc = [T::zero(); LANES];
@@ -311,7 +326,10 @@ pub(super) struct GradRows<'s, T> {
     pub(super) dp: &'s mut [T],
     pub(super) c: usize,
     pub(super) mask: BlockMask<'s, T>,
-    pub(super) delta: &'s [T],
+    /// The block's rows of dO and O (of length `ev`), for `Δ`.
+    pub(super) go: &'s [T],
+    pub(super) o: &'s [T],
+    pub(super) ev: usize,
     pub(super) drop: Option<BlockDrop<T>>,
 }
 
@@ -326,7 +344,9 @@ impl<T: Float> Kernel for GradRows<'_, T> {
             .p
             .chunks_exact_mut(self.c)
             .zip(self.dp.chunks_exact_mut(self.c));
-        for (r, ((prow, dprow), &delta)) in rows.zip(self.delta).enumerate() {
+        for (r, (prow, dprow)) in rows.enumerate() {
+            let at = r * self.ev..(r + 1) * self.ev;
+            let delta = row_dot(&self.go[at.clone()], &self.o[at]);
             // Hidden weights are 0 (those inside the last vector computed as such), and so
             // are their gradients.
             let n = self.mask.visible(r, self.c);
