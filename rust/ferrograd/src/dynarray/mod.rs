@@ -333,6 +333,28 @@ impl DynArray {
         })
     }
 
+    /// [`zip`](Self::zip) that writes into `self` when it can (a float array of the result's
+    /// dtype and shape): a backward rule that owns its gradient scales it in place.
+    pub fn zip_into(self, op: &str, other: &Self, f: impl BinaryFn) -> Result<Self> {
+        let in_place = self.dtype().is_float()
+            && self.dtype() == other.dtype()
+            && self.shape() == other.shape();
+        if !in_place {
+            return self.zip(op, other, f);
+        }
+        Ok(match (self, other) {
+            (DynArray::F32(mut a), DynArray::F32(b)) => {
+                a.zip_assign(op, b, |x, y| f.apply(x, y))?;
+                DynArray::F32(a)
+            }
+            (DynArray::F64(mut a), DynArray::F64(b)) => {
+                a.zip_assign(op, b, |x, y| f.apply(x, y))?;
+                DynArray::F64(a)
+            }
+            _ => return Err(internal()),
+        })
+    }
+
     /// Combines every element with one scalar using a float function; the dtype stays (an
     /// integer array computes in float32).
     pub fn zip_scalar(&self, s: f64, f: impl BinaryFn) -> Result<Self> {

@@ -2,6 +2,7 @@
 //! and broadcasting copies. The array keeps its shape: an operand that would widen it is an
 //! error, checked before anything is written.
 
+use super::elementwise::simd::{self, Kernel};
 use super::{for_each_offset2, Float, NdArray};
 use crate::parallel::{for_each_chunk_mut, should_split};
 use crate::shape::{broadcast_strides, fmt_shape, strides_of};
@@ -42,9 +43,7 @@ impl<T: Float> NdArray<T> {
         check_assign(op, other.shape(), self.shape())?;
         if self.shape() == other.shape() {
             let (x, y) = (&mut self.data, &other.data);
-            let zip = |(x, y): (&mut [T], &[T])| {
-                x.iter_mut().zip(y).for_each(|(x, &y)| *x = f(*x, y));
-            };
+            let zip = |(x, y): (&mut [T], &[T])| simd::run(ZipAssign { x, y, f: &f });
             if should_split(x.len()) {
                 for_each_chunk_mut(x, CHUNK, |i, x| {
                     let y = &y[i * CHUNK..][..x.len()];
@@ -96,6 +95,29 @@ impl<T: Clone> NdArray<T> {
         let (x, y) = (&mut self.data, &src.data);
         for_each_offset2(&shape, &sx, &sy, |i, j| x[i] = y[j].clone());
         Ok(())
+    }
+}
+
+/// `x[i] = f(x[i], y[i])` over equal-length slices, compiled per instruction set (the
+/// in-place backward rules, e.g. relu's and GELU's, run through it).
+struct ZipAssign<'a, T, F> {
+    x: &'a mut [T],
+    y: &'a [T],
+    f: &'a F,
+}
+
+impl<T: Copy, F: Fn(T, T) -> T> Kernel for ZipAssign<'_, T, F> {
+    fn work(&self) -> usize {
+        self.x.len()
+    }
+
+    #[inline(always)]
+    fn run(self) {
+        let f = self.f;
+        self.x
+            .iter_mut()
+            .zip(self.y)
+            .for_each(|(x, &y)| *x = f(*x, y));
     }
 }
 

@@ -29,7 +29,8 @@ macro_rules! unary_op {
         $(#[$doc])*
         pub fn $name(&self) -> Result<Tensor> {
             let out = $fwd(&*self.array())?;
-            Ok(Tensor::from_op(out, $op, &[self], |$g, ctx| {
+            // The rule owns the gradient: `$grad` may write it in place.
+            Ok(Tensor::from_op_owned(out, $op, &[self], |$g, ctx| {
                 let $y = &*ctx.output()?;
                 Ok(vec![Some($grad)])
             }))
@@ -235,19 +236,19 @@ impl Tensor {
     unary_op!(/// `-self` (integers wrap).
         neg, "neg", DynArray::neg, nothing |g| g.map(Neg)?);
     unary_op!(/// `e ** self`.
-        exp, "exp", float_fn("exp", Exp), output |g, y| g.zip("exp", y, Mul)?);
+        exp, "exp", float_fn("exp", Exp), output |g, y| g.zip_into("exp", y, Mul)?);
     unary_op!(/// Natural log (NaN below 0, -inf at 0).
         log, "log", float_fn("log", Log), input |g, x| g.zip("log", x, Div)?);
     unary_op!(/// Square root.
-        sqrt, "sqrt", float_fn("sqrt", Sqrt), output |g, y| g.zip("sqrt", &y.zip_scalar(2.0, Mul)?, Div)?);
+        sqrt, "sqrt", float_fn("sqrt", Sqrt), output |g, y| g.zip_into("sqrt", &y.zip_scalar(2.0, Mul)?, Div)?);
     unary_op!(/// Absolute value (gradient 0 at 0).
         abs, "abs", DynArray::abs, input |g, x| g.zip("abs", &x.map(Sign)?, Mul)?);
     unary_op!(/// `max(self, 0)`.
-        relu, "relu", DynArray::relu, output |g, y| g.zip("relu", y, ReluBackward)?);
+        relu, "relu", DynArray::relu, output |g, y| g.zip_into("relu", y, ReluBackward)?);
     unary_op!(/// The logistic function, stable for large inputs.
-        sigmoid, "sigmoid", float_fn("sigmoid", Sigmoid), output |g, y| g.zip("sigmoid", y, SigmoidBackward)?);
+        sigmoid, "sigmoid", float_fn("sigmoid", Sigmoid), output |g, y| g.zip_into("sigmoid", y, SigmoidBackward)?);
     unary_op!(/// Hyperbolic tangent.
-        tanh, "tanh", float_fn("tanh", Tanh), output |g, y| g.zip("tanh", y, TanhBackward)?);
+        tanh, "tanh", float_fn("tanh", Tanh), output |g, y| g.zip_into("tanh", y, TanhBackward)?);
 
     /// Matrix product with NumPy `@` semantics (1-D, 2-D, batched with broadcast batch dims).
     pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
