@@ -586,8 +586,14 @@ mod tests {
         let floats = NdArray::from_vec((0..n).map(|i| i as f32).collect(), &shape).unwrap();
         let bools = NdArray::from_vec((0..n).map(|i| i % 3 == 0).collect(), &shape).unwrap();
         for perm in [[0, 2, 1], [1, 0, 2], [2, 1, 0], [0, 1, 2]] {
-            assert_eq!(floats.permute_copy(&perm).unwrap(), floats.permute(&perm).unwrap());
-            assert_eq!(bools.permute_copy(&perm).unwrap(), bools.permute(&perm).unwrap());
+            assert_eq!(
+                floats.permute_copy(&perm).unwrap(),
+                floats.permute(&perm).unwrap()
+            );
+            assert_eq!(
+                bools.permute_copy(&perm).unwrap(),
+                bools.permute(&perm).unwrap()
+            );
         }
         let empty: NdArray<f64> = NdArray::from_vec(vec![], &[2, 0, 4]).unwrap();
         assert_eq!(empty.permute_copy(&[0, 2, 1]).unwrap().shape(), &[2, 4, 0]);
