@@ -388,6 +388,9 @@ const COPY_B_MIN: usize = 1 << 12;
 /// gemm's own gather. Measured on 2 cores of an AMD EPYC VM: the digits CNN (Linear(1024,
 /// 128) on 32 rows) ran ~10 % faster with the copy, while the 784-512-512-10 MLP on 128
 /// rows ran ~40 % slower at 2 threads (200 against 330 steps/s) and ~15 % slower at 1.
+/// (Those figures are from the element-by-element copy. With the register-block transpose,
+/// copying for any row count gave the GPT's 768-row products nothing: 53.9 against 52.7 ms
+/// per step at 1 thread.)
 const COPY_B_MAX_ROWS: usize = 64;
 
 /// The matrix of `op` (starting at `off`) copied in row-major order when it is read
@@ -396,8 +399,9 @@ const COPY_B_MAX_ROWS: usize = 64;
 ///
 /// Why: gemm computes a row-major `dst` as `dstᵀ = Bᵀ·Aᵀ` and packs `Bᵀ` into column
 /// panels. With `B` transposed, those panels gather elements `k` apart: ~3 ns each, 0.4 ms
-/// for a Linear(1024, 128) weight on every forward (2/3 of that Linear's time). This tiled
-/// copy costs a fraction of that, and gemm reads the copy's panels without packing.
+/// for a Linear(1024, 128) weight on every forward (2/3 of that Linear's time). The copy
+/// ([`transpose_into`]'s register blocks, ~0.1 ns per element) costs a fraction of that, and
+/// gemm then packs the copy's panels from contiguous columns, or reads them as they are.
 fn row_major_copy<T: Float>(op: &Operand<T>, off: usize) -> Option<Vec<T>> {
     if op.row_stride != 1 || op.col_stride == 1 {
         return None;

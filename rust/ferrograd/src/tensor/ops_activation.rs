@@ -8,6 +8,7 @@ use std::mem::MaybeUninit;
 use super::ops_nn::{changed, mismatch};
 use super::{is_grad_enabled, Tensor};
 use crate::dtype::float_only_error;
+use crate::dynarray::fns::Mul;
 use crate::dynarray::{DynArray, Element};
 use crate::ndarray::elementwise::simd::{self, Kernel};
 use crate::ndarray::{exp_f32_core, try_with_capacity, Float, NdArray};
@@ -34,20 +35,14 @@ impl Tensor {
                 // The input is not read, but it is what PyTorch saves: writing to it in place
                 // after the GELU is an error there, and here too.
                 let dtype = ctx.input(0)?.dtype();
-                let mut g = g.into_dtype(dtype);
+                let g = g.into_dtype(dtype);
                 if g.shape() != slope.shape() {
                     return Err(changed("gelu"));
                 }
-                match (&mut g, &slope) {
-                    (DynArray::F32(g), DynArray::F32(s)) => {
-                        g.zip_assign("gelu", s, |g, s| g * s)?
-                    }
-                    (DynArray::F64(g), DynArray::F64(s)) => {
-                        g.zip_assign("gelu", s, |g, s| g * s)?
-                    }
-                    _ => return Err(mismatch()),
+                if dtype != slope.dtype() {
+                    return Err(mismatch());
                 }
-                Ok(vec![Some(g)])
+                Ok(vec![Some(g.zip_into("gelu", &slope, Mul)?)])
             },
         ))
     }
@@ -103,30 +98,22 @@ fn gelu_pass<T: Gelu, const MODE: u8>(xs: &[T]) -> Result<(Vec<T>, Vec<T>)> {
     };
     // The derivative is written only in FORWARD_KEEP; elsewhere each chunk gets an empty
     // slice of it.
-    if MODE == FORWARD_KEEP {
-        if should_split_work(n, GELU_COST) {
-            for_each_item(
-                dst.chunks_mut(CHUNK)
-                    .zip(slope_dst.chunks_mut(CHUNK))
-                    .enumerate(),
-                chunk,
-            );
-        } else {
-            dst.chunks_mut(CHUNK)
-                .zip(slope_dst.chunks_mut(CHUNK))
-                .enumerate()
-                .for_each(chunk);
-        }
-    } else if should_split_work(n, GELU_COST) {
-        for_each_item(
-            dst.chunks_mut(CHUNK).map(|d| (d, &mut [][..])).enumerate(),
-            chunk,
-        );
-    } else {
-        dst.chunks_mut(CHUNK)
+    let parts: Vec<(usize, OutChunks<'_, T>)> = match MODE == FORWARD_KEEP {
+        true => dst
+            .chunks_mut(CHUNK)
+            .zip(slope_dst.chunks_mut(CHUNK))
+            .enumerate()
+            .collect(),
+        false => dst
+            .chunks_mut(CHUNK)
             .map(|d| (d, &mut [][..]))
             .enumerate()
-            .for_each(chunk);
+            .collect(),
+    };
+    if should_split_work(n, GELU_COST) {
+        for_each_item(parts, chunk);
+    } else {
+        parts.into_iter().for_each(chunk);
     }
     // SAFETY: the chunks cover all `n` elements of each spare capacity written (`slope`
     // only in FORWARD_KEEP, sized `n` there), and each kernel writes every element of its
