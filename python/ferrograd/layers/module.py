@@ -394,7 +394,9 @@ class Sequential(Module):
         return self
 
     def forward(self, x: Any) -> Any:
-        for module in cast("Iterable[Module]", self._modules.values()):
+        # No `typing.cast` here: it is a Python call on every forward of every model.
+        module: Any
+        for module in self._modules.values():
             x = module(x)
         return x
 
