@@ -115,8 +115,10 @@ impl<T: Float, const DECAY: bool, const FIRST: bool, const NESTEROV: bool> Kerne
         } = self.c;
         for ((p, &g), b) in self.p.iter_mut().zip(self.g).zip(self.buf.iter_mut()) {
             let d = if DECAY { g + wd * *p } else { g };
-            *b = if FIRST { d } else { momentum * *b + keep * d };
-            let d = if NESTEROV { d + momentum * *b } else { *b };
+            // The new buffer value is used from its register (see `AdamChunk::run`).
+            let buf = if FIRST { d } else { momentum * *b + keep * d };
+            *b = buf;
+            let d = if NESTEROV { d + momentum * buf } else { buf };
             *p = *p - lr * d;
         }
     }
@@ -210,10 +212,17 @@ impl<T: Float, const L2: bool, const SHRINK: bool> Kernel for AdamChunk<'_, T, L
                 *p = *p * shrink;
             }
             let g = if L2 { g + l2 * *p } else { g };
-            *m = beta1 * *m + one_minus_beta1 * g;
-            *v = beta2 * *v + one_minus_beta2 * g * g;
-            let denom = v.sqrt() * inv_bias_correction2_sqrt + eps;
-            *p = *p - step_size * *m / denom;
+            // The new moments are used from registers, never read back from the stores just
+            // made: LLVM otherwise reloads `m` for the update, and where `m` is not 32-byte
+            // aligned (glibc's blocks are 16-byte aligned) the reload cannot be forwarded
+            // from the split store and waits for it. The digits MLP's 17K parameters took
+            // 14.5 µs per step with `m` at 16 mod 32 and 5.6 µs at 0 mod 32.
+            let m_new = beta1 * *m + one_minus_beta1 * g;
+            let v_new = beta2 * *v + one_minus_beta2 * g * g;
+            *m = m_new;
+            *v = v_new;
+            let denom = v_new.sqrt() * inv_bias_correction2_sqrt + eps;
+            *p = *p - step_size * m_new / denom;
         }
     }
 }
@@ -302,18 +311,22 @@ impl<T: Float, const DECAY: bool> RmsChunk<'_, T, DECAY> {
             momentum,
         } = c;
         let g = if DECAY { g + wd * *p } else { g };
-        *sq = alpha * *sq + one_minus_alpha * g * g;
+        // New state values are used from registers (see `AdamChunk::run`).
+        let sq_new = alpha * *sq + one_minus_alpha * g * g;
+        *sq = sq_new;
         let denom = match avg {
             Some(avg) => {
-                *avg = alpha * *avg + one_minus_alpha * g;
-                (*sq - *avg * *avg).sqrt() + eps
+                let avg_new = alpha * *avg + one_minus_alpha * g;
+                *avg = avg_new;
+                (sq_new - avg_new * avg_new).sqrt() + eps
             }
-            None => sq.sqrt() + eps,
+            None => sq_new.sqrt() + eps,
         };
         match buf {
             Some(buf) => {
-                *buf = momentum * *buf + g / denom;
-                *p = *p - lr * *buf;
+                let buf_new = momentum * *buf + g / denom;
+                *buf = buf_new;
+                *p = *p - lr * buf_new;
             }
             None => *p = *p - lr * g / denom,
         }
