@@ -208,10 +208,9 @@ impl<T: Float, const L2: bool, const SHRINK: bool> Kernel for AdamChunk<'_, T, L
         } = self.c;
         let zipped = self.p.iter_mut().zip(self.g);
         for (((p, &g), m), v) in zipped.zip(self.m.iter_mut()).zip(self.v.iter_mut()) {
-            if SHRINK {
-                *p = *p * shrink;
-            }
-            let g = if L2 { g + l2 * *p } else { g };
+            // Likewise the parameter: AdamW's shrunk value is stored once, with the update.
+            let p_old = if SHRINK { *p * shrink } else { *p };
+            let g = if L2 { g + l2 * p_old } else { g };
             // The new moments are used from registers, never read back from the stores just
             // made: LLVM otherwise reloads `m` for the update, and where `m` is not 32-byte
             // aligned (glibc's blocks are 16-byte aligned) the reload cannot be forwarded
@@ -222,7 +221,7 @@ impl<T: Float, const L2: bool, const SHRINK: bool> Kernel for AdamChunk<'_, T, L
             *m = m_new;
             *v = v_new;
             let denom = v_new.sqrt() * inv_bias_correction2_sqrt + eps;
-            *p = *p - step_size * m_new / denom;
+            *p = p_old - step_size * m_new / denom;
         }
     }
 }
