@@ -92,6 +92,7 @@ pub(super) fn gemm_into<T: Float>(
         }
         return;
     }
+    crate::ndarray::matmul::configure_gemm();
     // SAFETY: T is f32 or f64 (checked above), which gemm supports. The assert shows that
     // every element of A (m × k), B (k × n) and dst (m × n, row stride ldd) read or written
     // lies inside its slice; `dst` is a unique borrow, so it aliases neither input.
