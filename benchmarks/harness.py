@@ -82,9 +82,28 @@ class LoadCheck:
     load1: float  # 1-minute load average
     busy: float | None  # cores used by other processes in the last sample (None: unknown)
     waited: float  # seconds spent waiting for the machine to calm down
+    # A cache line's round trip between two cores (ns; None: not measured). On a VM it
+    # says where the host put the virtual cores: 2-thread figures follow it.
+    round_trip_ns: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"load1": self.load1, "busy": self.busy, "waited": self.waited}
+        return {
+            "load1": self.load1,
+            "busy": self.busy,
+            "waited": self.waited,
+            "round_trip_ns": self.round_trip_ns,
+        }
+
+
+def core_to_core_round_trip() -> float | None:
+    """ferrograd's probe of the core-to-core round trip (ns), or None where ferrograd does
+    not import or the machine has one core. It runs in the harness's own process, between
+    workers, so it measures the machine, not a library."""
+    try:
+        import ferrograd
+    except ImportError:
+        return None
+    return ferrograd._core._core_to_core_round_trip_ns()
 
 
 class LoadGate:
@@ -93,7 +112,8 @@ class LoadGate:
     Each check waits at most ``max_wait`` seconds, and all checks together at most
     ``wait_budget``: on a machine that stays busy, waiting longer buys nothing, so once the
     budget is spent the gate only records. ``sampler(seconds)`` returns the other processes'
-    CPU use in cores (``cpu_busy``), ``loadavg()`` the 1-minute load average; both are
+    CPU use in cores (``cpu_busy``), ``loadavg()`` the 1-minute load average, ``probe()``
+    the core-to-core round trip (``core_to_core_round_trip``; none by default); all are
     injectable for tests, as is the clock."""
 
     def __init__(
@@ -105,10 +125,12 @@ class LoadGate:
         sampler: Callable[[float], float | None] = cpu_busy,
         loadavg: Callable[[], float] = lambda: os.getloadavg()[0],
         clock: Callable[[], float] = time.monotonic,
+        probe: Callable[[], float | None] = lambda: None,
     ) -> None:
         self.max_busy, self.max_wait, self.sample_s = max_busy, max_wait, sample_s
         self.budget = wait_budget
         self.sampler, self.loadavg, self.clock = sampler, loadavg, clock
+        self.probe = probe
 
     def check(self) -> LoadCheck:
         start = self.clock()
@@ -118,7 +140,7 @@ class LoadGate:
             waited = self.clock() - start
             if busy is None or busy <= self.max_busy or waited >= limit:
                 self.budget = max(0.0, self.budget - waited)
-                return LoadCheck(self.loadavg(), busy, waited)
+                return LoadCheck(self.loadavg(), busy, waited, self.probe())
 
 
 # ----- running workers -------------------------------------------------------------------
@@ -250,6 +272,8 @@ def run_group(
                 runs.append(run)
                 busy = "?" if load.busy is None else f"{load.busy:.2f}"
                 waited = f", waited {load.waited:.0f} s" if load.waited >= 1 else ""
+                if load.round_trip_ns is not None:
+                    waited += f", core round trip {load.round_trip_ns:.0f} ns"
                 status = "ok" if not error else "FAILED"
                 log(
                     f"# {workload} round {r + 1}/{settings.rounds}, {threads} thr: {impl:<9} "

@@ -236,6 +236,7 @@ def load_table(runs: Sequence[Run]) -> list[str]:
                 str(len(group)),
                 _range(c.load1 for c in loads),
                 _busy(loads),
+                _round_trips(loads),
                 f"{sum(c.waited for c in loads):.0f} s",
                 f"{sum(r.seconds for r in group):.0f} s",
             ]
@@ -246,15 +247,23 @@ def load_table(runs: Sequence[Run]) -> list[str]:
         "processes",
         "load avg (1 min) before",
         "others' CPU before (cores, median / max)",
+        "core round trip before (ns, min–max)",
         "waited",
         "ran",
     ]
-    return markdown_table(header, rows, {2, 5, 6})
+    return markdown_table(header, rows, {2, 6, 7})
 
 
 def _range(xs: Any) -> str:
     xs = list(xs)
     return f"{min(xs):.2f}–{max(xs):.2f}"
+
+
+def _round_trips(loads: Sequence[LoadCheck]) -> str:
+    trips = [c.round_trip_ns for c in loads if c.round_trip_ns is not None]
+    if not trips:
+        return "not measured"
+    return f"{min(trips):.0f}–{max(trips):.0f}"
 
 
 def _busy(loads: Sequence[LoadCheck]) -> str:

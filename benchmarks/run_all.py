@@ -27,7 +27,7 @@ from pathlib import Path
 import harness
 import report
 import workloads
-from harness import Figure, LoadGate, Run, Settings
+from harness import Figure, LoadGate, Run, Settings, core_to_core_round_trip
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -190,7 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     max_wait = ns.max_wait if ns.max_wait is not None else (0.0 if quick else 10.0)
     gate = LoadGate(
-        ns.max_busy, max_wait, sample_s=0.05 if quick else 0.3, wait_budget=ns.wait_budget
+        ns.max_busy,
+        max_wait,
+        sample_s=0.05 if quick else 0.3,
+        wait_budget=ns.wait_budget,
+        probe=core_to_core_round_trip,
     )
     names = ns.only.split(",") if ns.only else list(registry)
     unknown = [n for n in names if n not in registry]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -127,6 +128,10 @@ def test_report_names_the_machine_versions_command_and_load(quick_run):
         assert part in text, part
     for run in raw["runs"]:
         assert run["load"]["load1"] >= 0
+    # the core-to-core round trip is measured before each process (the machine has 2 cores)
+    if os.cpu_count() and os.cpu_count() > 1:
+        assert all(run["load"]["round_trip_ns"] > 0 for run in raw["runs"])
+        assert "core round trip before (ns, min–max)" in text
 
 
 def test_libraries_alternate_process_by_process_and_ratios_pair_rounds(tmp_path):
@@ -294,6 +299,23 @@ def test_load_gate_waits_while_others_are_busy_and_records_what_it_saw():
     assert gate.check() == LoadCheck(3.0, 1.9, 2.0)
     assert gate.check() == LoadCheck(3.0, 1.9, 1.0)  # one second of budget left
     assert gate.check() == LoadCheck(3.0, 1.9, 1.0)  # budget spent: one sample, no wait
+
+
+def test_load_gate_records_the_core_round_trip_and_the_report_shows_its_range():
+    trips = iter([60.0, 350.0])
+    gate = LoadGate(
+        0.5, 0, 0, sampler=lambda s: 0.0, loadavg=lambda: 0.0, probe=lambda: next(trips)
+    )
+    checks = [gate.check(), gate.check()]
+    assert [c.round_trip_ns for c in checks] == [60.0, 350.0]
+    runs = [harness.Run("w", "ferrograd", 2, i, c, 1.0) for i, c in enumerate(checks)]
+    table = "\n".join(report.load_table(runs))
+    assert "| 60–350 " in table
+    assert checks[0].as_dict()["round_trip_ns"] == 60.0
+    # without a probe nothing is measured, and the report says so
+    quiet = LoadGate(0.5, 0, 0, sampler=lambda s: 0.0, loadavg=lambda: 0.0).check()
+    assert quiet.round_trip_ns is None
+    assert "not measured" in "\n".join(report.load_table([harness.Run("w", "x", 1, 0, quiet, 1)]))
 
 
 def test_a_failing_library_is_left_out_of_the_later_rounds():

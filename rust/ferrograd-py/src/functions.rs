@@ -320,6 +320,14 @@ fn get_num_threads() -> usize {
     ferrograd::parallel::num_threads()
 }
 
+/// `_core_to_core_round_trip_ns(round_trips=20000)`: the median time, in ns, of passing a
+/// cache line to another core and back (a benchmark diagnostic; None on one core).
+#[pyfunction]
+#[pyo3(signature = (round_trips=20000))]
+fn _core_to_core_round_trip_ns(py: Python<'_>, round_trips: usize) -> Option<f64> {
+    py.detach(|| ferrograd::parallel::core_to_core_round_trip_ns(round_trips))
+}
+
 /// Adds the functions to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(zeros, m)?)?;
@@ -339,6 +347,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(set_grad_enabled, m)?)?;
     m.add_function(wrap_pyfunction!(is_grad_enabled, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(_core_to_core_round_trip_ns, m)?)?;
     m.add_function(wrap_pyfunction!(get_num_threads, m)?)?;
     Ok(())
 }

@@ -289,3 +289,56 @@ pub fn should_split(n: usize) -> bool {
 pub fn should_split_work(n: usize, cost: usize) -> bool {
     n.saturating_mul(cost) >= PARALLEL_THRESHOLD && num_threads() > 1
 }
+
+/// The median round trip, in nanoseconds, of a cache line passed between this thread and a
+/// second one it starts (`round_trips` passes; `None` on one core, where the two would take
+/// turns, or when the thread cannot start). Both spin, so on an idle machine the OS runs
+/// them on two cores.
+///
+/// A diagnostic for benchmarks: it is what every hand-off between the pool's threads pays.
+/// On a VM it changes as the host moves the virtual cores: ~55 ns with both on one core
+/// complex of the AMD EPYC host here, ~350 ns across complexes, and then the digits CNN at
+/// 2 threads ran at 258 instead of 630 steps/s.
+pub fn core_to_core_round_trip_ns(round_trips: usize) -> Option<f64> {
+    use std::sync::atomic::AtomicU64;
+    use std::time::Instant;
+
+    const BATCH: u64 = 1000;
+    if cores() < 2 {
+        return None;
+    }
+    let batches = round_trips.div_ceil(BATCH as usize).max(1);
+    let ball = Arc::new(AtomicU64::new(0));
+    let other = Arc::clone(&ball);
+    let last = 2 * BATCH * batches as u64;
+    // The partner answers every odd value with the next even one, until the last.
+    let partner = std::thread::Builder::new()
+        .name("ferrograd-probe".into())
+        .spawn(move || {
+            let mut expect = 1;
+            while expect < last {
+                while other.load(Ordering::Acquire) != expect {
+                    std::hint::spin_loop();
+                }
+                other.store(expect + 1, Ordering::Release);
+                expect += 2;
+            }
+        })
+        .ok()?;
+    let mut times = Vec::with_capacity(batches);
+    let mut value = 0;
+    for _ in 0..batches {
+        let start = Instant::now();
+        for _ in 0..BATCH {
+            ball.store(value + 1, Ordering::Release);
+            while ball.load(Ordering::Acquire) != value + 2 {
+                std::hint::spin_loop();
+            }
+            value += 2;
+        }
+        times.push(start.elapsed().as_secs_f64() * 1e9 / BATCH as f64);
+    }
+    partner.join().ok()?;
+    times.sort_by(f64::total_cmp);
+    Some(times[times.len() / 2])
+}

@@ -32,3 +32,9 @@ fn an_absurd_thread_count_is_an_error_naming_the_limit() {
     let err = set_num_threads(1_000_000_000).unwrap_err().to_string();
     assert!(err.contains("1024") && err.contains("1000000000"), "{err}");
 }
+
+#[test]
+fn core_to_core_round_trip_is_a_positive_time() {
+    let ns = core_to_core_round_trip_ns(2000).expect("the probe thread starts");
+    assert!(ns > 0.0 && ns.is_finite(), "{ns}");
+}
