@@ -312,21 +312,12 @@ fn matrix_product<T: Float>(
         }
         return;
     }
-    let b_copy = (n * k >= COPY_B_MIN && (8..=COPY_B_MAX_ROWS).contains(&m))
-        .then(|| row_major_copy(b, ob))
-        .flatten();
-    let (b_data, ob, b_strides) = match &b_copy {
-        Some(c) => (&c[..], 0, (n as isize, 1)),
-        None => (b.data, ob, (b.row_stride, b.col_stride)),
-    };
     let block = Block {
         dst: SharedPtr(dst.as_mut_ptr().cast::<T>()),
         n,
         k,
         a: SharedPtr(a.data.as_ptr().wrapping_add(oa).cast_mut()),
         a_strides: (a.row_stride, a.col_stride),
-        b: SharedPtr(b_data.as_ptr().wrapping_add(ob).cast_mut()),
-        b_strides,
     };
     // Several threads: each computes its own stripe of `dst` with a one-threaded GEMM.
     // Measured on 2 cores, this runs mid-size products 1.3-1.5x faster than gemm's own
@@ -338,6 +329,12 @@ fn matrix_product<T: Float>(
     let side = if split_cols { n } else { m };
     let stripes = threads.min(side.div_ceil(STRIPE_ALIGN)).max(1);
     let width = side.div_ceil(stripes).next_multiple_of(STRIPE_ALIGN);
+    // A transposed B is read from a row-major copy (see `row_major_copy`) that each stripe
+    // makes of the columns it needs: on its own thread, into its own cache. (Stripes of rows
+    // each copy the whole of B: one copy shared out among the threads first took a second
+    // parallel region and the other core's cache lines, and ran 768x128 @ (128x128)^T
+    // 10 % slower than gemm's gather on 2 threads; the copies made twice cost ~1 %.)
+    let copy_b = is_transposed(b) && n * k >= COPY_B_MIN && m >= COPY_B_MIN_ROWS;
     let run = |s: usize| {
         let (lo, hi) = (s * width, ((s + 1) * width).min(side));
         if lo >= hi {
@@ -363,13 +360,26 @@ fn matrix_product<T: Float>(
                 fill_bias(row, Some(&bias[cols.clone()]));
             }
         }
+        let b_copy = copy_b
+            .then(|| row_major_copy(b, ob, cols.clone()))
+            .flatten();
+        // B's columns `cols`: the start of the first and the (row, column) strides.
+        let b_cols = match &b_copy {
+            Some(c) => (c.as_ptr(), (cols.len() as isize, 1)),
+            None => (
+                b.data
+                    .as_ptr()
+                    .wrapping_add(ob + cols.start * b.col_stride as usize),
+                (b.row_stride, b.col_stride),
+            ),
+        };
         // SAFETY: `T` is f32 or f64 (checked above). The stripes `rows × cols` of
         // distinct `s` are disjoint, so no two calls write the same element of `dst`,
         // and `dst` is a unique borrow that aliases neither input. The assert above
-        // shows every element read is in bounds (see `Block::product`); a row-major
-        // copy of B holds exactly its `k × n` elements at strides `(n, 1)`. With a bias the
-        // stripe was initialised just above.
-        unsafe { block.product(rows, cols, bias.is_some()) }
+        // shows every element of A and B read is in bounds (see `Block::product`); a
+        // row-major copy of B's columns `cols` holds exactly its `k × cols.len()` elements
+        // at strides `(cols.len(), 1)`. With a bias the stripe was initialised just above.
+        unsafe { block.product(rows, cols, b_cols, bias.is_some()) }
     };
     if stripes > 1 {
         crate::parallel::for_each(stripes, run);
@@ -378,42 +388,46 @@ fn matrix_product<T: Float>(
     }
 }
 
+/// Whether `op` is read transposed: a matrix stored row-major, read down its columns (the
+/// weight of `x @ wᵀ`), so that gemm would gather it element by element.
+fn is_transposed<T>(op: &Operand<T>) -> bool {
+    op.row_stride == 1 && op.col_stride != 1
+}
+
 /// From this many elements on, a transposed `B` is copied row-major first (see
 /// [`row_major_copy`]). With the register-block transpose the copy pays from a few thousand
 /// elements: Linear(64, 128) on 64 rows went from 13.0 to 12.4 µs (1 thread); smaller
 /// weights stay in cache while gemm gathers them.
 const COPY_B_MIN: usize = 1 << 12;
 
-/// Up to this many rows of `A` a transposed `B` is copied; past it the copy costs more than
-/// gemm's own gather. Measured on 2 cores of an AMD EPYC VM: the digits CNN (Linear(1024,
-/// 128) on 32 rows) ran ~10 % faster with the copy, while the 784-512-512-10 MLP on 128
-/// rows ran ~40 % slower at 2 threads (200 against 330 steps/s) and ~15 % slower at 1.
-/// (Those figures are from the element-by-element copy. With the register-block transpose,
-/// copying for any row count gave the GPT's 768-row products nothing: 53.9 against 52.7 ms
-/// per step at 1 thread.)
-const COPY_B_MAX_ROWS: usize = 64;
+/// From this many rows of `A` on, a transposed `B` is copied; below it gemm packs `B` about
+/// once anyway and the gather costs no more than the copy.
+const COPY_B_MIN_ROWS: usize = 8;
 
-/// The matrix of `op` (starting at `off`) copied in row-major order when it is read
-/// transposed (unit row stride, as the weight of `x @ wᵀ`); `None` when it is not, or
-/// when the copy cannot be allocated (gemm then reads the operand as it is).
+/// Columns `cols` of the matrix of `op` (starting at `off`; `op` read transposed, see
+/// [`is_transposed`]) copied in row-major order, `k × cols.len()`; `None` when the copy
+/// cannot be allocated (gemm then reads the operand as it is).
 ///
 /// Why: gemm computes a row-major `dst` as `dstᵀ = Bᵀ·Aᵀ` and packs `Bᵀ` into column
-/// panels. With `B` transposed, those panels gather elements `k` apart: ~3 ns each, 0.4 ms
-/// for a Linear(1024, 128) weight on every forward (2/3 of that Linear's time). The copy
-/// ([`transpose_into`]'s register blocks, ~0.1 ns per element) costs a fraction of that, and
-/// gemm then packs the copy's panels from contiguous columns, or reads them as they are.
-fn row_major_copy<T: Float>(op: &Operand<T>, off: usize) -> Option<Vec<T>> {
-    if op.row_stride != 1 || op.col_stride == 1 {
-        return None;
-    }
-    let (rows, cols, cs) = (op.rows, op.cols, op.col_stride as usize);
-    let len = rows * cols;
+/// panels. With `B` transposed, those panels gather elements `k` apart, one scalar load and
+/// store each: ~3 ns per element for a Linear(1024, 128) weight (0.4 ms on every forward,
+/// 2/3 of that Linear's time), where a power-of-two row length maps the gathered rows onto
+/// a few cache sets. The copy ([`transpose_into`]'s register blocks, 0.1-0.4 ns per
+/// element) costs a fraction of that, and gemm then packs the copy's panels from contiguous
+/// columns, or reads them as they are.
+fn row_major_copy<T: Float>(
+    op: &Operand<T>,
+    off: usize,
+    cols: std::ops::Range<usize>,
+) -> Option<Vec<T>> {
+    let (k, width, cs) = (op.rows, cols.len(), op.col_stride as usize);
+    let len = k * width;
     let mut out = try_with_capacity(len).ok()?;
-    // In memory the operand is its transpose, a row-major `cols × rows` matrix at row
-    // stride `cs`: transposing that gives the row-major copy.
+    // In memory the operand is its transpose, a row-major `n × k` matrix at row stride
+    // `cs`: its rows `cols`, transposed, are the copy.
     transpose_into(
-        &op.data[off..],
-        [cols, rows],
+        &op.data[off + cols.start * cs..],
+        [width, k],
         cs,
         &mut out.spare_capacity_mut()[..len],
     );
@@ -435,32 +449,32 @@ unsafe impl<T> Send for SharedPtr<T> {}
 unsafe impl<T> Sync for SharedPtr<T> {}
 
 /// One product `dst (m×n, row-major) = A (m×k) @ B (k×n)` as raw parts, with the
-/// (row, column) element strides of `A` and `B`.
+/// (row, column) element strides of `A`; `B` is given per part (see [`Block::product`]).
 struct Block<T> {
     dst: SharedPtr<T>,
     n: usize,
     k: usize,
     a: SharedPtr<T>,
     a_strides: (isize, isize),
-    b: SharedPtr<T>,
-    b_strides: (isize, isize),
 }
 
 impl<T: Float> Block<T> {
-    /// Computes the `rows × cols` part of `dst` on this thread.
+    /// Computes the `rows × cols` part of `dst` on this thread from `b_cols`: where
+    /// column `cols.start` of `B` starts, and `B`'s (row, column) strides there.
     ///
     /// # Safety
     /// `T` must be f32 or f64; `rows` and `cols` must lie within `dst`'s `m × n`, every
-    /// element of `A` and `B` must be readable, no other thread may touch this part of
-    /// `dst` meanwhile, and with `accumulate` that part must be initialised.
+    /// element of `A` and of `B`'s `k × cols.len()` columns at `b_cols` must be readable,
+    /// no other thread may touch this part of `dst` meanwhile, and with `accumulate` that
+    /// part must be initialised.
     unsafe fn product(
         &self,
         rows: std::ops::Range<usize>,
         cols: std::ops::Range<usize>,
+        (b, (brs, bcs)): (*const T, (isize, isize)),
         accumulate: bool,
     ) {
         let (ars, acs) = self.a_strides;
-        let (brs, bcs) = self.b_strides;
         let (i0, j0) = (rows.start, cols.start);
         // `read_dst = false`: `dst`'s old (possibly uninitialised) contents are never
         // read, only written (alpha is then ignored; beta = 1 scales lhs×rhs). With
@@ -476,7 +490,7 @@ impl<T: Float> Block<T> {
             self.a.0.offset(i0 as isize * ars),
             acs,
             ars,
-            self.b.0.offset(j0 as isize * bcs),
+            b,
             bcs,
             brs,
             if accumulate { T::one() } else { T::zero() },

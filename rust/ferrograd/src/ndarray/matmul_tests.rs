@@ -362,6 +362,8 @@ fn matmul_flat_refuses_dims_that_do_not_fit_the_data_or_each_other() {
 fn gpt_gemm_timings_print_one_and_two_thread_times() {
     use super::matmul_flat;
     use std::time::Instant;
+    // As the Python module does: freed buffers are reused, not mapped afresh every call.
+    crate::ndarray::keep_freed_memory();
     let rows = 768;
     // (label, a dims, ta, b dims, tb)
     type Case = (String, [usize; 2], bool, [usize; 2], bool);
@@ -460,6 +462,90 @@ fn gpt_gemm_timings_print_one_and_two_thread_times() {
         println!(
             "bwd pair out {out_f} in {in_f}: 1 thr {t1:8.1}  2 thr striped {t2:8.1}  joined {tj:8.1} µs"
         );
+    }
+    crate::parallel::set_num_threads(0).unwrap();
+}
+
+/// Not a test: prints the 1- and 2-thread times of the GEMMs of one step of the large MLP
+/// benchmark (784-512-512-10, batch 128) and of the digits models. Run alone, on a quiet
+/// machine: `cargo test -p ferrograd --release --lib mlp_gemm_timings -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints timings; run by hand"]
+fn mlp_gemm_timings_print_one_and_two_thread_times() {
+    use super::matmul_flat;
+    use std::time::Instant;
+    // As the Python module does: freed buffers are reused, not mapped afresh every call.
+    crate::ndarray::keep_freed_memory();
+    let median = |f: &dyn Fn()| {
+        for _ in 0..20 {
+            f();
+        }
+        let mut t: Vec<f64> = (0..300)
+            .map(|_| {
+                let s = Instant::now();
+                f();
+                s.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    for (rows, in_f, out_f) in [
+        (128, 784, 512),
+        (128, 512, 512),
+        (128, 512, 10),
+        (64, 64, 128),
+        (32, 1024, 128),
+    ] {
+        let x = filled::<f32>(&[rows, in_f], 1);
+        let w = filled::<f32>(&[out_f, in_f], 2);
+        let g = filled::<f32>(&[rows, out_f], 3);
+        let bias = filled::<f32>(&[out_f], 4);
+        let cases: [(&str, &dyn Fn()); 3] = [
+            ("fwd x@Wt+b", &|| {
+                let r = matmul_flat(
+                    x.data(),
+                    [rows, in_f],
+                    false,
+                    w.data(),
+                    [out_f, in_f],
+                    true,
+                    Some(bias.data()),
+                );
+                std::hint::black_box(r.unwrap());
+            }),
+            ("dX  G@W", &|| {
+                let r = matmul_flat(
+                    g.data(),
+                    [rows, out_f],
+                    false,
+                    w.data(),
+                    [out_f, in_f],
+                    false,
+                    None,
+                );
+                std::hint::black_box(r.unwrap());
+            }),
+            ("dW  Gt@X", &|| {
+                let r = matmul_flat(
+                    g.data(),
+                    [rows, out_f],
+                    true,
+                    x.data(),
+                    [rows, in_f],
+                    false,
+                    None,
+                );
+                std::hint::black_box(r.unwrap());
+            }),
+        ];
+        for (label, run) in cases {
+            crate::parallel::set_num_threads(1).unwrap();
+            let t1 = median(run);
+            crate::parallel::set_num_threads(2).unwrap();
+            let t2 = median(run);
+            println!("{rows}x{in_f}->{out_f} {label:12} 1 thr {t1:8.1} µs  2 thr {t2:8.1} µs");
+        }
     }
     crate::parallel::set_num_threads(0).unwrap();
 }
