@@ -360,26 +360,33 @@ fn matrix_product<T: Float>(
                 fill_bias(row, Some(&bias[cols.clone()]));
             }
         }
-        let b_copy = copy_b
-            .then(|| row_major_copy(b, ob, cols.clone()))
-            .flatten();
-        // B's columns `cols`: the start of the first and the (row, column) strides.
-        let b_cols = match &b_copy {
-            Some(c) => (c.as_ptr(), (cols.len() as isize, 1)),
-            None => (
-                b.data
-                    .as_ptr()
-                    .wrapping_add(ob + cols.start * b.col_stride as usize),
-                (b.row_stride, b.col_stride),
-            ),
-        };
-        // SAFETY: `T` is f32 or f64 (checked above). The stripes `rows × cols` of
-        // distinct `s` are disjoint, so no two calls write the same element of `dst`,
-        // and `dst` is a unique borrow that aliases neither input. The assert above
-        // shows every element of A and B read is in bounds (see `Block::product`); a
-        // row-major copy of B's columns `cols` holds exactly its `k × cols.len()` elements
-        // at strides `(cols.len(), 1)`. With a bias the stripe was initialised just above.
-        unsafe { block.product(rows, cols, b_cols, bias.is_some()) }
+        // A transposed B is copied and multiplied a chunk of columns at a time (see
+        // `COPY_B_CHUNK`); read as it is, all the stripe's columns in one GEMM.
+        let chunk = if copy_b { COPY_B_CHUNK } else { cols.len() };
+        for c0 in cols.clone().step_by(chunk) {
+            let cols = c0..(c0 + chunk).min(cols.end);
+            let b_copy = copy_b
+                .then(|| row_major_copy(b, ob, cols.clone()))
+                .flatten();
+            // B's columns `cols`: the start of the first and the (row, column) strides.
+            let b_cols = match &b_copy {
+                Some(c) => (c.as_ptr(), (cols.len() as isize, 1)),
+                None => (
+                    b.data
+                        .as_ptr()
+                        .wrapping_add(ob + cols.start * b.col_stride as usize),
+                    (b.row_stride, b.col_stride),
+                ),
+            };
+            // SAFETY: `T` is f32 or f64 (checked above). The stripes `rows × cols` of
+            // distinct `s` are disjoint, and so are the chunks of one stripe, so no two
+            // calls write the same element of `dst`, and `dst` is a unique borrow that
+            // aliases neither input. The assert above shows every element of A and B read
+            // is in bounds (see `Block::product`); a row-major copy of B's columns `cols`
+            // holds exactly its `k × cols.len()` elements at strides `(cols.len(), 1)`.
+            // With a bias the stripe was initialised just above.
+            unsafe { block.product(rows.clone(), cols, b_cols, bias.is_some()) }
+        }
     };
     if stripes > 1 {
         crate::parallel::for_each(stripes, run);
@@ -399,6 +406,14 @@ fn is_transposed<T>(op: &Operand<T>) -> bool {
 /// elements: Linear(64, 128) on 64 rows went from 13.0 to 12.4 µs (1 thread); smaller
 /// weights stay in cache while gemm gathers them.
 const COPY_B_MIN: usize = 1 << 12;
+
+/// A stripe copies and multiplies the columns of a transposed `B` this many at a time (one
+/// f32 register panel of gemm's AVX-512 kernel, two of f64): the copy of a chunk (64 × 784
+/// f32, 200 KB) is still in L2 when gemm packs it, where a stripe's whole copy (256 × 784)
+/// was not. Measured on 2 cores of an AMD EPYC VM (µs, 1 thread / 2): 128×784 @
+/// (512×784)ᵀ 1074/546 copied whole, 986/510 in chunks of 64 (32: 1000/540, 48: 988/512,
+/// 96: 989/516, 128: 1055/530, 256: 1065/543); 128×512 @ (512×512)ᵀ 702/358, 655/335.
+const COPY_B_CHUNK: usize = 64;
 
 /// From this many rows of `A` on, a transposed `B` is copied; below it gemm packs `B` about
 /// once anyway and the gather costs no more than the copy.
