@@ -330,10 +330,10 @@ fn matrix_product<T: Float>(
     let stripes = threads.min(side.div_ceil(STRIPE_ALIGN)).max(1);
     let width = side.div_ceil(stripes).next_multiple_of(STRIPE_ALIGN);
     // A transposed B is read from a row-major copy (see `row_major_copy`) that each stripe
-    // makes of the columns it needs: on its own thread, into its own cache. (Stripes of rows
-    // each copy the whole of B: one copy shared out among the threads first took a second
-    // parallel region and the other core's cache lines, and ran 768x128 @ (128x128)^T
-    // 10 % slower than gemm's gather on 2 threads; the copies made twice cost ~1 %.)
+    // makes of the columns it needs, on its own thread: no serial copy before the split.
+    // (Stripes of rows each copy the whole of B: one copy shared out among the threads took
+    // a second parallel region and the other core's cache lines, and ran 768x128 @
+    // (128x128)^T 10 % slower than gemm's gather on 2 threads; copying twice costs ~1 %.)
     let copy_b = is_transposed(b) && n * k >= COPY_B_MIN && m >= COPY_B_MIN_ROWS;
     let run = |s: usize| {
         let (lo, hi) = (s * width, ((s + 1) * width).min(side));
@@ -415,8 +415,11 @@ const COPY_B_MIN: usize = 1 << 12;
 /// 96: 989/516, 128: 1055/530, 256: 1065/543); 128×512 @ (512×512)ᵀ 702/358, 655/335.
 const COPY_B_CHUNK: usize = 64;
 
-/// From this many rows of `A` on, a transposed `B` is copied; below it gemm packs `B` about
-/// once anyway and the gather costs no more than the copy.
+/// From this many rows of `A` on, a transposed `B` is copied (the bound of the earlier
+/// whole-matrix copy, not measured again). There is no upper bound any more: copied in
+/// chunks by every stripe, `B` costs less to copy than to gather for 128 rows and more
+/// (the MLP's products above, the GPT's on 768 rows: 768×512 @ (128×512)ᵀ 995/575 µs
+/// gathered, 890/456 copied; its products with k = 128 within ±2 %).
 const COPY_B_MIN_ROWS: usize = 8;
 
 /// Columns `cols` of the matrix of `op` (starting at `off`; `op` read transposed, see
