@@ -334,7 +334,7 @@ fn matrix_product<T: Float>(
     // (Stripes of rows each copy the whole of B: one copy shared out among the threads took
     // a second parallel region and the other core's cache lines, and ran 768x128 @
     // (128x128)^T 10 % slower than gemm's gather on 2 threads; copying twice costs ~1 %.)
-    let copy_b = is_transposed(b) && n * k >= COPY_B_MIN && m >= COPY_B_MIN_ROWS;
+    let copy_b = copies_b(b, [m, n, k]);
     let run = |s: usize| {
         let (lo, hi) = (s * width, ((s + 1) * width).min(side));
         if lo >= hi {
@@ -363,8 +363,17 @@ fn matrix_product<T: Float>(
         // A transposed B is copied and multiplied a chunk of columns at a time (see
         // `COPY_B_CHUNK`); read as it is, all the stripe's columns in one GEMM.
         let chunk = if copy_b { COPY_B_CHUNK } else { cols.len() };
-        for c0 in cols.clone().step_by(chunk) {
-            let cols = c0..(c0 + chunk).min(cols.end);
+        let mut c0 = cols.start;
+        while c0 < cols.end {
+            // A ragged last chunk joins the one before it: no narrow GEMM at the end.
+            let rest = cols.end - c0;
+            let cols = c0..c0
+                + if rest < chunk + chunk / 4 {
+                    rest
+                } else {
+                    chunk
+                };
+            c0 = cols.end;
             let b_copy = copy_b
                 .then(|| row_major_copy(b, ob, cols.clone()))
                 .flatten();
@@ -395,10 +404,14 @@ fn matrix_product<T: Float>(
     }
 }
 
-/// Whether `op` is read transposed: a matrix stored row-major, read down its columns (the
-/// weight of `x @ wᵀ`), so that gemm would gather it element by element.
-fn is_transposed<T>(op: &Operand<T>) -> bool {
-    op.row_stride == 1 && op.col_stride != 1
+/// Whether the GEMMs read the `k × n` operand `b` of an `m × n × k` product from row-major
+/// copies (see [`row_major_copy`]): when it is read transposed (a matrix stored row-major,
+/// read down its columns, as the weight of `x @ wᵀ`) and gemm would gather it element by
+/// element. It does not where `A` is one row or `m · n` ≤ 16 × 16: gemm's matrix-vector and
+/// dot-product kernels read such a `B` as the contiguous rows it is stored as.
+fn copies_b<T>(b: &Operand<T>, [m, n, k]: [usize; 3]) -> bool {
+    let transposed = b.row_stride == 1 && b.col_stride != 1 && n > 1;
+    transposed && m >= COPY_B_MIN_ROWS && m * n > 16 * 16 && n * k >= COPY_B_MIN
 }
 
 /// From this many elements on, a transposed `B` is copied row-major first (see
@@ -415,15 +428,17 @@ const COPY_B_MIN: usize = 1 << 12;
 /// 96: 989/516, 128: 1055/530, 256: 1065/543); 128×512 @ (512×512)ᵀ 702/358, 655/335.
 const COPY_B_CHUNK: usize = 64;
 
-/// From this many rows of `A` on, a transposed `B` is copied (the bound of the earlier
-/// whole-matrix copy, not measured again). There is no upper bound any more: copied in
-/// chunks by every stripe, `B` costs less to copy than to gather for 128 rows and more
-/// (the MLP's products above, the GPT's on 768 rows: 768×512 @ (128×512)ᵀ 995/575 µs
-/// gathered, 890/456 copied; its products with k = 128 within ±2 %).
-const COPY_B_MIN_ROWS: usize = 8;
+/// From this many rows of `A` on, a transposed `B` is copied. A single row takes gemm's
+/// matrix-vector or dot-product path (1×1024 @ (128×1024)ᵀ: 6 µs as it is, 37 µs copied);
+/// from two rows on, gemm's gather is what is slow (µs, as it is / copied, 1 thread: 4×1024 @ (128×1024)ᵀ 375/34, 6×512 @
+/// (512×512)ᵀ 540/76, 2×784 @ (512×784)ᵀ 142/85, 32×1024 @ (128×1024)ᵀ 434/99). There is
+/// no upper bound: copied in chunks by every stripe, `B` costs less to copy than to gather
+/// on 128 rows (the products above) and on the GPT's 768 (768×512 @ (128×512)ᵀ 995/575
+/// gathered, 890/456 copied, 1/2 threads; its products with k = 128 within ±2 %).
+const COPY_B_MIN_ROWS: usize = 2;
 
 /// Columns `cols` of the matrix of `op` (starting at `off`; `op` read transposed, see
-/// [`is_transposed`]) copied in row-major order, `k × cols.len()`; `None` when the copy
+/// [`copies_b`]) copied in row-major order, `k × cols.len()`; `None` when the copy
 /// cannot be allocated (gemm then reads the operand as it is).
 ///
 /// Why: gemm computes a row-major `dst` as `dstᵀ = Bᵀ·Aᵀ` and packs `Bᵀ` into column
