@@ -361,8 +361,12 @@ fn matrix_product<T: Float>(
             }
         }
         // A transposed B is copied and multiplied a chunk of columns at a time (see
-        // `COPY_B_CHUNK`); read as it is, all the stripe's columns in one GEMM.
-        let chunk = if copy_b { COPY_B_CHUNK } else { cols.len() };
+        // `COPY_B_CHUNK_BYTES`); read as it is, all the stripe's columns in one GEMM.
+        let chunk = if copy_b {
+            COPY_B_CHUNK_BYTES / std::mem::size_of::<T>()
+        } else {
+            cols.len()
+        };
         let mut c0 = cols.start;
         while c0 < cols.end {
             // A ragged last chunk joins the one before it: no narrow GEMM at the end.
@@ -420,13 +424,18 @@ fn copies_b<T>(b: &Operand<T>, [m, n, k]: [usize; 3]) -> bool {
 /// weights stay in cache while gemm gathers them.
 const COPY_B_MIN: usize = 1 << 12;
 
-/// A stripe copies and multiplies the columns of a transposed `B` this many at a time (one
-/// f32 register panel of gemm's AVX-512 kernel, two of f64): the copy of a chunk (64 × 784
-/// f32, 200 KB) is still in L2 when gemm packs it, where a stripe's whole copy (256 × 784)
-/// was not. Measured on 2 cores of an AMD EPYC VM (µs, 1 thread / 2): 128×784 @
-/// (512×784)ᵀ 1074/546 copied whole, 986/510 in chunks of 64 (32: 1000/540, 48: 988/512,
-/// 96: 989/516, 128: 1055/530, 256: 1065/543); 128×512 @ (512×512)ᵀ 702/358, 655/335.
-const COPY_B_CHUNK: usize = 64;
+/// A stripe copies and multiplies the columns of a transposed `B` this many bytes' worth at
+/// a time (64 f32 or 32 f64: one register panel of gemm's AVX-512 kernel): the copy of a
+/// chunk (64 × 784 f32, 200 KB) is still in L2 when gemm packs it, where a stripe's whole
+/// copy (256 × 784) was not. Measured on 2 cores of an AMD EPYC VM (µs, 1 thread / 2):
+/// f32 128×784 @ (512×784)ᵀ 1074/546 copied whole, 986/510 in chunks of 64 columns (32:
+/// 1000/540, 48: 988/512, 96: 989/516, 128: 1055/530, 256: 1065/543; gathered by gemm
+/// 1033-1075/522-604); 128×512 @ (512×512)ᵀ 702/358 whole, 655/335 in chunks (gathered
+/// 1100/557-613). f64 128×512 @ (512×512)ᵀ 1486/828 whole, 1394/795 in chunks of 64,
+/// 1330/710 of 32, 1380/713 of 16 (gathered 1622/935); 128×784 @ (512×784)ᵀ 2340/1250
+/// whole, 2024/1035-1150 in chunks of 32 (gathered 1941/1111-1128: the one shape measured
+/// where the copy still costs more than it saves, ~4 % on 1 thread).
+const COPY_B_CHUNK_BYTES: usize = 256;
 
 /// From this many rows of `A` on, a transposed `B` is copied. A single row takes gemm's
 /// matrix-vector or dot-product path (1×1024 @ (128×1024)ᵀ: 6 µs as it is, 37 µs copied);

@@ -273,7 +273,8 @@ fn check_transposed_b<T: Float>(m: usize, k: usize, n: usize, ta: bool, seed: u6
 #[test]
 fn every_copy_path_of_a_transposed_b_gives_the_product_of_its_materialised_transpose() {
     // (m, k, n): stripes of columns with ragged chunks of the copy (270 columns: 144 + 126
-    // on 2 threads, chunks of 64) and a k that is no multiple of the transpose's blocks;
+    // on 2 threads, chunks of 64 f32 or 32 f64) and a k that is no multiple of the
+    // transpose's blocks;
     // stripes of rows, each copying all of B; as many stripes as columns allow (3 threads);
     // a few rows, and a ragged chunk joining the one before (130 = 64 + 66 on 1 thread);
     // m · n ≤ 256, one row and a small B, which are not copied; A transposed as well.
