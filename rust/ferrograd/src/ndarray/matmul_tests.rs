@@ -277,6 +277,7 @@ fn every_copy_path_of_a_transposed_b_gives_the_product_of_its_materialised_trans
     // transpose's blocks;
     // stripes of rows, each copying all of B; as many stripes as columns allow (3 threads);
     // a few rows, and a ragged chunk joining the one before (130 = 64 + 66 on 1 thread);
+    // a stripe of one chunk (60 columns of f32), whose bias is filled after its copy;
     // m · n ≤ 256, one row and a small B, which are not copied; A transposed as well.
     for (m, k, n) in [
         (37, 300, 270),
@@ -284,6 +285,7 @@ fn every_copy_path_of_a_transposed_b_gives_the_product_of_its_materialised_trans
         (40, 129, 500),
         (5, 300, 100),
         (2, 64, 130),
+        (20, 300, 60),
         (12, 64, 20),
         (1, 300, 100),
         (20, 30, 40),
