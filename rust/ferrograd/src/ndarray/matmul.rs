@@ -327,21 +327,12 @@ fn matrix_product<T: Float>(
         }
         return;
     }
-    let b_copy = (n * k >= COPY_B_MIN && (8..=COPY_B_MAX_ROWS).contains(&m))
-        .then(|| row_major_copy(b, ob))
-        .flatten();
-    let (b_data, ob, b_strides) = match &b_copy {
-        Some(c) => (&c[..], 0, (n as isize, 1)),
-        None => (b.data, ob, (b.row_stride, b.col_stride)),
-    };
     let block = Block {
         dst: SharedPtr(dst.as_mut_ptr().cast::<T>()),
         n,
         k,
         a: SharedPtr(a.data.as_ptr().wrapping_add(oa).cast_mut()),
         a_strides: (a.row_stride, a.col_stride),
-        b: SharedPtr(b_data.as_ptr().wrapping_add(ob).cast_mut()),
-        b_strides,
     };
     // Several threads: each computes its own stripe of `dst` with a one-threaded GEMM.
     // Measured on 2 cores, this runs mid-size products 1.3-1.5x faster than gemm's own
@@ -353,6 +344,12 @@ fn matrix_product<T: Float>(
     let side = if split_cols { n } else { m };
     let stripes = threads.min(side.div_ceil(STRIPE_ALIGN)).max(1);
     let width = side.div_ceil(stripes).next_multiple_of(STRIPE_ALIGN);
+    // A transposed B is read from a row-major copy (see `row_major_copy`) that each stripe
+    // makes of the columns it needs, on its own thread: no serial copy before the split.
+    // (Stripes of rows each copy the whole of B: one copy shared out among the threads took
+    // a second parallel region and the other core's cache lines, and ran 768x128 @
+    // (128x128)^T 10 % slower than gemm's gather on 2 threads; copying twice costs ~1 %.)
+    let copy_b = copies_b(b, [m, n, k]);
     let run = |s: usize| {
         let (lo, hi) = (s * width, ((s + 1) * width).min(side));
         if lo >= hi {
@@ -363,9 +360,10 @@ fn matrix_product<T: Float>(
         } else {
             (lo..hi, 0..n)
         };
-        if let Some(bias) = bias {
-            // Each stripe starts its own part from the bias rows (the GEMM then adds to
-            // them): on its own thread, and in cache when the GEMM reads it back.
+        // Each stripe starts its own part from the bias rows (the GEMM then adds to them):
+        // on its own thread, and in cache when the GEMM reads it back.
+        let fill_stripe_bias = || {
+            let Some(bias) = bias else { return };
             for i in rows.clone() {
                 // SAFETY: row `i`, columns `cols` of `dst` (m × n) is inside `dst` and in
                 // this stripe only (stripes are disjoint), so no other thread touches it.
@@ -377,14 +375,56 @@ fn matrix_product<T: Float>(
                 };
                 fill_bias(row, Some(&bias[cols.clone()]));
             }
+        };
+        // A transposed B is copied and multiplied a chunk of columns at a time (see
+        // `COPY_B_CHUNK_BYTES`); read as it is, all the stripe's columns in one GEMM.
+        let chunk = if copy_b {
+            COPY_B_CHUNK_BYTES / std::mem::size_of::<T>()
+        } else {
+            cols.len()
+        };
+        // One chunk: the bias rows are filled after its copy, so they are still in L1 when
+        // the GEMM starts (Linear(128, 64) on 64 rows: 12.4 µs filled before, 12.1 after).
+        let one_chunk = cols.len() < chunk + chunk / 4;
+        if !one_chunk {
+            fill_stripe_bias();
         }
-        // SAFETY: `T` is f32 or f64 (checked above). The stripes `rows × cols` of
-        // distinct `s` are disjoint, so no two calls write the same element of `dst`,
-        // and `dst` is a unique borrow that aliases neither input. The assert above
-        // shows every element read is in bounds (see `Block::product`); a row-major
-        // copy of B holds exactly its `k × n` elements at strides `(n, 1)`. With a bias the
-        // stripe was initialised just above.
-        unsafe { block.product(rows, cols, bias.is_some()) }
+        let mut c0 = cols.start;
+        while c0 < cols.end {
+            // A ragged last chunk joins the one before it: no narrow GEMM at the end.
+            let rest = cols.end - c0;
+            let cols = c0..c0
+                + if rest < chunk + chunk / 4 {
+                    rest
+                } else {
+                    chunk
+                };
+            c0 = cols.end;
+            let b_copy = copy_b
+                .then(|| row_major_copy(b, ob, cols.clone()))
+                .flatten();
+            if one_chunk {
+                fill_stripe_bias();
+            }
+            // B's columns `cols`: the start of the first and the (row, column) strides.
+            let b_cols = match &b_copy {
+                Some(c) => (c.as_ptr(), (cols.len() as isize, 1)),
+                None => (
+                    b.data
+                        .as_ptr()
+                        .wrapping_add(ob + cols.start * b.col_stride as usize),
+                    (b.row_stride, b.col_stride),
+                ),
+            };
+            // SAFETY: `T` is f32 or f64 (checked above). The stripes `rows × cols` of
+            // distinct `s` are disjoint, and so are the chunks of one stripe, so no two
+            // calls write the same element of `dst`, and `dst` is a unique borrow that
+            // aliases neither input. The assert above shows every element of A and B read
+            // is in bounds (see `Block::product`); a row-major copy of B's columns `cols`
+            // holds exactly its `k × cols.len()` elements at strides `(cols.len(), 1)`.
+            // With a bias the stripe was initialised just above.
+            unsafe { block.product(rows.clone(), cols, b_cols, bias.is_some()) }
+        }
     };
     if stripes > 1 {
         crate::parallel::for_each(stripes, run);
@@ -393,42 +433,68 @@ fn matrix_product<T: Float>(
     }
 }
 
+/// Whether the GEMMs read the `k × n` operand `b` of an `m × n × k` product from row-major
+/// copies (see [`row_major_copy`]): when it is read transposed (a matrix stored row-major,
+/// read down its columns, as the weight of `x @ wᵀ`) and gemm would gather it element by
+/// element. It does not where `A` is one row or `m · n` ≤ 16 × 16: gemm's matrix-vector and
+/// dot-product kernels read such a `B` as the contiguous rows it is stored as.
+fn copies_b<T>(b: &Operand<T>, [m, n, k]: [usize; 3]) -> bool {
+    let transposed = b.row_stride == 1 && b.col_stride != 1 && n > 1;
+    transposed && m >= COPY_B_MIN_ROWS && m * n > 16 * 16 && n * k >= COPY_B_MIN
+}
+
 /// From this many elements on, a transposed `B` is copied row-major first (see
 /// [`row_major_copy`]). With the register-block transpose the copy pays from a few thousand
 /// elements: Linear(64, 128) on 64 rows went from 13.0 to 12.4 µs (1 thread); smaller
 /// weights stay in cache while gemm gathers them.
 const COPY_B_MIN: usize = 1 << 12;
 
-/// Up to this many rows of `A` a transposed `B` is copied; past it the copy costs more than
-/// gemm's own gather. Measured on 2 cores of an AMD EPYC VM: the digits CNN (Linear(1024,
-/// 128) on 32 rows) ran ~10 % faster with the copy, while the 784-512-512-10 MLP on 128
-/// rows ran ~40 % slower at 2 threads (200 against 330 steps/s) and ~15 % slower at 1.
-/// (Those figures are from the element-by-element copy. With the register-block transpose,
-/// copying for any row count gave the GPT's 768-row products nothing: 53.9 against 52.7 ms
-/// per step at 1 thread.)
-const COPY_B_MAX_ROWS: usize = 64;
+/// A stripe copies and multiplies the columns of a transposed `B` this many bytes' worth at
+/// a time (64 f32 or 32 f64: one register panel of gemm's AVX-512 kernel): the copy of a
+/// chunk (64 × 784 f32, 200 KB) is still in L2 when gemm packs it, where a stripe's whole
+/// copy (256 × 784) was not. Measured on 2 cores of an AMD EPYC VM (µs, 1 thread / 2):
+/// f32 128×784 @ (512×784)ᵀ 1074/546 copied whole, 986/510 in chunks of 64 columns (32:
+/// 1000/540, 48: 988/512, 96: 989/516, 128: 1055/530, 256: 1065/543; gathered by gemm
+/// 1033-1075/522-604); 128×512 @ (512×512)ᵀ 702/358 whole, 655/335 in chunks (gathered
+/// 1100/557-613). f64 128×512 @ (512×512)ᵀ 1486/828 whole, 1394/795 in chunks of 64,
+/// 1330/710 of 32, 1380/713 of 16 (gathered 1622/935); 128×784 @ (512×784)ᵀ 2340/1250
+/// whole, 2024/1035-1150 in chunks of 32 (gathered 1941/1111-1128: the one shape measured
+/// where the copy still costs more than it saves, ~4 % on 1 thread).
+const COPY_B_CHUNK_BYTES: usize = 256;
 
-/// The matrix of `op` (starting at `off`) copied in row-major order when it is read
-/// transposed (unit row stride, as the weight of `x @ wᵀ`); `None` when it is not, or
-/// when the copy cannot be allocated (gemm then reads the operand as it is).
+/// From this many rows of `A` on, a transposed `B` is copied. A single row takes gemm's
+/// matrix-vector or dot-product path (1×1024 @ (128×1024)ᵀ: 6 µs as it is, 37 µs copied);
+/// from two rows on, gemm's gather is what is slow (µs, as it is / copied, 1 thread: 4×1024 @ (128×1024)ᵀ 375/34, 6×512 @
+/// (512×512)ᵀ 540/76, 2×784 @ (512×784)ᵀ 142/85, 32×1024 @ (128×1024)ᵀ 434/99). There is
+/// no upper bound: copied in chunks by every stripe, `B` costs less to copy than to gather
+/// on 128 rows (the products above) and on the GPT's 768 (768×512 @ (128×512)ᵀ 995/575
+/// gathered, 890/456 copied, 1/2 threads; its products with k = 128 within ±2 %).
+const COPY_B_MIN_ROWS: usize = 2;
+
+/// Columns `cols` of the matrix of `op` (starting at `off`; `op` read transposed, see
+/// [`copies_b`]) copied in row-major order, `k × cols.len()`; `None` when the copy
+/// cannot be allocated (gemm then reads the operand as it is).
 ///
 /// Why: gemm computes a row-major `dst` as `dstᵀ = Bᵀ·Aᵀ` and packs `Bᵀ` into column
-/// panels. With `B` transposed, those panels gather elements `k` apart: ~3 ns each, 0.4 ms
-/// for a Linear(1024, 128) weight on every forward (2/3 of that Linear's time). The copy
-/// ([`transpose_into`]'s register blocks, ~0.1 ns per element) costs a fraction of that, and
-/// gemm then packs the copy's panels from contiguous columns, or reads them as they are.
-fn row_major_copy<T: Float>(op: &Operand<T>, off: usize) -> Option<Vec<T>> {
-    if op.row_stride != 1 || op.col_stride == 1 {
-        return None;
-    }
-    let (rows, cols, cs) = (op.rows, op.cols, op.col_stride as usize);
-    let len = rows * cols;
+/// panels. With `B` transposed, those panels gather elements `k` apart, one scalar load and
+/// store each: ~3 ns per element for a Linear(1024, 128) weight (0.4 ms on every forward,
+/// 2/3 of that Linear's time), where a power-of-two row length maps the gathered rows onto
+/// a few cache sets. The copy ([`transpose_into`]'s register blocks, 0.1-0.4 ns per
+/// element) costs a fraction of that, and gemm then packs the copy's panels from contiguous
+/// columns, or reads them as they are.
+fn row_major_copy<T: Float>(
+    op: &Operand<T>,
+    off: usize,
+    cols: std::ops::Range<usize>,
+) -> Option<Vec<T>> {
+    let (k, width, cs) = (op.rows, cols.len(), op.col_stride as usize);
+    let len = k * width;
     let mut out = try_with_capacity(len).ok()?;
-    // In memory the operand is its transpose, a row-major `cols × rows` matrix at row
-    // stride `cs`: transposing that gives the row-major copy.
+    // In memory the operand is its transpose, a row-major `n × k` matrix at row stride
+    // `cs`: its rows `cols`, transposed, are the copy.
     transpose_into(
-        &op.data[off..],
-        [cols, rows],
+        &op.data[off + cols.start * cs..],
+        [width, k],
         cs,
         &mut out.spare_capacity_mut()[..len],
     );
@@ -450,32 +516,32 @@ unsafe impl<T> Send for SharedPtr<T> {}
 unsafe impl<T> Sync for SharedPtr<T> {}
 
 /// One product `dst (m×n, row-major) = A (m×k) @ B (k×n)` as raw parts, with the
-/// (row, column) element strides of `A` and `B`.
+/// (row, column) element strides of `A`; `B` is given per part (see [`Block::product`]).
 struct Block<T> {
     dst: SharedPtr<T>,
     n: usize,
     k: usize,
     a: SharedPtr<T>,
     a_strides: (isize, isize),
-    b: SharedPtr<T>,
-    b_strides: (isize, isize),
 }
 
 impl<T: Float> Block<T> {
-    /// Computes the `rows × cols` part of `dst` on this thread.
+    /// Computes the `rows × cols` part of `dst` on this thread from `b_cols`: where
+    /// column `cols.start` of `B` starts, and `B`'s (row, column) strides there.
     ///
     /// # Safety
     /// `T` must be f32 or f64; `rows` and `cols` must lie within `dst`'s `m × n`, every
-    /// element of `A` and `B` must be readable, no other thread may touch this part of
-    /// `dst` meanwhile, and with `accumulate` that part must be initialised.
+    /// element of `A` and of `B`'s `k × cols.len()` columns at `b_cols` must be readable,
+    /// no other thread may touch this part of `dst` meanwhile, and with `accumulate` that
+    /// part must be initialised.
     unsafe fn product(
         &self,
         rows: std::ops::Range<usize>,
         cols: std::ops::Range<usize>,
+        (b, (brs, bcs)): (*const T, (isize, isize)),
         accumulate: bool,
     ) {
         let (ars, acs) = self.a_strides;
-        let (brs, bcs) = self.b_strides;
         let (i0, j0) = (rows.start, cols.start);
         // `read_dst = false`: `dst`'s old (possibly uninitialised) contents are never
         // read, only written (alpha is then ignored; beta = 1 scales lhs×rhs). With
@@ -491,7 +557,7 @@ impl<T: Float> Block<T> {
             self.a.0.offset(i0 as isize * ars),
             acs,
             ars,
-            self.b.0.offset(j0 as isize * bcs),
+            b,
             bcs,
             brs,
             if accumulate { T::one() } else { T::zero() },

@@ -201,6 +201,103 @@ fn a_transposed_operand_large_enough_to_be_copied_gives_the_same_product_bit_for
     assert_eq!(got.data(), x.matmul(&transposed(&w)).unwrap().data());
 }
 
+/// `A @ B (+ bias)` through `matrix_product` on `threads` threads (stripes), each operand
+/// stored after `pad` elements of padding so it starts at a non-zero offset, and read
+/// transposed when asked (`a` and `b` are then stored as their transposes).
+fn product_on_threads<T: Float>(
+    (a, ta): (&NdArray<T>, bool),
+    (b, tb): (&NdArray<T>, bool),
+    bias: Option<&[T]>,
+    threads: usize,
+    pad: usize,
+) -> Vec<T> {
+    let store = |x: &NdArray<T>| {
+        // Padding that would show in the product if it were ever read.
+        let mut v = vec![T::from_f64_lossy(1e6); pad];
+        v.extend_from_slice(x.data());
+        v
+    };
+    let (da, db) = (store(a), store(b));
+    let (oa, ob) = (
+        super::Operand::new(&da, a.shape(), ta),
+        super::Operand::new(&db, b.shape(), tb),
+    );
+    let (m, k, n) = (oa.rows, oa.cols, ob.cols);
+    let mut out = vec![std::mem::MaybeUninit::new(T::nan()); m * n];
+    super::matrix_product(&mut out, (&oa, pad), (&ob, pad), [m, n, k], threads, bias);
+    // SAFETY: every element was initialised (to NaN) above; the product overwrote them.
+    out.iter().map(|v| unsafe { v.assume_init() }).collect()
+}
+
+/// Checks that `a @ b` with `b` read transposed (stored `n × k`) is close to the naive
+/// product on 1 to 3 threads, at offsets 0 and 5, with and without a bias; and, where `b`
+/// is copied row-major, equal bit for bit to the product read from its materialised
+/// transpose (the same GEMMs on the same layout; gemm's gather, and its kernels for a
+/// stripe or chunk one column wide, may round differently, so no piece here is that narrow).
+fn check_transposed_b<T: Float>(m: usize, k: usize, n: usize, ta: bool, seed: u64) {
+    let a = filled::<T>(&if ta { [k, m] } else { [m, k] }, seed);
+    let b = filled::<T>(&[n, k], seed + 1);
+    let bias = filled::<T>(&[n], seed + 2);
+    let (a_plain, b_plain) = (if ta { transposed(&a) } else { a.clone() }, transposed(&b));
+    let want = naive(&a_plain, &b_plain);
+    let tol = if T::NAME == "float32" { 1e-4 } else { 1e-12 };
+    for threads in [1, 2, 3] {
+        for pad in [0, 5] {
+            for bias in [None, Some(bias.data())] {
+                let got = product_on_threads((&a, ta), (&b, true), bias, threads, pad);
+                let read_as_is =
+                    product_on_threads((&a, ta), (&b_plain, false), bias, threads, pad);
+                let case = format!("{m}x{k}x{n}, ta {ta}, {threads} thr, pad {pad}");
+                let copied =
+                    super::copies_b(&super::Operand::new(b.data(), b.shape(), true), [m, n, k]);
+                assert!(
+                    !copied || got == read_as_is,
+                    "{case}, bias {}",
+                    bias.is_some()
+                );
+                let mut want = want.data().to_vec();
+                if let Some(bias) = bias {
+                    for row in want.chunks_mut(n) {
+                        for (w, b) in row.iter_mut().zip(bias) {
+                            *w += b.to_f64_lossless();
+                        }
+                    }
+                }
+                let got = NdArray::from_vec(got, &[m, n]).unwrap();
+                assert_close(&got, &NdArray::from_vec(want, &[m, n]).unwrap(), tol);
+            }
+        }
+    }
+}
+
+#[test]
+fn every_copy_path_of_a_transposed_b_gives_the_product_of_its_materialised_transpose() {
+    // (m, k, n): stripes of columns with ragged chunks of the copy (270 columns: 144 + 126
+    // on 2 threads, chunks of 64 f32 or 32 f64) and a k that is no multiple of the
+    // transpose's blocks;
+    // stripes of rows, each copying all of B; as many stripes as columns allow (3 threads);
+    // a few rows, and a ragged chunk joining the one before (130 = 64 + 66 on 1 thread);
+    // a stripe of one chunk (60 columns of f32), whose bias is filled after its copy;
+    // m · n ≤ 256, one row and a small B, which are not copied; A transposed as well.
+    for (m, k, n) in [
+        (37, 300, 270),
+        (150, 70, 90),
+        (40, 129, 500),
+        (5, 300, 100),
+        (2, 64, 130),
+        (20, 300, 60),
+        (12, 64, 20),
+        (1, 300, 100),
+        (20, 30, 40),
+        (64, 64, 128),
+    ] {
+        check_transposed_b::<f32>(m, k, n, false, 40);
+        check_transposed_b::<f64>(m, k, n, false, 41);
+    }
+    check_transposed_b::<f32>(33, 150, 200, true, 42);
+    check_transposed_b::<f64>(130, 90, 70, true, 43);
+}
+
 #[test]
 fn without_flags_matmul_t_is_matmul_including_vectors() {
     let a = filled::<f64>(&[4], 16);
@@ -362,6 +459,8 @@ fn matmul_flat_refuses_dims_that_do_not_fit_the_data_or_each_other() {
 fn gpt_gemm_timings_print_one_and_two_thread_times() {
     use super::matmul_flat;
     use std::time::Instant;
+    // As the Python module does: freed buffers are reused, not mapped afresh every call.
+    crate::ndarray::keep_freed_memory();
     let rows = 768;
     // (label, a dims, ta, b dims, tb)
     type Case = (String, [usize; 2], bool, [usize; 2], bool);
@@ -460,6 +559,90 @@ fn gpt_gemm_timings_print_one_and_two_thread_times() {
         println!(
             "bwd pair out {out_f} in {in_f}: 1 thr {t1:8.1}  2 thr striped {t2:8.1}  joined {tj:8.1} µs"
         );
+    }
+    crate::parallel::set_num_threads(0).unwrap();
+}
+
+/// Not a test: prints the 1- and 2-thread times of the GEMMs of one step of the large MLP
+/// benchmark (784-512-512-10, batch 128) and of the digits models. Run alone, on a quiet
+/// machine: `cargo test -p ferrograd --release --lib mlp_gemm_timings -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints timings; run by hand"]
+fn mlp_gemm_timings_print_one_and_two_thread_times() {
+    use super::matmul_flat;
+    use std::time::Instant;
+    // As the Python module does: freed buffers are reused, not mapped afresh every call.
+    crate::ndarray::keep_freed_memory();
+    let median = |f: &dyn Fn()| {
+        for _ in 0..20 {
+            f();
+        }
+        let mut t: Vec<f64> = (0..300)
+            .map(|_| {
+                let s = Instant::now();
+                f();
+                s.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    for (rows, in_f, out_f) in [
+        (128, 784, 512),
+        (128, 512, 512),
+        (128, 512, 10),
+        (64, 64, 128),
+        (32, 1024, 128),
+    ] {
+        let x = filled::<f32>(&[rows, in_f], 1);
+        let w = filled::<f32>(&[out_f, in_f], 2);
+        let g = filled::<f32>(&[rows, out_f], 3);
+        let bias = filled::<f32>(&[out_f], 4);
+        let cases: [(&str, &dyn Fn()); 3] = [
+            ("fwd x@Wt+b", &|| {
+                let r = matmul_flat(
+                    x.data(),
+                    [rows, in_f],
+                    false,
+                    w.data(),
+                    [out_f, in_f],
+                    true,
+                    Some(bias.data()),
+                );
+                std::hint::black_box(r.unwrap());
+            }),
+            ("dX  G@W", &|| {
+                let r = matmul_flat(
+                    g.data(),
+                    [rows, out_f],
+                    false,
+                    w.data(),
+                    [out_f, in_f],
+                    false,
+                    None,
+                );
+                std::hint::black_box(r.unwrap());
+            }),
+            ("dW  Gt@X", &|| {
+                let r = matmul_flat(
+                    g.data(),
+                    [rows, out_f],
+                    true,
+                    x.data(),
+                    [rows, in_f],
+                    false,
+                    None,
+                );
+                std::hint::black_box(r.unwrap());
+            }),
+        ];
+        for (label, run) in cases {
+            crate::parallel::set_num_threads(1).unwrap();
+            let t1 = median(run);
+            crate::parallel::set_num_threads(2).unwrap();
+            let t2 = median(run);
+            println!("{rows}x{in_f}->{out_f} {label:12} 1 thr {t1:8.1} µs  2 thr {t2:8.1} µs");
+        }
     }
     crate::parallel::set_num_threads(0).unwrap();
 }
