@@ -383,22 +383,24 @@ fn matrix_product<T: Float>(
         } else {
             cols.len()
         };
+        // The width of the chunk starting `rest` columns before the stripe's end: a ragged
+        // last chunk joins the one before it (no narrow GEMM at the end).
+        let piece = |rest: usize| {
+            if rest < chunk + chunk / 4 {
+                rest
+            } else {
+                chunk
+            }
+        };
         // One chunk: the bias rows are filled after its copy, so they are still in L1 when
         // the GEMM starts (Linear(128, 64) on 64 rows: 12.4 µs filled before, 12.1 after).
-        let one_chunk = cols.len() < chunk + chunk / 4;
+        let one_chunk = piece(cols.len()) == cols.len();
         if !one_chunk {
             fill_stripe_bias();
         }
         let mut c0 = cols.start;
         while c0 < cols.end {
-            // A ragged last chunk joins the one before it: no narrow GEMM at the end.
-            let rest = cols.end - c0;
-            let cols = c0..c0
-                + if rest < chunk + chunk / 4 {
-                    rest
-                } else {
-                    chunk
-                };
+            let cols = c0..c0 + piece(cols.end - c0);
             c0 = cols.end;
             let b_copy = copy_b
                 .then(|| row_major_copy(b, ob, cols.clone()))
@@ -422,7 +424,8 @@ fn matrix_product<T: Float>(
             // aliases neither input. The assert above shows every element of A and B read
             // is in bounds (see `Block::product`); a row-major copy of B's columns `cols`
             // holds exactly its `k × cols.len()` elements at strides `(cols.len(), 1)`.
-            // With a bias the stripe was initialised just above.
+            // With a bias the stripe was initialised before this GEMM (before the loop, or
+            // after the copy of its one chunk).
             unsafe { block.product(rows.clone(), cols, b_cols, bias.is_some()) }
         }
     };
