@@ -458,7 +458,6 @@ fn matmul_flat_refuses_dims_that_do_not_fit_the_data_or_each_other() {
 #[ignore = "prints timings; run by hand"]
 fn gpt_gemm_timings_print_one_and_two_thread_times() {
     use super::matmul_flat;
-    use std::time::Instant;
     // As the Python module does: freed buffers are reused, not mapped afresh every call.
     crate::ndarray::keep_freed_memory();
     let rows = 768;
@@ -488,20 +487,7 @@ fn gpt_gemm_timings_print_one_and_two_thread_times() {
             false,
         ));
     }
-    let median = |f: &dyn Fn()| {
-        for _ in 0..20 {
-            f();
-        }
-        let mut t: Vec<f64> = (0..200)
-            .map(|_| {
-                let s = Instant::now();
-                f();
-                s.elapsed().as_secs_f64() * 1e6
-            })
-            .collect();
-        t.sort_by(f64::total_cmp);
-        t[t.len() / 2]
-    };
+    let median = |f: &dyn Fn()| median_micros(200, f);
     for (label, ad, ta, bd, tb) in cases {
         let a = filled::<f32>(&ad, 1);
         let b = filled::<f32>(&bd, 2);
@@ -570,23 +556,9 @@ fn gpt_gemm_timings_print_one_and_two_thread_times() {
 #[ignore = "prints timings; run by hand"]
 fn mlp_gemm_timings_print_one_and_two_thread_times() {
     use super::matmul_flat;
-    use std::time::Instant;
     // As the Python module does: freed buffers are reused, not mapped afresh every call.
     crate::ndarray::keep_freed_memory();
-    let median = |f: &dyn Fn()| {
-        for _ in 0..20 {
-            f();
-        }
-        let mut t: Vec<f64> = (0..300)
-            .map(|_| {
-                let s = Instant::now();
-                f();
-                s.elapsed().as_secs_f64() * 1e6
-            })
-            .collect();
-        t.sort_by(f64::total_cmp);
-        t[t.len() / 2]
-    };
+    let median = |f: &dyn Fn()| median_micros(300, f);
     for (rows, in_f, out_f) in [
         (128, 784, 512),
         (128, 512, 512),
@@ -645,4 +617,21 @@ fn mlp_gemm_timings_print_one_and_two_thread_times() {
         }
     }
     crate::parallel::set_num_threads(0).unwrap();
+}
+
+/// The median time of `reps` calls of `f` in µs, after 20 untimed ones (for the ignored
+/// timing tests).
+fn median_micros(reps: usize, f: &dyn Fn()) -> f64 {
+    for _ in 0..20 {
+        f();
+    }
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = std::time::Instant::now();
+            f();
+            s.elapsed().as_secs_f64() * 1e6
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
 }
