@@ -570,49 +570,59 @@ fn mlp_gemm_timings_print_one_and_two_thread_times() {
         let w = filled::<f32>(&[out_f, in_f], 2);
         let g = filled::<f32>(&[rows, out_f], 3);
         let bias = filled::<f32>(&[out_f], 4);
-        let cases: [(&str, &dyn Fn()); 3] = [
-            ("fwd x@Wt+b", &|| {
-                let r = matmul_flat(
-                    x.data(),
-                    [rows, in_f],
-                    false,
-                    w.data(),
-                    [out_f, in_f],
-                    true,
-                    Some(bias.data()),
-                );
-                std::hint::black_box(r.unwrap());
-            }),
-            ("dX  G@W", &|| {
-                let r = matmul_flat(
-                    g.data(),
-                    [rows, out_f],
-                    false,
-                    w.data(),
-                    [out_f, in_f],
-                    false,
-                    None,
-                );
-                std::hint::black_box(r.unwrap());
-            }),
-            ("dW  Gt@X", &|| {
-                let r = matmul_flat(
-                    g.data(),
-                    [rows, out_f],
-                    true,
-                    x.data(),
-                    [rows, in_f],
-                    false,
-                    None,
-                );
-                std::hint::black_box(r.unwrap());
-            }),
+        // (label, A, its stored shape, transposed, B, its stored shape, transposed, bias)
+        type Case<'a> = (
+            &'a str,
+            &'a NdArray<f32>,
+            [usize; 2],
+            bool,
+            &'a NdArray<f32>,
+            [usize; 2],
+            bool,
+            Option<&'a [f32]>,
+        );
+        let cases: [Case; 3] = [
+            (
+                "fwd x@Wt+b",
+                &x,
+                [rows, in_f],
+                false,
+                &w,
+                [out_f, in_f],
+                true,
+                Some(bias.data()),
+            ),
+            (
+                "dX  G@W",
+                &g,
+                [rows, out_f],
+                false,
+                &w,
+                [out_f, in_f],
+                false,
+                None,
+            ),
+            (
+                "dW  Gt@X",
+                &g,
+                [rows, out_f],
+                true,
+                &x,
+                [rows, in_f],
+                false,
+                None,
+            ),
         ];
-        for (label, run) in cases {
+        for (label, a, sa, ta, b, sb, tb, bias) in cases {
+            let run = || {
+                std::hint::black_box(
+                    matmul_flat(a.data(), sa, ta, b.data(), sb, tb, bias).unwrap(),
+                );
+            };
             crate::parallel::set_num_threads(1).unwrap();
-            let t1 = median(run);
+            let t1 = median(&run);
             crate::parallel::set_num_threads(2).unwrap();
-            let t2 = median(run);
+            let t2 = median(&run);
             println!("{rows}x{in_f}->{out_f} {label:12} 1 thr {t1:8.1} µs  2 thr {t2:8.1} µs");
         }
     }

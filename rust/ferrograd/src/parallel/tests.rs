@@ -34,7 +34,9 @@ fn an_absurd_thread_count_is_an_error_naming_the_limit() {
 }
 
 #[test]
-fn core_to_core_round_trip_is_a_positive_time() {
-    let ns = core_to_core_round_trip_ns(2000).expect("the probe thread starts");
-    assert!(ns > 0.0 && ns.is_finite(), "{ns}");
+fn core_to_core_round_trip_is_a_positive_time_or_none_on_one_core() {
+    match core_to_core_round_trip_ns(2000) {
+        Some(ns) => assert!(ns > 0.0 && ns.is_finite(), "{ns}"),
+        None => assert_eq!(cores(), 1, "the probe failed on {} cores", cores()),
+    }
 }

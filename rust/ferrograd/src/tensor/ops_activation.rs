@@ -275,15 +275,23 @@ mod tests {
         ((got as f64 - want).abs() - 16.0 * tiny).max(0.0) / ulp(scale)
     }
 
+    /// The largest [`ulp_error`] over the grid of `(got, want, scale) = f(x)`.
+    fn worst_ulp_error(f: impl Fn(f32) -> (f32, f64, f64)) -> f64 {
+        grid()
+            .map(|x| {
+                let (got, want, scale) = f(x);
+                ulp_error(got, want, scale)
+            })
+            .fold(0.0, f64::max)
+    }
+
     #[test]
     fn float32_gelu_is_within_seven_ulp_of_the_exact_value_tails_included() {
         // The lower tail is computed as such: 1 + erf(x/√2) would cancel to nothing there.
-        let worst = grid()
-            .map(|x| {
-                let (want, _, _) = exact(x);
-                ulp_error(gelu(x), want, want)
-            })
-            .fold(0.0, f64::max);
+        let worst = worst_ulp_error(|x| {
+            let (want, _, _) = exact(x);
+            (gelu(x), want, want)
+        });
         assert!(worst <= 7.0, "worst error {worst} ulp");
     }
 
@@ -291,12 +299,10 @@ mod tests {
     fn float32_gelu_derivative_is_within_four_ulp_of_its_larger_term() {
         // Φ(x) + x·φ(x) cancels near its zero at x ≈ -0.75, so the rounding there is
         // relative to the terms, as it is for any formula of the two.
-        let worst = grid()
-            .map(|x| {
-                let (_, want, scale) = exact(x);
-                ulp_error(gelu_grad(x), want, scale)
-            })
-            .fold(0.0, f64::max);
+        let worst = worst_ulp_error(|x| {
+            let (_, want, scale) = exact(x);
+            (gelu_grad(x), want, scale)
+        });
         assert!(worst <= 4.0, "worst error {worst} ulp");
     }
 
