@@ -37,6 +37,61 @@ fn thousands_of_tiny_regions_each_run_every_task_exactly_once() {
     set_num_threads(0).unwrap();
 }
 
+/// The pool participant the current thread is: a worker `ferrograd-i` is `i`, the caller 0.
+fn participant() -> usize {
+    let name = std::thread::current().name().unwrap_or("").to_owned();
+    name.strip_prefix("ferrograd-")
+        .and_then(|i| i.parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn each_thread_starts_on_its_own_block_of_tasks_and_takes_the_others_when_done() {
+    let _k = knob();
+    let (threads, tasks) = (4, 40);
+    set_num_threads(threads).unwrap();
+    let block = |p: usize| p * tasks / threads..(p + 1) * tasks / threads;
+    let ran = Mutex::new(Vec::new());
+    // A pool's workers join from its second region on (the first starts them).
+    for_each(threads, |_| {});
+    for_each(tasks, |i| {
+        std::thread::sleep(std::time::Duration::from_micros(200));
+        ran.lock().unwrap().push((participant(), i));
+    });
+    set_num_threads(0).unwrap();
+    let ran = ran.into_inner().unwrap();
+    let mut all: Vec<usize> = ran.iter().map(|&(_, i)| i).collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (0..tasks).collect::<Vec<_>>(),
+        "every task exactly once"
+    );
+    for p in 0..threads {
+        let mine: Vec<usize> = ran.iter().filter(|r| r.0 == p).map(|r| r.1).collect();
+        let Some(&first) = mine.first() else { continue };
+        // A thread starts on its own block, unless it came late and the others had taken
+        // all of it; it runs its own block's tasks in order.
+        let none_of_its_own = mine.iter().all(|i| !block(p).contains(i));
+        assert!(
+            block(p).contains(&first) || none_of_its_own,
+            "{p}: {mine:?}"
+        );
+        let own: Vec<usize> = mine
+            .iter()
+            .copied()
+            .filter(|i| block(p).contains(i))
+            .collect();
+        assert!(own.windows(2).all(|w| w[0] < w[1]), "{p}: {mine:?}");
+    }
+    let caller: Vec<usize> = ran.iter().filter(|r| r.0 == 0).map(|r| r.1).collect();
+    assert_eq!(
+        caller.first(),
+        Some(&0),
+        "the caller starts with task 0: {caller:?}"
+    );
+}
+
 #[test]
 fn regions_with_pauses_longer_than_the_spin_still_run_every_task() {
     let _k = knob();

@@ -10,7 +10,7 @@
 //! touches a job after its region has ended.
 
 use std::any::Any;
-use std::cell::UnsafeCell;
+use std::cell::{Cell, UnsafeCell};
 use std::panic::{catch_unwind, resume_unwind, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -49,15 +49,30 @@ struct Job {
     /// Lifetime-erased borrow of the caller's body (see the SAFETY notes in [`Pool::run`]).
     body: *const Body<'static>,
     tasks: usize,
+    /// The caller and the workers: the region's tasks are dealt into this many blocks.
+    participants: usize,
 }
+
+/// Participant `p`'s block of a region's `tasks` tasks, when they are dealt into
+/// `participants` consecutive blocks of nearly equal length.
+fn block(p: usize, tasks: usize, participants: usize) -> std::ops::Range<usize> {
+    p * tasks / participants..(p + 1) * tasks / participants
+}
+
+/// The next unclaimed task of one participant's block, alone on its cache line(s) so that
+/// claiming from one's own block moves no line between cores. (128 bytes: the adjacent-line
+/// prefetcher pulls lines in pairs.)
+#[repr(align(128))]
+struct Cursor(AtomicUsize);
 
 struct Shared {
     /// Region number | `CLOSED` | count of joined workers.
     state: AtomicU64,
     /// Written only by the pool's owner while no worker is joined (see [`Pool::run`]).
     job: UnsafeCell<Job>,
-    /// The next unclaimed task index of the current region.
-    next: AtomicUsize,
+    /// Per participant (the caller is 0, worker `i` is `i`): the next unclaimed task of its
+    /// block of the current region (see [`Shared::claim`]).
+    cursors: Box<[Cursor]>,
     /// Set when a task panicked: the remaining tasks are skipped.
     panicked: AtomicBool,
     /// The first panic's payload, re-raised on the caller.
@@ -90,18 +105,34 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    /// Claims the next task of the current region, if any is left and none panicked.
-    fn claim(&self, tasks: usize) -> Option<usize> {
-        if self.panicked.load(Ordering::Relaxed) {
-            return None;
+    /// Claims a task of the current region for a participant, if any is left and none
+    /// panicked. The tasks are dealt into one block per participant; each takes its own
+    /// block in order, then the rest of the others' blocks (`*at` is the block it claims
+    /// from now, `*tried` how many it has exhausted). So when every participant keeps up,
+    /// participant `p` runs the same part of each region — consecutive elementwise ops, the
+    /// optimizer's step, find their data in its core's cache — and claims touch no cache line
+    /// another core writes; a participant that joins late or runs slow has its tasks taken.
+    fn claim(&self, job: &Job, at: &Cell<usize>, tried: &Cell<usize>) -> Option<usize> {
+        while tried.get() < job.participants {
+            if self.panicked.load(Ordering::Relaxed) {
+                return None;
+            }
+            let q = at.get();
+            let i = self.cursors[q].0.fetch_add(1, Ordering::Relaxed);
+            if i < block(q, job.tasks, job.participants).end {
+                return Some(i);
+            }
+            at.set((q + 1) % job.participants);
+            tried.set(tried.get() + 1);
         }
-        let i = self.next.fetch_add(1, Ordering::Relaxed);
-        (i < tasks).then_some(i)
+        None
     }
 
-    /// Runs `body` as one participant of the region, recording a panic instead of unwinding.
-    fn participate(&self, body: &Body<'_>, tasks: usize) {
-        let claim = || self.claim(tasks);
+    /// Runs `job`'s body as participant `me` of the region, recording a panic instead of
+    /// unwinding.
+    fn participate(&self, job: &Job, body: &Body<'_>, me: usize) {
+        let (at, tried) = (Cell::new(me), Cell::new(0));
+        let claim = || self.claim(job, &at, &tried);
         if let Err(p) = catch_unwind(AssertUnwindSafe(|| body(&claim))) {
             self.panicked.store(true, Ordering::Relaxed);
             lock(&self.payload).get_or_insert(p);
@@ -127,8 +158,11 @@ impl Pool {
             job: UnsafeCell::new(Job {
                 body: &idle,
                 tasks: 0,
+                participants: 1,
             }),
-            next: AtomicUsize::new(0),
+            cursors: (0..threads.max(1))
+                .map(|_| Cursor(AtomicUsize::new(0)))
+                .collect(),
             panicked: AtomicBool::new(false),
             payload: Mutex::new(None),
             busy: AtomicBool::new(false),
@@ -143,7 +177,7 @@ impl Pool {
             let s = Arc::clone(&shared);
             let started = std::thread::Builder::new()
                 .name(format!("ferrograd-{i}"))
-                .spawn(move || worker(&s));
+                .spawn(move || worker(&s, i));
             match started {
                 Ok(_) => workers += 1,
                 Err(_) => break,
@@ -204,15 +238,19 @@ impl Owner<'_> {
         // SAFETY (the write): we hold `busy`, so no other caller writes or opens a region;
         // the previous region ended closed with count 0 and a closed region cannot be joined,
         // so no worker reads `job` now. The `SeqCst` store that opens the region below
-        // publishes this write (and `next`, `panicked`) to every worker whose join (an
+        // publishes this write (and the cursors, `panicked`) to every worker whose join (an
         // `Acquire` compare-and-swap) reads the open state.
-        unsafe {
-            *sh.job.get() = Job {
-                body: body_ptr,
-                tasks,
-            }
+        let job = Job {
+            body: body_ptr,
+            tasks,
+            participants: self.0.workers + 1,
         };
-        sh.next.store(0, Ordering::Relaxed);
+        unsafe { *sh.job.get() = job };
+        for (p, cursor) in sh.cursors[..job.participants].iter().enumerate() {
+            cursor
+                .0
+                .store(block(p, tasks, job.participants).start, Ordering::Relaxed);
+        }
         sh.panicked.store(false, Ordering::Relaxed);
         let number = region(sh.state.load(Ordering::Relaxed)).wrapping_add(REGION_UNIT);
         sh.state.store(number, Ordering::SeqCst);
@@ -223,7 +261,7 @@ impl Owner<'_> {
             let _g = lock(&sh.lock);
             sh.wake.notify_all();
         }
-        sh.participate(body, tasks);
+        sh.participate(&job, body, 0);
         sh.state.fetch_or(CLOSED, Ordering::AcqRel);
         // `Acquire` pairs with each worker's `Release` leave: its writes are visible after.
         let mut spins = 0u32;
@@ -241,8 +279,9 @@ impl Owner<'_> {
     }
 }
 
-/// A worker's life: wait for a region, join it if still open, run its share, repeat.
-fn worker(sh: &Shared) {
+/// A worker's life: wait for a region, join it if still open, run its share, repeat. `me`
+/// is its participant number (1 and up; the caller is 0).
+fn worker(sh: &Shared, me: usize) {
     super::mark_worker();
     let mut seen = region(sh.state.load(Ordering::Acquire));
     loop {
@@ -275,7 +314,7 @@ fn worker(sh: &Shared) {
         let job = unsafe { *sh.job.get() };
         // SAFETY: as above: the body is alive until the caller sees our leave.
         let body = unsafe { &*job.body };
-        sh.participate(body, job.tasks);
+        sh.participate(&job, body, me);
         sh.state.fetch_sub(1, Ordering::Release);
     }
 }
