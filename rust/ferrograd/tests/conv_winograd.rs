@@ -142,6 +142,40 @@ fn conv2d_on_winograd_tiles_gives_the_same_weight_gradient_whether_or_not_the_in
 }
 
 #[test]
+fn conv2d_on_winograd_tiles_in_groups_of_images_on_two_threads_equals_one_group_on_one() {
+    // 11 images of 8×8 (16 tiles each) are split at 2 threads into groups of 8 and 3
+    // images, each running its own GEMMs; dW is summed over the groups. On one thread
+    // they are one group. (The knob is global, but every other test here holds for any
+    // thread count.)
+    let (xs, ws, o) = ([11, 8, 8, 8], [16, 8, 3, 3], 16);
+    let (x, _) = sample(&xs, 51);
+    let (w, _) = sample(&ws, 52);
+    let (b, _) = sample(&[o], 53);
+    let run = |threads: usize| {
+        ferrograd::parallel::set_num_threads(threads).unwrap();
+        let (xt, wt, bt) = (leaf(&x, &xs), leaf(&w, &ws), leaf(&b, &[o]));
+        let y = xt.conv2d(&wt, Some(&bt), (1, 1), (1, 1)).unwrap();
+        let (g, _) = sample(&y.shape(), 54);
+        let loss = y.mul(&common::t64(&g, &y.shape())).unwrap();
+        loss.sum(None, false)
+            .unwrap()
+            .backward(None, false)
+            .unwrap();
+        ferrograd::parallel::set_num_threads(0).unwrap();
+        [vals(&y), grad(&xt), grad(&wt), grad(&bt)]
+    };
+    let (one, two) = (run(1), run(2));
+    let mut want = direct(&x, xs, &w, o, 1);
+    for (k, v) in want.iter_mut().enumerate() {
+        *v += b[(k / 64) % o];
+    }
+    assert_close(&two[0], &want, 1e-12);
+    for (a, b) in one.iter().zip(&two) {
+        assert_close(b, a, 1e-12);
+    }
+}
+
+#[test]
 fn max_pool2d_2x2_picks_the_first_maximum_or_nan_wherever_it_lies() {
     let nan = f64::NAN;
     // One 2×2 window per plane (row-major a0 a1 / b0 b1) and the flat index it picks.
