@@ -7,7 +7,8 @@
 //! region and waits until the count is back to 0. A worker joins only an open region (a
 //! compare-and-swap that checks the number and the bit), so a worker that wakes late either
 //! helps or stays out: the caller never waits for a worker that has not started, and nothing
-//! touches a job after its region has ended.
+//! touches a job after its region has ended. The tasks are dealt into one block per
+//! participant, each claimed from its own cursor (see [`Shared::claim`]).
 
 use std::any::Any;
 use std::cell::{Cell, UnsafeCell};
