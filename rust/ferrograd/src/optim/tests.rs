@@ -161,6 +161,57 @@ fn adam_and_adamw_match_the_documented_formula_for_three_steps() {
 }
 
 #[test]
+fn states_that_decay_below_the_smallest_normal_float_become_zero_and_the_parameter_keeps_its_course(
+) {
+    // After one gradient, zeros: Adam's moments and SGD's momentum decay geometrically and
+    // would pass through subnormal values (slow arithmetic); they are flushed to 0 instead.
+    // The parameter ends where an unflushed f64 run puts it, to f32's precision.
+    let is_normal_or_zero = |x: f64| x == 0.0 || (x as f32).abs() >= f32::MIN_POSITIVE;
+    let adam = Adam {
+        lr: 1e-3,
+        beta1: 0.9,
+        beta2: 0.9,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        decoupled: false,
+    };
+    let sgd = Sgd {
+        lr: 0.1,
+        momentum: 0.9,
+        dampening: 0.0,
+        weight_decay: 0.0,
+        nesterov: false,
+    };
+    let grads: Vec<f64> = std::iter::once(0.5)
+        .chain(std::iter::repeat_n(0.0, 1500))
+        .collect();
+    let p = tensor(&[1.0], DType::F32);
+    let (m, v) = (zeros_like(&p), zeros_like(&p));
+    let q = tensor(&[1.0], DType::F32);
+    let buf = zeros_like(&q);
+    let mut seen_zero = [false; 3];
+    for (i, g) in grads.iter().enumerate() {
+        with_grad(&p, &[*g]);
+        adam_step(&p, &m, &v, i as u64 + 1, &adam).unwrap();
+        with_grad(&q, &[*g]);
+        sgd_step(&q, Some(&buf), &sgd, i == 0).unwrap();
+        for (k, state) in [&m, &v, &buf].into_iter().enumerate() {
+            let x = values(state)[0];
+            assert!(
+                is_normal_or_zero(x),
+                "step {i}: state {k} is subnormal: {x:e}"
+            );
+            seen_zero[k] |= x == 0.0;
+        }
+    }
+    assert_eq!(seen_zero, [true, true, true], "every state reached 0");
+    let want = *adam_reference(&adam, 1.0, &grads).last().unwrap();
+    assert_close(&values(&p), &[want], 1e-6);
+    // SGD: p moves by lr · 0.5 · Σ 0.9^k = 0.5 in all.
+    assert_close(&values(&q), &[0.5], 1e-6);
+}
+
+#[test]
 fn adam_first_step_moves_each_element_by_lr_against_its_gradient_sign() {
     // With m̂ = g and v̂ = g² the first step is lr·g/(|g| + eps) ≈ lr·sign(g).
     let options = Adam {
