@@ -196,6 +196,14 @@ fn written<'a, T>(pieces: &'a [&mut [MaybeUninit<T>]]) -> Vec<&'a [T]> {
         .collect()
 }
 
+/// Image `j`'s parts (`per` elements each) of a group's pieces of the 16 planes.
+fn image_pieces<'a, T>(pieces: &'a mut [&mut [T]], j: usize, per: usize) -> Vec<&'a mut [T]> {
+    pieces
+        .iter_mut()
+        .map(|p| &mut p[j * per..(j + 1) * per])
+        .collect()
+}
+
 /// `V = Bᵀ d B` of the images `first..` into their `pieces` of the 16 planes (`tiles · C`
 /// elements per image in each).
 fn transform_images<T: Float>(
@@ -218,10 +226,7 @@ fn transform_images<T: Float>(
             tiles,
             padded: &mut padded,
             tmp: &mut tmp,
-            out: pieces
-                .iter_mut()
-                .map(|p| &mut p[j * per..(j + 1) * per])
-                .collect(),
+            out: image_pieces(pieces, j, per),
         })
     }
 }
@@ -360,10 +365,7 @@ fn gradient_transform<T: Float>(
             o,
             padded: &mut padded,
             tmp: &mut tmp,
-            out: pieces
-                .iter_mut()
-                .map(|p| &mut p[j * per..(j + 1) * per])
-                .collect(),
+            out: image_pieces(&mut pieces, j, per),
         });
     }
     // SAFETY: each image's kernel wrote its pieces of all 16 planes, which tile them.
