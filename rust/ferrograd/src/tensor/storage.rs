@@ -34,6 +34,16 @@ impl Storage {
         self.array.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Reads the array if no writer holds or awaits it, without waiting (`None` then): for a
+    /// thread that already holds another storage's write lock, which must not wait here.
+    pub fn try_read(&self) -> Option<RwLockReadGuard<'_, DynArray>> {
+        match self.array.try_read() {
+            Ok(guard) => Some(guard),
+            Err(std::sync::TryLockError::Poisoned(e)) => Some(e.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
+    }
+
     /// Locks the array for writing; the first mutable access through the guard bumps the
     /// version (a guard only read from, e.g. to validate before failing, changes nothing).
     pub fn write(&self) -> WriteGuard<'_> {
