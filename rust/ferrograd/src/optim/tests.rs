@@ -35,6 +35,17 @@ fn assert_close(got: &[f64], want: &[f64], tol: f64) {
     }
 }
 
+/// SGD with momentum 0.9 and lr 0.1, nothing else.
+fn momentum_sgd() -> Sgd {
+    Sgd {
+        lr: 0.1,
+        momentum: 0.9,
+        dampening: 0.0,
+        weight_decay: 0.0,
+        nesterov: false,
+    }
+}
+
 const GRADS: [[f64; 2]; 3] = [[0.5, -1.0], [0.25, 2.0], [-1.0, 0.5]];
 
 fn tolerance(dtype: DType) -> f64 {
@@ -175,13 +186,7 @@ fn states_that_decay_below_the_smallest_normal_float_become_zero_and_the_paramet
         weight_decay: 0.0,
         decoupled: false,
     };
-    let sgd = Sgd {
-        lr: 0.1,
-        momentum: 0.9,
-        dampening: 0.0,
-        weight_decay: 0.0,
-        nesterov: false,
-    };
+    let sgd = momentum_sgd();
     let grads: Vec<f64> = std::iter::once(0.5)
         .chain(std::iter::repeat_n(0.0, 1500))
         .collect();
@@ -489,13 +494,7 @@ fn mismatched_or_aliased_buffers_are_rejected_before_anything_changes() {
 fn missing_buffers_that_the_options_need_are_value_errors() {
     let p = tensor(&[1.0], DType::F64);
     with_grad(&p, &[1.0]);
-    let sgd = Sgd {
-        lr: 0.1,
-        momentum: 0.9,
-        dampening: 0.0,
-        weight_decay: 0.0,
-        nesterov: false,
-    };
+    let sgd = momentum_sgd();
     assert!(matches!(
         sgd_step(&p, None, &sgd, true),
         Err(Error::Value(_))
