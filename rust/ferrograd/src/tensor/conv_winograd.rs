@@ -10,7 +10,9 @@
 //! `U = G g Gᵀ` per filter. The backward transforms the output gradient once,
 //! `Z = A dY Aᵀ`, then `dU[ξ] = V[ξ]ᵀ Z[ξ]` (dW = `Gᵀ dU G`) and `dV[ξ] = Z[ξ] U[ξ]ᵀ`
 //! (dX = `B dV Bᵀ`, overlapping tiles added). The transforms work on channel-last tiles
-//! so that every step is a vector operation over the channels.
+//! so that every step is a vector operation over the channels. On several threads the
+//! images are split into groups, each running all of these steps for its tiles on one
+//! thread (see [`GROUP_ROWS`]).
 
 use super::kernels::to_image;
 use super::{parallel, Geometry};
