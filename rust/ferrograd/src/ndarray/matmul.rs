@@ -468,8 +468,9 @@ const COPY_B_CHUNK_BYTES: usize = 256;
 
 /// From this many rows of `A` on, a transposed `B` is copied. A single row takes gemm's
 /// matrix-vector or dot-product path (1×1024 @ (128×1024)ᵀ: 6 µs as it is, 37 µs copied);
-/// from two rows on, gemm's gather is what is slow (µs, as it is / copied, 1 thread: 4×1024 @ (128×1024)ᵀ 375/34, 6×512 @
-/// (512×512)ᵀ 540/76, 2×784 @ (512×784)ᵀ 142/85, 32×1024 @ (128×1024)ᵀ 434/99). There is
+/// from two rows on, gemm's gather is what is slow (µs, as it is / copied, 1 thread:
+/// 4×1024 @ (128×1024)ᵀ 375/34, 6×512 @ (512×512)ᵀ 540/76, 2×784 @ (512×784)ᵀ 142/85,
+/// 32×1024 @ (128×1024)ᵀ 434/99). There is
 /// no upper bound: copied in chunks by every stripe, `B` costs less to copy than to gather
 /// on 128 rows (the products above) and on the GPT's 768 (768×512 @ (128×512)ᵀ 995/575
 /// gathered, 890/456 copied, 1/2 threads; its products with k = 128 within ±2 %).

@@ -487,17 +487,13 @@ fn gpt_gemm_timings_print_one_and_two_thread_times() {
             false,
         ));
     }
-    let median = |f: &dyn Fn()| median_micros(200, f);
     for (label, ad, ta, bd, tb) in cases {
         let a = filled::<f32>(&ad, 1);
         let b = filled::<f32>(&bd, 2);
         let run = || {
             std::hint::black_box(matmul_flat(a.data(), ad, ta, b.data(), bd, tb, None).unwrap());
         };
-        crate::parallel::set_num_threads(1).unwrap();
-        let t1 = median(&run);
-        crate::parallel::set_num_threads(2).unwrap();
-        let t2 = median(&run);
+        let (t1, t2) = micros_on_one_and_two_threads(200, &run);
         println!(
             "{label:40} 1 thr {t1:8.1} µs  2 thr {t2:8.1} µs  x{:.2}",
             t1 / t2
@@ -530,15 +526,10 @@ fn gpt_gemm_timings_print_one_and_two_thread_times() {
                 None,
             )
         };
-        crate::parallel::set_num_threads(1).unwrap();
-        let t1 = median(&|| {
+        let (t1, t2) = micros_on_one_and_two_threads(200, &|| {
             std::hint::black_box((dx().unwrap(), dw().unwrap()));
         });
-        crate::parallel::set_num_threads(2).unwrap();
-        let t2 = median(&|| {
-            std::hint::black_box((dx().unwrap(), dw().unwrap()));
-        });
-        let tj = median(&|| {
+        let tj = median_micros(200, &|| {
             let (x, w) = crate::parallel::join_split(dx, dw);
             std::hint::black_box((x.unwrap(), w.unwrap()));
         });
@@ -558,7 +549,6 @@ fn mlp_gemm_timings_print_one_and_two_thread_times() {
     use super::matmul_flat;
     // As the Python module does: freed buffers are reused, not mapped afresh every call.
     crate::ndarray::keep_freed_memory();
-    let median = |f: &dyn Fn()| median_micros(300, f);
     for (rows, in_f, out_f) in [
         (128, 784, 512),
         (128, 512, 512),
@@ -619,10 +609,7 @@ fn mlp_gemm_timings_print_one_and_two_thread_times() {
                     matmul_flat(a.data(), sa, ta, b.data(), sb, tb, bias).unwrap(),
                 );
             };
-            crate::parallel::set_num_threads(1).unwrap();
-            let t1 = median(&run);
-            crate::parallel::set_num_threads(2).unwrap();
-            let t2 = median(&run);
+            let (t1, t2) = micros_on_one_and_two_threads(300, &run);
             println!("{rows}x{in_f}->{out_f} {label:12} 1 thr {t1:8.1} µs  2 thr {t2:8.1} µs");
         }
     }
@@ -644,4 +631,12 @@ fn median_micros(reps: usize, f: &dyn Fn()) -> f64 {
         .collect();
     t.sort_by(f64::total_cmp);
     t[t.len() / 2]
+}
+
+/// [`median_micros`] of `f` on 1 thread, then on 2 (the knob is left at 2).
+fn micros_on_one_and_two_threads(reps: usize, f: &dyn Fn()) -> (f64, f64) {
+    crate::parallel::set_num_threads(1).unwrap();
+    let one = median_micros(reps, f);
+    crate::parallel::set_num_threads(2).unwrap();
+    (one, median_micros(reps, f))
 }
