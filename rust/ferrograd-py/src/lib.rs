@@ -42,3 +42,8 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     record::register(m)?;
     Ok(())
 }
+
+mod allocator;
+
+#[global_allocator]
+static GLOBAL: allocator::SmallFast = allocator::SmallFast;
