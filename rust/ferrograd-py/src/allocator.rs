@@ -1,10 +1,21 @@
-//! The extension's allocator: mimalloc for small blocks, the system allocator for arrays.
+//! The extension's allocator: mimalloc for small blocks, the system allocator for large ones.
+//!
+//! A training step builds and frees a graph: nodes, shapes, closures and small arrays, dozens
+//! of blocks per op. glibc spent ~5 % of the digits MLP's step in malloc/free (and in
+//! consolidating its fast bins before each array-sized request); mimalloc's per-thread free
+//! lists make the step ~5 % faster (86.5 → 82.2 µs). Large arrays stay with glibc, which
+//! `ferrograd::ndarray::keep_freed_memory` tells to keep freed memory: mimalloc returns
+//! freed megabyte blocks to the OS after 10 ms, and a step that frees and reallocates them
+//! every few milliseconds then page-faults them back in (the large MLP fell from ~370 to
+//! ~200 steps/s with mimalloc for every size).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 
-/// Blocks up to this size go to mimalloc.
+/// Blocks up to this size go to mimalloc: every buffer of the digits MLP, and the nodes and
+/// small arrays of any model.
 const SMALL: usize = 64 << 10;
 
+/// The global allocator of the extension (installed in `lib.rs`).
 pub struct SmallFast;
 
 fn small(layout: &Layout) -> bool {

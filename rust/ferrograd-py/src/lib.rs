@@ -2,6 +2,7 @@
 
 use pyo3::prelude::*;
 
+mod allocator;
 mod array_methods;
 mod attention;
 mod buffer;
@@ -43,7 +44,6 @@ fn _core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     Ok(())
 }
 
-mod allocator;
-
+// Only Rust's allocations go through it; Python and NumPy keep their own allocators.
 #[global_allocator]
 static GLOBAL: allocator::SmallFast = allocator::SmallFast;
