@@ -247,7 +247,7 @@ fn is_numpy_scalar(obj: &Bound<'_, PyAny>) -> bool {
 
 /// Copies a NumPy array into an `NdArray<T>`: one `asarray(dtype=…, order="C")` in C when the
 /// dtype, byte order or layout differ (keeping a 0-d array 0-d), then one memcpy.
-fn read_numpy<T: numpy::Element + Copy + Clone>(
+fn read_numpy<T: numpy::Element + Copy + Send + Sync>(
     np: &Bound<'_, PyModule>,
     arr: Bound<'_, PyUntypedArray>,
 ) -> PyResult<NdArray<T>> {
@@ -270,8 +270,7 @@ fn read_numpy<T: numpy::Element + Copy + Clone>(
     let data = ro
         .as_slice()
         .map_err(|e| PyValueError::new_err(e.to_string()))?;
-    let mut v = ferrograd::ndarray::try_with_capacity(data.len()).py()?;
-    v.extend_from_slice(data);
+    let v = ferrograd::ndarray::try_copied(data).py()?;
     NdArray::from_vec(v, &shape).py()
 }
 

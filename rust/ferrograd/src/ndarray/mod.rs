@@ -39,6 +39,29 @@ pub fn try_filled<T: Clone>(n: usize, value: T) -> Result<Vec<T>> {
     Ok(v)
 }
 
+/// A copy of `src`, reporting failure instead of aborting. A large copy is split over the
+/// pool's threads: copied by one thread, its lines would all pass through that core, and each
+/// line the other core held (the previous step's batch, say, which both threads read) must be
+/// taken from it first, one at a time.
+pub fn try_copied<T: Copy + Send + Sync>(src: &[T]) -> Result<Vec<T>> {
+    let n = src.len();
+    let mut v = try_with_capacity(n)?;
+    if !crate::parallel::should_split(n) {
+        v.extend_from_slice(src);
+        return Ok(v);
+    }
+    let threads = crate::parallel::num_threads();
+    let chunk = n.div_ceil(threads);
+    crate::parallel::for_each_chunk_mut(&mut v.spare_capacity_mut()[..n], chunk, |i, dst| {
+        for (d, &s) in dst.iter_mut().zip(&src[i * chunk..]) {
+            d.write(s);
+        }
+    });
+    // SAFETY: the chunks cover `0..n`, and every element of each was written above.
+    unsafe { v.set_len(n) };
+    Ok(v)
+}
+
 /// `n` zeros, reporting failure instead of aborting. For f32/f64 the memory comes from
 /// the allocator already zeroed (`calloc`: fresh pages from the OS are zero for free), so a
 /// large output is not written twice, and its pages are first touched by the kernel that
