@@ -88,10 +88,15 @@ mod tests {
                 *ptr.add(i) = byte;
             }
             for &new_size in &sizes[1..] {
-                ptr = SmallFast.realloc(ptr, Layout::from_size_align(size, align).unwrap(), new_size);
+                ptr =
+                    SmallFast.realloc(ptr, Layout::from_size_align(size, align).unwrap(), new_size);
                 assert!(!ptr.is_null());
                 for (i, byte) in (0..sizes[0]).zip(0u8..) {
-                    assert_eq!(*ptr.add(i), byte, "byte {i} after realloc {size} -> {new_size}");
+                    assert_eq!(
+                        *ptr.add(i),
+                        byte,
+                        "byte {i} after realloc {size} -> {new_size}"
+                    );
                 }
                 size = new_size;
             }

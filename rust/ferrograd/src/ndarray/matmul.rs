@@ -575,6 +575,10 @@ impl<T: Float> Block<T> {
     }
 }
 
+#[path = "matmul_by_features.rs"]
+mod by_features;
+pub use by_features::linear_grads_by_features;
+
 #[cfg(test)]
 #[path = "matmul_tests.rs"]
 mod tests;

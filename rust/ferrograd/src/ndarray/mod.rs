@@ -18,8 +18,8 @@ pub(crate) mod transpose;
 pub(crate) use float::exp_f32_core;
 pub use float::Float;
 pub use index::IndexItem;
-pub use matmul::matmul_flat;
 pub(crate) use matmul::GEMM_PARALLEL_WORK;
+pub use matmul::{linear_grads_by_features, matmul_flat};
 pub use reduce::ReduceOp;
 
 use crate::shape::{broadcast_strides, checked_size, fmt_shape, strides_of};

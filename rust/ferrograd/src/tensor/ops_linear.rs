@@ -7,7 +7,7 @@ use super::Tensor;
 use crate::dtype::float_only_error;
 use crate::dynarray::{DType, DynArray, Element};
 use crate::ndarray::elementwise::simd::{self, Kernel};
-use crate::ndarray::{matmul_flat, Float, NdArray, GEMM_PARALLEL_WORK};
+use crate::ndarray::{linear_grads_by_features, matmul_flat, Float, NdArray, GEMM_PARALLEL_WORK};
 use crate::parallel::join_split;
 use crate::shape::fmt_shape;
 use crate::{shape_err, Result};
@@ -128,14 +128,59 @@ fn linear_backward(
         )?)),
         None => Ok(None),
     };
-    // dX and dW are GEMMs of equal work (rows·out·in each): run them side by side.
-    let (dx, dw) = if x.is_some() && w.is_some() && rows * out_f * in_f >= GEMM_PARALLEL_WORK {
-        join_split(dx, dw)
-    } else {
-        (dx(), dw())
+    let (dx, dw) = match (x, w) {
+        (Some(x), Some(w)) if rows * out_f * in_f >= GEMM_PARALLEL_WORK => {
+            let threads = crate::parallel::num_threads();
+            if threads > 1 && out_f >= rows.max(2 * threads) {
+                // A weight at least as tall as the batch: split by its rows, so each
+                // thread keeps to its own (see `linear_grads_by_features`).
+                let (dx, dw) = grads_by_features(g, x, w, [rows, out_f, in_f], threads)?;
+                (Ok(Some(dx.into_shape(xs)?)), Ok(Some(dw)))
+            } else {
+                // dX and dW are GEMMs of equal work (rows·out·in each): side by side.
+                join_split(dx, dw)
+            }
+        }
+        _ => (dx(), dw()),
     };
     let (dx, dw): (Option<DynArray>, Option<DynArray>) = (dx?, dw?);
     Ok(vec![dx, dw])
+}
+
+/// [`linear_grads_by_features`] on DynArrays: `(dX, dW)` as `rows × in` and `out × in`.
+fn grads_by_features(
+    g: &DynArray,
+    x: &DynArray,
+    w: &DynArray,
+    dims: [usize; 3],
+    threads: usize,
+) -> Result<(DynArray, DynArray)> {
+    fn typed_grads<T: Element + Float>(
+        [g, x, w]: [&DynArray; 3],
+        dims: [usize; 3],
+        threads: usize,
+    ) -> Result<(NdArray<T>, NdArray<T>)> {
+        let [g, x, w] = [typed::<T>(g)?, typed::<T>(x)?, typed::<T>(w)?];
+        linear_grads_by_features(g.data(), x.data(), w.data(), dims, threads)
+    }
+    let mut dtype = g.dtype();
+    for a in [g, x, w] {
+        a.require_float("linear")?;
+        dtype = dtype.promote(a.dtype());
+    }
+    let [g, x, w] = [g.as_dtype(dtype), x.as_dtype(dtype), w.as_dtype(dtype)];
+    let arrays = [g.as_ref(), x.as_ref(), w.as_ref()];
+    Ok(match dtype {
+        DType::F32 => {
+            let (dx, dw) = typed_grads::<f32>(arrays, dims, threads)?;
+            (DynArray::F32(dx), DynArray::F32(dw))
+        }
+        DType::F64 => {
+            let (dx, dw) = typed_grads::<f64>(arrays, dims, threads)?;
+            (DynArray::F64(dx), DynArray::F64(dw))
+        }
+        other => return Err(float_only_error("linear", other)),
+    })
 }
 
 /// db = the column sums of G, its batch axes flattened into rows.
