@@ -15,7 +15,7 @@ use crate::Result;
 // instruction set gives bit-identical results.
 
 /// `x`, or 0 where it is subnormal. A state that decays geometrically while its gradient is
-/// 0 (Adam's moments and SGD's momentum buffer at a dead ReLU unit) sinks below the smallest
+/// 0 (Adam's moments, SGD's momentum buffer, RMSprop's averages and buffer at a dead ReLU unit) sinks below the smallest
 /// normal float after several hundred steps, and arithmetic on subnormals is slow: the
 /// digits MLP's Adam step took ~5 µs longer from its ~650th step on, with 1.2K of its 17K
 /// first moments subnormal. What the flush changes is far below one rounding step of any
@@ -327,11 +327,11 @@ impl<T: Float, const DECAY: bool> RmsChunk<'_, T, DECAY> {
         } = c;
         let g = if DECAY { g + wd * *p } else { g };
         // New state values are used from registers (see `AdamChunk::run`).
-        let sq_new = alpha * *sq + one_minus_alpha * g * g;
+        let sq_new = flush_subnormal(alpha * *sq + one_minus_alpha * g * g);
         *sq = sq_new;
         let denom = match avg {
             Some(avg) => {
-                let avg_new = alpha * *avg + one_minus_alpha * g;
+                let avg_new = flush_subnormal(alpha * *avg + one_minus_alpha * g);
                 *avg = avg_new;
                 (sq_new - avg_new * avg_new).sqrt() + eps
             }
@@ -339,7 +339,7 @@ impl<T: Float, const DECAY: bool> RmsChunk<'_, T, DECAY> {
         };
         match buf {
             Some(buf) => {
-                let buf_new = momentum * *buf + g / denom;
+                let buf_new = flush_subnormal(momentum * *buf + g / denom);
                 *buf = buf_new;
                 *p = *p - lr * buf_new;
             }

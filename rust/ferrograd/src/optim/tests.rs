@@ -217,6 +217,40 @@ fn states_that_decay_below_the_smallest_normal_float_become_zero_and_the_paramet
 }
 
 #[test]
+fn rmsprop_states_that_decay_below_the_smallest_normal_float_become_zero() {
+    // As for Adam and SGD above: one gradient, then zeros. The square and gradient averages
+    // decay by alpha and the momentum buffer by momentum each step, past the subnormals to 0.
+    let options = RmsProp {
+        lr: 1e-3,
+        alpha: 0.9,
+        eps: 1e-8,
+        weight_decay: 0.0,
+        momentum: 0.9,
+        centered: true,
+    };
+    let p = tensor(&[1.0], DType::F32);
+    let (sq, buf, avg) = (zeros_like(&p), zeros_like(&p), zeros_like(&p));
+    let mut seen_zero = [false; 3];
+    for i in 0..1500 {
+        with_grad(&p, &[if i == 0 { 0.5 } else { 0.0 }]);
+        rmsprop_step(&p, &sq, Some(&buf), Some(&avg), &options).unwrap();
+        for (k, state) in [&sq, &buf, &avg].into_iter().enumerate() {
+            let x = values(state)[0];
+            assert!(
+                x == 0.0 || (x as f32).abs() >= f32::MIN_POSITIVE,
+                "step {i}: state {k} is subnormal: {x:e}"
+            );
+            seen_zero[k] |= x == 0.0;
+        }
+    }
+    assert_eq!(seen_zero, [true, true, true], "every state reached 0");
+    // The first step's g/denominator, 0.5 / √(0.1·0.25 − 0.05²), carried by the momentum
+    // buffer: p moves by lr · that · Σ 0.9^k.
+    let want = 1.0 - 1e-3 * (0.5 / (0.0225f64.sqrt() + 1e-8)) * 10.0;
+    assert_close(&values(&p), &[want], 1e-6);
+}
+
+#[test]
 fn adam_first_step_moves_each_element_by_lr_against_its_gradient_sign() {
     // With m̂ = g and v̂ = g² the first step is lr·g/(|g| + eps) ≈ lr·sign(g).
     let options = Adam {
