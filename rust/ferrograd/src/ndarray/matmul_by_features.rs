@@ -1,8 +1,6 @@
 //! Both gradients of a linear layer with its output features split over the pool's threads,
 //! so that each thread reads and writes only its own rows of the weight.
 
-use std::mem::MaybeUninit;
-
 use super::{matrix_product, Operand, STRIPE_ALIGN};
 use crate::ndarray::{try_with_capacity, Float, NdArray};
 use crate::{Error, Result};
@@ -59,29 +57,26 @@ pub fn linear_grads_by_features<T: Float>(
         .chunks_mut(width * in_f)
         .zip(partials)
         .enumerate();
-    crate::parallel::for_each_item(
-        tasks,
-        |(p, (dw_rows, partial)): (usize, (&mut [MaybeUninit<T>], &mut [MaybeUninit<T>]))| {
-            let (lo, len) = (p * width, dw_rows.len() / in_f);
-            // dW[P, :] = (Gᵀ)[P, :]·X, then G[:, P]·W[P, :]: both start at feature `lo`.
-            matrix_product(
-                dw_rows,
-                (&g_cols, lo),
-                (&x_op, 0),
-                [len, in_f, rows],
-                1,
-                None,
-            );
-            matrix_product(
-                partial,
-                (&g_rows, lo),
-                (&w_op, lo * in_f),
-                [rows, in_f, len],
-                1,
-                None,
-            );
-        },
-    );
+    crate::parallel::for_each_item(tasks, |(p, (dw_rows, partial))| {
+        let (lo, len) = (p * width, dw_rows.len() / in_f);
+        // dW[P, :] = (Gᵀ)[P, :]·X, then G[:, P]·W[P, :]: both start at feature `lo`.
+        matrix_product(
+            dw_rows,
+            (&g_cols, lo),
+            (&x_op, 0),
+            [len, in_f, rows],
+            1,
+            None,
+        );
+        matrix_product(
+            partial,
+            (&g_rows, lo),
+            (&w_op, lo * in_f),
+            [rows, in_f, len],
+            1,
+            None,
+        );
+    });
     // SAFETY: `matrix_product` wrote every element of each chunk it was given, and the
     // chunks cover `dw`'s `out_f · in_f` elements, `dx`'s `part` and `others`' `(blocks − 1) ·
     // part`.
