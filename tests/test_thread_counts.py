@@ -1,7 +1,7 @@
 """Kernel results do not depend on the thread count: the striped GEMM, the side-by-side
-dX/dW GEMMs of linear and matmul backward, and the parallel elementwise loops and
-reductions give NumPy's answer with 1, 2, 3 and 5 threads (sizes chosen above the
-thresholds where the work is split)."""
+dX/dW GEMMs of linear and matmul backward, linear's backward split by output features, and
+the parallel elementwise loops and reductions give NumPy's answer with 1, 2, 3 and 5
+threads (sizes chosen above the thresholds where the work is split)."""
 
 from __future__ import annotations
 
@@ -40,12 +40,19 @@ def test_a_large_matmul_matches_numpy_at_any_thread_count(threads, dtype, shapes
     np.testing.assert_allclose(got, a.astype(np.float64) @ b, rtol=tol, atol=tol)
 
 
-def test_linear_forward_and_backward_match_numpy_at_any_thread_count(threads):
+@pytest.mark.parametrize(
+    ("rows", "out_features"),
+    [(128, 300), (300, 128)],
+    # A weight at least as tall as the batch is split by output features (dW and shares of
+    # dX per thread); a shorter one runs dX and dW side by side.
+    ids=["weight-taller-than-batch", "batch-taller-than-weight"],
+)
+def test_linear_forward_and_backward_match_numpy_at_any_thread_count(threads, rows, out_features):
     rng = _rng()
-    x_np = rng.standard_normal((128, 200))
-    w_np = rng.standard_normal((300, 200))
-    b_np = rng.standard_normal(300)
-    g_np = rng.standard_normal((128, 300))
+    x_np = rng.standard_normal((rows, 200))
+    w_np = rng.standard_normal((out_features, 200))
+    b_np = rng.standard_normal(out_features)
+    g_np = rng.standard_normal((rows, out_features))
     x = fg.Tensor(x_np, dtype="float64", requires_grad=True)
     w = fg.Tensor(w_np, dtype="float64", requires_grad=True)
     b = fg.Tensor(b_np, dtype="float64", requires_grad=True)
