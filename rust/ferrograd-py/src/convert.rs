@@ -94,10 +94,12 @@ pub fn array_from_py(
 ) -> PyResult<DynArray> {
     if let Some(t) = ours(obj) {
         let a = t.array();
-        return Ok(match dtype {
-            Some(d) => a.to_dtype(d),
-            None => a.clone(),
-        });
+        return match dtype {
+            Some(d) if d != a.dtype() => Ok(a.to_dtype(d)),
+            // On the pool's threads when large: the array is usually read next by a kernel
+            // split over them (a seed gradient, a copied tensor).
+            _ => a.try_clone().py(),
+        };
     }
     if let Ok(arr) = obj.cast::<PyUntypedArray>() {
         // Already an array (a batch, a target vector): no `asarray` round trip.

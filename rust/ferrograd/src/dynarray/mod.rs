@@ -235,6 +235,12 @@ impl DynArray {
         }
     }
 
+    /// A copy of the same dtype, made on the pool's threads when large (see
+    /// [`NdArray::try_clone`]).
+    pub fn try_clone(&self) -> Result<DynArray> {
+        Ok(each_any!(self, a => a.try_clone()))
+    }
+
     /// This array in `dtype` (a copy only when the dtype changes). Float → integer
     /// truncates toward zero; anything → bool is `x != 0`.
     pub fn to_dtype(&self, dtype: DType) -> DynArray {

@@ -565,6 +565,17 @@ pub fn for_each_offset2(
     }
 }
 
+impl<T: Copy + Send + Sync> NdArray<T> {
+    /// A copy, made on the pool's threads when large (see [`try_copied`]); an impossible
+    /// allocation is an error, not an abort.
+    pub fn try_clone(&self) -> Result<Self> {
+        Ok(Self {
+            shape: self.shape.clone(),
+            data: try_copied(&self.data)?,
+        })
+    }
+}
+
 impl<T: Copy + 'static> NdArray<T> {
     /// [`permute`](Self::permute) for plain-data elements: a swap of the last two axes (a
     /// batch of matrix transposes, as `t.T` or `transpose(-2, -1)`) moves register blocks

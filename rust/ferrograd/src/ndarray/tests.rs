@@ -67,3 +67,17 @@ fn broadcast_to_repeats_elements_as_numpy_does_on_every_kind_of_axis() {
         assert_eq!(out.data(), &want[..], "{from:?} -> {to:?}");
     }
 }
+
+#[test]
+fn large_copies_split_over_the_pool_equal_their_source() {
+    // Around the split threshold, and an odd length whose halves differ in size.
+    let t = crate::parallel::PARALLEL_THRESHOLD;
+    for n in [0, 1, t - 1, t, t + 1, 3 * t + 7] {
+        let src: Vec<u32> = (0..n as u32)
+            .map(|i| i.wrapping_mul(2_654_435_761))
+            .collect();
+        assert_eq!(try_copied(&src).unwrap(), src, "{n} elements");
+        let a = NdArray::from_vec(src.clone(), &[n]).unwrap();
+        assert_eq!(a.try_clone().unwrap(), a, "{n} elements as an NdArray");
+    }
+}
