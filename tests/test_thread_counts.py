@@ -87,3 +87,38 @@ def test_large_elementwise_ops_and_sums_match_numpy_at_any_thread_count(threads)
     np.testing.assert_array_equal(a.relu().numpy(), np.maximum(a_np, 0))
     np.testing.assert_allclose(a.exp().numpy(), np.exp(a_np), rtol=1e-6)
     np.testing.assert_allclose(a.sum().item(), a_np.astype(np.float64).sum(), rtol=1e-4)
+
+
+def _max_pool_reference(x, g, kernel, stride, padding):
+    """The max-pool gradient by loops: each output's gradient at its window's first maximum."""
+    n, c, h, w = x.shape
+    ho = (h + 2 * padding - kernel) // stride + 1
+    wo = (w + 2 * padding - kernel) // stride + 1
+    grad = np.zeros_like(x)
+    for oy in range(ho):
+        for ox in range(wo):
+            y0, x0 = oy * stride - padding, ox * stride - padding
+            ys = slice(max(y0, 0), min(y0 + kernel, h))
+            xs = slice(max(x0, 0), min(x0 + kernel, w))
+            window = x[:, :, ys, xs].reshape(n, c, -1)
+            first = window.argmax(axis=2)
+            wy, wx = np.divmod(first, xs.stop - xs.start)
+            ni, ci = np.meshgrid(np.arange(n), np.arange(c), indexing="ij")
+            np.add.at(grad, (ni, ci, ys.start + wy, xs.start + wx), g[:, :, oy, ox])
+    return grad
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "padding"), [(2, 2, 0), (3, 2, 1)], ids=["2x2", "3x3-overlapping"]
+)
+def test_max_pool_backward_matches_numpy_at_any_thread_count(threads, kernel, stride, padding):
+    # 512 planes of 8 x 8: the backward's zero-fill and scatter are split over the threads by
+    # runs of planes; overlapping windows may send two gradients to one input.
+    rng = _rng()
+    x_np = rng.standard_normal((16, 32, 8, 8))
+    x = fg.Tensor(x_np, dtype="float64", requires_grad=True)
+    out = fg.layers.MaxPool2d(kernel, stride, padding)(x)
+    g_np = rng.standard_normal(out.shape)
+    out.backward(g_np)
+    want = _max_pool_reference(x_np, g_np, kernel, stride, padding)
+    np.testing.assert_allclose(x.grad.numpy(), want, rtol=1e-12, atol=1e-12)
