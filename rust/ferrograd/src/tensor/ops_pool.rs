@@ -6,7 +6,7 @@ use super::record::{self, kv};
 use super::Tensor;
 use crate::dynarray::DynArray;
 use crate::ndarray::elementwise::simd::{self, Kernel};
-use crate::ndarray::{try_filled, try_with_capacity, Float, NdArray};
+use crate::ndarray::{try_with_capacity, Float, NdArray};
 use crate::shape::{checked_size, fmt_shape};
 use crate::{shape_err, value_err, Result};
 use std::mem::MaybeUninit;
@@ -65,8 +65,8 @@ impl Tensor {
 fn pool_forward<T: Float>(x: &[T], geo: &Geometry) -> Result<(Vec<T>, Vec<usize>)> {
     let (l, hw) = (geo.positions(), geo.h * geo.w);
     let total = checked_size(&[geo.n, geo.c, l])?;
-    let mut vals = try_filled(total, T::zero())?;
-    let mut args = try_filled(total, 0usize)?;
+    let mut vals = try_with_capacity(total)?;
+    let mut args = try_with_capacity(total)?;
     // The column range of each output column's window, the same in every row and plane.
     let xs: Vec<_> = (0..geo.wo)
         .map(|ox| window(ox, geo.sw, geo.pw, geo.kw, geo.w))
@@ -74,7 +74,10 @@ fn pool_forward<T: Float>(x: &[T], geo: &Geometry) -> Result<(Vec<T>, Vec<usize>
     // Planes go to the kernel in runs (one call per run, not per plane: a digits-CNN plane
     // has 16 outputs, and a call per plane cost several times the pooling itself).
     let per_run = (PLANES_PER_RUN / l.max(1)).max(1);
-    let one = |(r, (v, a)): (usize, (&mut [T], &mut [usize]))| {
+    let one = |(r, (v, a)): (usize, (&mut [MaybeUninit<T>], &mut [MaybeUninit<usize>]))| {
+        // Zeroed here, on the thread that fills them, not serially before the split (see
+        // `pool_backward`); the kernel then writes every element.
+        let (v, a) = (zeroed(v, T::zero()), zeroed(a, 0));
         let first = r * per_run;
         let count = v.len() / l;
         simd::run(PoolPlanes {
@@ -87,13 +90,18 @@ fn pool_forward<T: Float>(x: &[T], geo: &Geometry) -> Result<(Vec<T>, Vec<usize>
         })
     };
     let work = total.saturating_mul(geo.kh * geo.kw);
-    let runs = vals
+    let runs = vals.spare_capacity_mut()[..total]
         .chunks_mut(per_run * l)
-        .zip(args.chunks_mut(per_run * l));
+        .zip(args.spare_capacity_mut()[..total].chunks_mut(per_run * l));
     if parallel(work, geo.n * geo.c) {
         crate::parallel::for_each_item(runs.enumerate(), one);
     } else {
         runs.enumerate().for_each(one);
+    }
+    // SAFETY: the runs cover all `total` elements of both, each initialised by `one`.
+    unsafe {
+        vals.set_len(total);
+        args.set_len(total);
     }
     Ok((vals, args))
 }
@@ -117,9 +125,7 @@ fn pool_backward(g: &DynArray, argmax: &[usize], geo: &Geometry) -> Result<DynAr
         let mut out = try_with_capacity(len)?;
         let per_run = (PLANES_PER_RUN / l.max(1)).max(1);
         let fill = |(r, chunk): (usize, &mut [MaybeUninit<T>])| {
-            chunk.fill(MaybeUninit::new(T::zero()));
-            // SAFETY: every element of `chunk` was initialised just above.
-            let chunk = unsafe { &mut *(chunk as *mut [MaybeUninit<T>] as *mut [T]) };
+            let chunk = zeroed(chunk, T::zero());
             let (base, outputs) = (r * per_run * hw, r * per_run * l..);
             let count = chunk.len() / hw * l;
             for (&at, &v) in argmax[outputs.clone()]
@@ -146,6 +152,14 @@ fn pool_backward(g: &DynArray, argmax: &[usize], geo: &Geometry) -> Result<DynAr
         DynArray::F64(g) => Ok(DynArray::F64(typed(g, argmax, geo)?)),
         other => Err(crate::dtype::float_only_error("max_pool2d", other.dtype())),
     }
+}
+
+/// `chunk` filled with `zero`, as the initialised slice it then is.
+fn zeroed<T: Copy>(chunk: &mut [MaybeUninit<T>], zero: T) -> &mut [T] {
+    chunk.fill(MaybeUninit::new(zero));
+    // SAFETY: every element of `chunk` was initialised just above, and `MaybeUninit<T>` has
+    // the layout of `T`.
+    unsafe { &mut *(chunk as *mut [MaybeUninit<T>] as *mut [T]) }
 }
 
 /// The input positions `0..n` under window `o` (stride `s`, padding `p`, kernel `k`).
