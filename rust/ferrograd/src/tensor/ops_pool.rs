@@ -74,7 +74,7 @@ fn pool_forward<T: Float>(x: &[T], geo: &Geometry) -> Result<(Vec<T>, Vec<usize>
     // Planes go to the kernel in runs (one call per run, not per plane: a digits-CNN plane
     // has 16 outputs, and a call per plane cost several times the pooling itself).
     let per_run = (PLANES_PER_RUN / l.max(1)).max(1);
-    let one = |(r, (v, a)): (usize, (&mut [MaybeUninit<T>], &mut [MaybeUninit<usize>]))| {
+    let one = |(r, (v, a)): (usize, (&mut [_], &mut [_]))| {
         // Zeroed here, on the thread that fills them, not serially before the split (see
         // `pool_backward`); the kernel then writes every element.
         let (v, a) = (zeroed(v, T::zero()), zeroed(a, 0));
