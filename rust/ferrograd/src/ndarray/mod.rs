@@ -20,6 +20,7 @@ pub use float::Float;
 pub use index::IndexItem;
 pub(crate) use matmul::GEMM_PARALLEL_WORK;
 pub use matmul::{linear_grads_by_features, matmul_flat};
+pub(crate) use reduce::lane_sum;
 pub use reduce::ReduceOp;
 
 use crate::shape::{broadcast_strides, checked_size, fmt_shape, strides_of};

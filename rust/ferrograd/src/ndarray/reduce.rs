@@ -49,7 +49,7 @@ const LANES: usize = 16;
 /// Sums a block with [`LANES`] interleaved accumulators (pairwise-like error growth, and a
 /// loop the compiler vectorises, which a single running sum never is).
 #[inline(always)]
-fn lane_sum<T: Float>(xs: &[T]) -> T {
+pub(crate) fn lane_sum<T: Float>(xs: &[T]) -> T {
     let mut acc = [T::zero(); LANES];
     let mut it = xs.chunks_exact(LANES);
     for c in &mut it {
