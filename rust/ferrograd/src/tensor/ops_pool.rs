@@ -133,7 +133,7 @@ fn pool_backward(g: &DynArray, argmax: &[usize], geo: &Geometry) -> Result<DynAr
                 .zip(&g.data()[outputs])
                 .take(count)
             {
-                // `at` lies in this run's planes (see `pool_forward`); a stray one panics.
+                // `at` lies in this run's planes: `pool_forward` found it there.
                 chunk[at - base] = chunk[at - base] + v;
             }
         };
