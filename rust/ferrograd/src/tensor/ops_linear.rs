@@ -1,6 +1,7 @@
 //! The fused `linear` on `Tensor`: `x @ Wᵀ + b` as one GEMM that starts from the bias rows,
 //! whatever the rank of `x` (its batch axes read as rows in place), and a backward of two
-//! GEMMs (dX = G·W, dW = Gᵀ·X, side by side when large) and the bias's column sums.
+//! GEMMs (dX = G·W, dW = Gᵀ·X; when large, side by side, or split by output features when
+//! the weight is at least as tall as the batch) and the bias's column sums.
 
 use super::ops_nn::{changed, typed, with_arrays};
 use super::Tensor;
