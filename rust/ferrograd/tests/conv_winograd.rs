@@ -7,6 +7,17 @@ mod common;
 
 use common::{assert_close, check_grad, grad, leaf, sample, vals, DTYPES};
 
+/// Backpropagates Σ g·y from `y` with a sampled `g` (seeded), which it returns.
+fn backward_weighted(y: &ferrograd::Tensor, seed: u64) -> Vec<f64> {
+    let (g, _) = sample(&y.shape(), seed);
+    let loss = y.mul(&common::t64(&g, &y.shape())).unwrap();
+    loss.sum(None, false)
+        .unwrap()
+        .backward(None, false)
+        .unwrap();
+    g
+}
+
 /// `(N, C, H, W)` of the input, output channels, padding.
 type Case = ([usize; 4], usize, usize);
 
@@ -103,12 +114,7 @@ fn conv2d_on_winograd_tiles_gradients_equal_the_direct_adjoints() {
         let (w, _) = sample(&ws, 42);
         let (xt, wt) = (leaf(&x, &xs), leaf(&w, &ws));
         let y = xt.conv2d(&wt, None, (1, 1), (p, p)).unwrap();
-        let (g, _) = sample(&y.shape(), 43);
-        let loss = y.mul(&common::t64(&g, &y.shape())).unwrap();
-        loss.sum(None, false)
-            .unwrap()
-            .backward(None, false)
-            .unwrap();
+        let g = backward_weighted(&y, 43);
         // d/dx and d/dw of Σ g·conv(x, w), one basis vector at a time through `direct`.
         let dot = |x: &[f64], w: &[f64]| -> f64 {
             let y = direct(x, xs, w, o, p);
@@ -155,12 +161,7 @@ fn conv2d_on_winograd_tiles_in_groups_of_images_on_two_threads_equals_one_group_
         ferrograd::parallel::set_num_threads(threads).unwrap();
         let (xt, wt, bt) = (leaf(&x, &xs), leaf(&w, &ws), leaf(&b, &[o]));
         let y = xt.conv2d(&wt, Some(&bt), (1, 1), (1, 1)).unwrap();
-        let (g, _) = sample(&y.shape(), 54);
-        let loss = y.mul(&common::t64(&g, &y.shape())).unwrap();
-        loss.sum(None, false)
-            .unwrap()
-            .backward(None, false)
-            .unwrap();
+        backward_weighted(&y, 54);
         ferrograd::parallel::set_num_threads(0).unwrap();
         [vals(&y), grad(&xt), grad(&wt), grad(&bt)]
     };

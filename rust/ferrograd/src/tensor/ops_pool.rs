@@ -74,10 +74,9 @@ fn pool_forward<T: Float>(x: &[T], geo: &Geometry) -> Result<(Vec<T>, Vec<usize>
     // Planes go to the kernel in runs (one call per run, not per plane: a digits-CNN plane
     // has 16 outputs, and a call per plane cost several times the pooling itself).
     let per_run = (PLANES_PER_RUN / l.max(1)).max(1);
+    // Written where they are computed, on the thread that goes on to read them: no serial
+    // zero-fill before the split (see `pool_backward`).
     let one = |(r, (v, a)): (usize, (&mut [_], &mut [_]))| {
-        // Zeroed here, on the thread that fills them, not serially before the split (see
-        // `pool_backward`); the kernel then writes every element.
-        let (v, a) = (zeroed(v, T::zero()), zeroed(a, 0));
         let first = r * per_run;
         let count = v.len() / l;
         simd::run(PoolPlanes {
@@ -98,7 +97,8 @@ fn pool_forward<T: Float>(x: &[T], geo: &Geometry) -> Result<(Vec<T>, Vec<usize>
     } else {
         runs.enumerate().for_each(one);
     }
-    // SAFETY: the runs cover all `total` elements of both, each initialised by `one`.
+    // SAFETY: the runs cover all `total` elements of both, and the pooling kernels write
+    // every value and index of the planes they are given.
     unsafe {
         vals.set_len(total);
         args.set_len(total);
@@ -180,8 +180,8 @@ fn pool_plane<T: Float>(
     base: usize,
     geo: &Geometry,
     xs: &[std::ops::Range<usize>],
-    vals: &mut [T],
-    args: &mut [usize],
+    vals: &mut [MaybeUninit<T>],
+    args: &mut [MaybeUninit<usize>],
 ) {
     let w = geo.w;
     for ((vrow, arow), oy) in vals
@@ -199,8 +199,8 @@ fn pool_plane<T: Float>(
                     take_max(row[ix], iy * w + ix, &mut best, &mut at);
                 }
             }
-            *v = best;
-            *a = base + at;
+            v.write(best);
+            a.write(base + at);
         }
     }
 }
@@ -212,8 +212,8 @@ fn pool_plane_fixed<T: Float, const KH: usize, const KW: usize, const S: usize>(
     plane: &[T],
     base: usize,
     geo: &Geometry,
-    vals: &mut [T],
-    args: &mut [usize],
+    vals: &mut [MaybeUninit<T>],
+    args: &mut [MaybeUninit<usize>],
 ) {
     let w = geo.w;
     for ((vrow, arow), oy) in vals
@@ -232,8 +232,8 @@ fn pool_plane_fixed<T: Float, const KH: usize, const KW: usize, const S: usize>(
                     take_max(rows[i], i, &mut best, &mut at);
                 }
             }
-            *v = best;
-            *a = base + top + at;
+            v.write(best);
+            a.write(base + top + at);
         }
     }
 }
@@ -246,8 +246,8 @@ fn pool_plane_2x2<T: Float>(
     plane: &[T],
     base: usize,
     geo: &Geometry,
-    vals: &mut [T],
-    args: &mut [usize],
+    vals: &mut [MaybeUninit<T>],
+    args: &mut [MaybeUninit<usize>],
 ) {
     let w = geo.w;
     for ((vrow, arow), oy) in vals
@@ -262,8 +262,8 @@ fn pool_plane_2x2<T: Float>(
             let (m0, i0) = first_max((a[x], x), (a[x + 1], x + 1));
             let (m1, i1) = first_max((b[x], w + x), (b[x + 1], w + x + 1));
             let (m, i) = first_max((m0, i0), (m1, i1));
-            *v = m;
-            *at = base + top + i;
+            v.write(m);
+            at.write(base + top + i);
         }
     }
 }
@@ -299,8 +299,8 @@ struct PoolPlanes<'a, T> {
     base: usize,
     geo: &'a Geometry,
     xs: &'a [std::ops::Range<usize>],
-    vals: &'a mut [T],
-    args: &'a mut [usize],
+    vals: &'a mut [MaybeUninit<T>],
+    args: &'a mut [MaybeUninit<usize>],
 }
 
 impl<T: Float> Kernel for PoolPlanes<'_, T> {
